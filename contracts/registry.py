@@ -1,0 +1,57 @@
+"""Every published event type, and the bridge from a model to a CloudEvent."""
+
+from __future__ import annotations
+
+from contracts import events as ev
+from contracts.envelope import CloudEvent, new_traceparent, schema_urn
+
+EVENT_MODELS: dict[str, type[ev.EventData]] = {
+    model.event_type: model
+    for model in (
+        ev.CaseCreatedV1,
+        ev.CaseConsentWithdrawnV1,
+        ev.ReferralProposedV1,
+        ev.ReferralSentV1,
+        ev.ReferralAcknowledgedV1,
+        ev.ReferralAcceptedV1,
+        ev.ReferralRejectedV1,
+        ev.ReferralStartedV1,
+        ev.ReferralClosedV1,
+        ev.ReferralCancelledV1,
+        ev.ReferralOverdueV1,
+        ev.ReferralUnmetNeedV1,
+        ev.FollowupDueV1,
+        ev.FollowupCompletedV1,
+        ev.NotificationSentV1,
+        ev.NotificationFailedV1,
+    )
+}
+
+
+class UnknownEventType(LookupError):
+    pass
+
+
+def model_for(event_type: str) -> type[ev.EventData]:
+    try:
+        return EVENT_MODELS[event_type]
+    except KeyError:
+        raise UnknownEventType(event_type) from None
+
+
+def to_cloud_event(
+    data: ev.EventData, *, source: str, traceparent: str | None = None
+) -> CloudEvent:
+    return CloudEvent(
+        type=data.event_type,
+        source=source,
+        subject=str(data.case_id),
+        data=data.model_dump(mode="json"),
+        dataschema=schema_urn(data.event_type),
+        traceparent=traceparent or new_traceparent(),
+    )
+
+
+def parse_data(event: CloudEvent) -> ev.EventData:
+    """Validate an incoming event's data against its v1 model."""
+    return model_for(event.type).model_validate(event.data)

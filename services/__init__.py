@@ -1,0 +1,1 @@
+"""Enlace services."""

@@ -1,0 +1,1 @@
+"""Intake: registration of children at risk, case.* events."""

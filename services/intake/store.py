@@ -1,0 +1,138 @@
+"""Intake's SQL. Every function takes the caller's connection, so the caller owns
+the transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class StoredCase:
+    case_id: UUID
+    reference: str
+    agency_id: str
+    external_id: str
+    risk_level: str
+    registration: dict[str, Any]
+    possible_duplicate_of: list[UUID]
+    consent_status: str
+    consent_withdrawn_at: datetime | None
+    registered_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> StoredCase:
+        return cls(
+            case_id=row["case_id"], reference=row["reference"], agency_id=row["agency_id"],
+            external_id=row["external_id"], risk_level=row["risk_level"],
+            registration=row["registration"],
+            possible_duplicate_of=list(row["possible_duplicate_of"]),
+            consent_status=row["consent_status"],
+            consent_withdrawn_at=row["consent_withdrawn_at"],
+            registered_at=row["registered_at"], version=row["version"],
+        )  # fmt: skip
+
+
+async def get_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = False) -> StoredCase | None:
+    sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if lock else "")
+    row = await conn.fetchrow(sql, case_id)
+    return StoredCase.from_row(row) if row else None
+
+
+async def find_by_external_id(conn: asyncpg.Connection, agency_id: str, external_id: str) -> StoredCase | None:
+    row = await conn.fetchrow(
+        "SELECT * FROM cases WHERE agency_id = $1 AND external_id = $2", agency_id, external_id
+    )
+    return StoredCase.from_row(row) if row else None
+
+
+async def find_idempotency_key(
+    conn: asyncpg.Connection, agency_id: str, key: str
+) -> tuple[str, UUID] | None:
+    row = await conn.fetchrow(
+        "SELECT request_hash, case_id FROM idempotency_keys WHERE agency_id = $1 AND key = $2",
+        agency_id, key,
+    )  # fmt: skip
+    return (row["request_hash"], row["case_id"]) if row else None
+
+
+async def save_idempotency_key(
+    conn: asyncpg.Connection, agency_id: str, key: str, request_hash: str, case_id: UUID
+) -> None:
+    await conn.execute(
+        "INSERT INTO idempotency_keys (agency_id, key, request_hash, case_id) VALUES ($1,$2,$3,$4)",
+        agency_id, key, request_hash, case_id,
+    )  # fmt: skip
+
+
+async def possible_duplicates(conn: asyncpg.Connection, dedup_key: str, agency_id: str) -> list[UUID]:
+    rows = await conn.fetch(
+        """SELECT case_id FROM cases WHERE dedup_key = $1 AND agency_id <> $2
+           ORDER BY registered_at LIMIT 20""",
+        dedup_key, agency_id,
+    )  # fmt: skip
+    return [r["case_id"] for r in rows]
+
+
+async def next_reference_number(conn: asyncpg.Connection, prefix: str) -> int:
+    value: int = await conn.fetchval(
+        """INSERT INTO reference_counters (prefix, last_value) VALUES ($1, 1)
+           ON CONFLICT (prefix) DO UPDATE SET last_value = reference_counters.last_value + 1
+           RETURNING last_value""",
+        prefix,
+    )
+    return value
+
+
+async def insert_case(
+    conn: asyncpg.Connection, *, case_id: UUID, reference: str, agency_id: str, external_id: str,
+    country: str, region: str, risk_level: str, registration: dict[str, Any],
+    dedup_key: str | None, possible_duplicate_of: list[UUID], registered_at: datetime,
+) -> bool:  # fmt: skip
+    """False when (agency, external_id) already exists: a concurrent twin request won."""
+    inserted = await conn.fetchval(
+        """INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
+                              risk_level, registration, dedup_key, possible_duplicate_of,
+                              registered_at)
+           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+           ON CONFLICT (agency_id, external_id) DO NOTHING
+           RETURNING true""",
+        case_id, reference, agency_id, external_id, country, region, risk_level,
+        registration, dedup_key, possible_duplicate_of, registered_at,
+    )  # fmt: skip
+    return bool(inserted)
+
+
+async def withdraw_consent(conn: asyncpg.Connection, case_id: UUID, at: datetime) -> None:
+    await conn.execute(
+        """UPDATE cases SET consent_status = 'withdrawn', consent_withdrawn_at = $2,
+                            version = version + 1
+           WHERE case_id = $1""",
+        case_id, at,
+    )  # fmt: skip
+
+
+async def record_disclosure(
+    conn: asyncpg.Connection, *, case_id: UUID, requested_by: str, on_behalf_of: str,
+    referral_id: UUID | None, purpose: str,
+) -> None:  # fmt: skip
+    await conn.execute(
+        """INSERT INTO disclosures (case_id, requested_by, on_behalf_of, referral_id, purpose)
+           VALUES ($1, $2, $3, $4, $5)""",
+        case_id, requested_by, on_behalf_of, referral_id, purpose,
+    )  # fmt: skip
+
+
+async def latest_caseworker(conn: asyncpg.Connection, agency_id: str, staff_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(
+        """SELECT registration->'caseworker' AS caseworker FROM cases
+           WHERE agency_id = $1 AND registration->'caseworker'->>'id' = $2
+           ORDER BY registered_at DESC LIMIT 1""",
+        agency_id, staff_id,
+    )  # fmt: skip
+    return row["caseworker"] if row else None

@@ -1,0 +1,288 @@
+"""Idempotent consumer on FastStream.
+
+Records arrive in batches (one poll). The fast path applies the whole batch in one
+database transaction: each event id is inserted into `processed_events` beside the
+handler's effects, so a redelivered event changes nothing. Only after that commit is
+the Kafka offset committed (manual ack): a crash in between means redelivery, never
+loss.
+
+When the batch transaction fails, each event is retried alone:
+- infrastructure errors (database unreachable, ...) are retried with backoff for as
+  long as it takes, without committing the offset;
+- a record that cannot be decoded or validated goes to the dead-letter topic at once;
+- any other error is retried alone a bounded number of times (`max_attempts`, after
+  the failed batch attempt) with exponential backoff and jitter, then dead-lettered with the error in `x-error-*` headers.
+A bad record therefore never blocks its partition and is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pydantic
+import structlog
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from contracts.envelope import CloudEvent, EnvelopeError
+from contracts.registry import UnknownEventType
+from contracts.topics import dead_letter_topic, namespaced
+from services.kit.logging import get_logger
+from services.kit.metrics import KitMetrics
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]
+
+
+class TransientError(Exception):
+    """Raised by a handler when a dependency is briefly unavailable: retried, never
+    dead-lettered."""
+
+
+class PoisonEventError(Exception):
+    """Raised by a handler for an event that can never be applied: dead-lettered at once."""
+
+
+TRANSIENT = (
+    TransientError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+POISON = (PoisonEventError, EnvelopeError, UnknownEventType, pydantic.ValidationError)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """Handlers for some event types of one contract topic."""
+
+    topic: str
+    handlers: dict[str, EventHandler]
+    name: str = ""  # consumer name in processed_events; defaults to the topic
+
+    @property
+    def consumer_name(self) -> str:
+        return self.name or self.topic
+
+
+def describe_error(exc: BaseException) -> str:
+    """An error message safe to log and to put in a DLQ header: no input values."""
+    if isinstance(exc, pydantic.ValidationError):
+        fields = ", ".join(
+            ".".join(str(p) for p in err["loc"]) + f": {err['type']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        return f"ValidationError: {fields}"[:500]
+    if isinstance(exc, EnvelopeError | PoisonEventError | UnknownEventType | TransientError):
+        return f"{exc.__class__.__name__}: {exc}"[:500]
+    return exc.__class__.__name__  # other messages may echo data: keep only the class
+
+
+class EventConsumer:
+    """Applies the records of one subscription; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        subscription: Subscription,
+        pool: asyncpg.Pool,
+        producer: Callable[[], Awaitable[AIOKafkaProducer]],
+        namespace: str,
+        metrics: KitMetrics,
+        max_attempts: int = 5,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.subscription = subscription
+        self._pool = pool
+        self._producer = producer
+        self._namespace = namespace
+        self._metrics = metrics
+        self._max_attempts = max_attempts
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self.stopping = asyncio.Event()
+
+    @property
+    def physical_topic(self) -> str:
+        return namespaced(self._namespace, self.subscription.topic)
+
+    async def handle_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
+        decoded: list[tuple[ConsumerRecord[Any, Any], CloudEvent]] = []
+        for record in records:
+            try:
+                decoded.append((record, CloudEvent.from_record(record.key, record.value,
+                                                               record.headers)))  # fmt: skip
+            except EnvelopeError as exc:
+                await self._dead_letter(record, None, exc, attempts=1)
+        wanted = [(r, e) for r, e in decoded if e.type in self.subscription.handlers]
+        for _, event in decoded:
+            if event.type not in self.subscription.handlers:
+                self._metrics.events_consumed.labels(self.subscription.topic, event.type,
+                                                     "ignored").inc()  # fmt: skip
+        if not wanted:
+            return
+        try:
+            outcomes = await self._apply_all([e for _, e in wanted])
+        except Exception as exc:  # fall back to one at a time to isolate the bad record
+            log.info("batch failed; applying one by one", error=describe_error(exc),
+                     batch=len(wanted))  # fmt: skip
+            for record, event in wanted:
+                await self._apply_one_with_retries(record, event)
+            return
+        for event, outcome in zip([e for _, e in wanted], outcomes, strict=True):
+            self._metrics.events_consumed.labels(self.subscription.topic, event.type,
+                                                 outcome).inc()  # fmt: skip
+
+    async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            return [await self._apply(conn, event) for event in events]
+
+    async def _apply(self, conn: asyncpg.Connection, event: CloudEvent) -> str:
+        first_time = await conn.fetchval(
+            """INSERT INTO processed_events (consumer, event_id, event_type)
+               VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
+            self.subscription.consumer_name, event.id, event.type,
+        )  # fmt: skip
+        if not first_time:
+            return "duplicate"
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.id, case_id=event.subject, trace_id=event.trace_id,
+            event_type=event.type,
+        ):  # fmt: skip
+            await self.subscription.handlers[event.type](conn, event)
+        return "applied"
+
+    async def _apply_one_with_retries(
+        self, record: ConsumerRecord[Any, Any], event: CloudEvent
+    ) -> None:
+        attempt = 0
+        backoff = self._backoff_initial
+        while True:
+            attempt += 1
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    outcome = await self._apply(conn, event)
+                self._metrics.events_consumed.labels(self.subscription.topic, event.type,
+                                                     outcome).inc()  # fmt: skip
+                return
+            except POISON as exc:
+                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
+                                                    "poison").inc()  # fmt: skip
+                await self._dead_letter(record, event, exc, attempts=attempt)
+                return
+            except TRANSIENT as exc:
+                # Infrastructure, not the record: wait it out; the offset stays put.
+                attempt -= 1
+                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
+                                                    "transient").inc()  # fmt: skip
+                log.warning("transient error; retrying", error=describe_error(exc),
+                            event_id=event.id)  # fmt: skip
+            except Exception as exc:
+                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
+                                                    "error").inc()  # fmt: skip
+                log.warning("handler failed", error=describe_error(exc), attempt=attempt,
+                            event_id=event.id, case_id=event.subject)  # fmt: skip
+                if attempt >= self._max_attempts:
+                    await self._dead_letter(record, event, exc, attempts=attempt)
+                    return
+            if self.stopping.is_set():
+                raise asyncio.CancelledError("stopping with an unapplied record")
+            await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
+            backoff = min(backoff * 2, self._backoff_max)
+
+    async def _dead_letter(
+        self,
+        record: ConsumerRecord[Any, Any],
+        event: CloudEvent | None,
+        exc: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        error = describe_error(exc)
+        dlq = dead_letter_topic(record.topic)
+        headers = [
+            *(record.headers or ()),
+            ("x-error-type", exc.__class__.__name__.encode()),
+            ("x-error-message", error.encode()),
+            ("x-error-attempts", str(attempts).encode()),
+            ("x-original-topic", record.topic.encode()),
+            ("x-original-partition", str(record.partition).encode()),
+            ("x-original-offset", str(record.offset).encode()),
+            ("x-consumer", self.subscription.consumer_name.encode()),
+        ]
+        while True:
+            try:
+                producer = await self._producer()
+                await (await producer.send(dlq, value=record.value, key=record.key,
+                                           headers=headers))  # fmt: skip
+                break
+            except Exception as send_exc:  # broker trouble: the offset must not move on
+                log.warning("dead-letter publish failed; retrying",
+                            error=send_exc.__class__.__name__)  # fmt: skip
+                if self.stopping.is_set():
+                    raise asyncio.CancelledError("stopping before dead-lettering") from send_exc
+                await asyncio.sleep(1.0)
+        if event is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.execute(
+                    """INSERT INTO processed_events (consumer, event_id, event_type, outcome, error)
+                       VALUES ($1, $2, $3, 'dead_lettered', $4) ON CONFLICT DO NOTHING""",
+                    self.subscription.consumer_name, event.id, event.type, error,
+                )  # fmt: skip
+        self._metrics.dead_lettered.labels(self.subscription.topic).inc()
+        self._metrics.events_consumed.labels(
+            self.subscription.topic, event.type if event else "undecodable", "dead_lettered"
+        ).inc()
+        log.error("record dead-lettered", dlq=dlq, error=error, attempts=attempts,
+                  event_id=event.id if event else None, partition=record.partition,
+                  offset=record.offset)  # fmt: skip
+
+
+async def _undecoded(message: Any) -> None:
+    """FastStream would parse every value as JSON before our handler runs, and a
+    non-JSON poison record would then fail outside our dead-letter path. The kit
+    decodes the raw records itself."""
+    return None
+
+
+def register(broker: KafkaBroker, consumer: EventConsumer, *, group_id: str,
+             batch_size: int, auto_offset_reset: str) -> None:  # fmt: skip
+    """Subscribe `consumer` on the broker: batch polls, manual commit after the DB commit."""
+
+    async def on_batch(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        try:
+            await consumer.handle_batch(records)
+        except BaseException:
+            # The consumer's position is already past this batch: rewind it, or the
+            # next commit would skip records that were never applied.
+            await message.nack()
+            raise
+        await message.ack()
+
+    broker.subscriber(
+        consumer.physical_topic,
+        decoder=_undecoded,
+        group_id=group_id,
+        batch=True,
+        max_records=batch_size,
+        batch_timeout_ms=100,
+        auto_offset_reset=auto_offset_reset,  # type: ignore[arg-type]
+        ack_policy=AckPolicy.MANUAL,
+    )(on_batch)

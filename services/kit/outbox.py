@@ -1,0 +1,263 @@
+"""Transactional outbox and its relay.
+
+`enqueue` writes an event in the caller's transaction, beside the state change it
+describes, and NOTIFYs the relay (delivered only if that transaction commits).
+
+`OutboxRelay` publishes pending rows in `seq` order with the idempotent producer and
+deletes a row only after the broker acknowledged it. One replica at a time holds a
+session advisory lock and relays; the others wait as hot standbys. NOTIFY is only
+a wake-up: a slow fallback poll catches anything missed. When Kafka is down the
+rows wait and the relay backs off; nothing is lost, and within a case nothing is
+reordered (see `_publish_batch`).
+
+Per-case order relies on writers serialising per case (lock the case row before
+enqueueing), because a BIGSERIAL does not follow commit order across transactions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from contracts.envelope import CloudEvent
+from contracts.topics import namespaced
+from services.kit.logging import get_logger
+from services.kit.metrics import KitMetrics
+
+NOTIFY_CHANNEL = "enlace_outbox"
+log = get_logger(__name__)
+
+_INSERT = """
+INSERT INTO outbox (topic, event_id, event_type, source, subject, event_time, dataschema,
+                    traceparent, data)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::text[], $8::text[], $9::bytea[])
+"""
+
+
+async def enqueue(conn: asyncpg.Connection, topic: str, *events: CloudEvent) -> None:
+    """Write events to the outbox inside the caller's open transaction."""
+    if not events:
+        return
+    if not conn.is_in_transaction():
+        raise RuntimeError("outbox.enqueue must run inside the transaction of the state change")
+    await conn.execute(
+        _INSERT,
+        [topic] * len(events),
+        [e.id for e in events],
+        [e.type for e in events],
+        [e.source for e in events],
+        [e.subject for e in events],
+        [e.time for e in events],
+        [e.dataschema for e in events],
+        [e.traceparent for e in events],
+        [e.value() for e in events],
+    )
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+def _row_to_event(row: asyncpg.Record) -> CloudEvent:
+    return CloudEvent(
+        type=row["event_type"],
+        source=row["source"],
+        subject=row["subject"],
+        data=orjson.loads(row["data"]),
+        id=row["event_id"],
+        time=row["event_time"],
+        dataschema=row["dataschema"],
+        traceparent=row["traceparent"],
+    )
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        dsn: str,
+        producer_factory: Callable[[], AIOKafkaProducer],
+        namespace: str,
+        lock_key: int,
+        metrics: KitMetrics,
+        batch_size: int = 1000,
+        fallback_poll_seconds: float = 2.0,
+        retry_max_seconds: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._dsn = dsn
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
+        self._namespace = namespace
+        self._lock_key = lock_key
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._fallback_poll = fallback_poll_seconds
+        self._retry_max = retry_max_seconds
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.is_leader = False
+        self.last_error: str | None = None
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until `stop()`: win the lock, then relay; lose it, then try again."""
+        while not self._stopping.is_set():
+            try:
+                await self._lead()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                self.last_error = f"database: {exc.__class__.__name__}"
+                log.warning("outbox relay lost its database connection", error=self.last_error)
+            finally:
+                self._set_leader(False)
+            await self._sleep(1.0)
+        await self._close_producer()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _lead(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        try:
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                if await self._sleep(self._fallback_poll):
+                    return
+            self._set_leader(True)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            log.info("outbox relay is leader")
+            while not self._stopping.is_set():
+                if conn.is_closed():
+                    raise asyncpg.InterfaceError("relay lock connection closed")
+                published = await self.publish_pending()
+                if published == 0:
+                    await self._wait_for_work()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), timeout=2)
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=self._fallback_poll)
+        self._wake.clear()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        return self._stopping.is_set()
+
+    def _set_leader(self, value: bool) -> None:
+        self.is_leader = value
+        self._metrics.relay_is_leader.set(1 if value else 0)
+
+    # --- publishing ----------------------------------------------------------------
+
+    async def publish_pending(self) -> int:
+        """Publish everything pending, batch by batch; returns how many went out.
+
+        On a broker failure it backs off and retries the same rows until they go or
+        the relay stops; so it only returns 0 when nothing was pending.
+        """
+        total = 0
+        backoff = 0.2
+        while not self._stopping.is_set():
+            rows = await self._pool.fetch(
+                "SELECT * FROM outbox ORDER BY seq LIMIT $1", self._batch_size
+            )
+            if not rows:
+                self._metrics.outbox_backlog.set(0)
+                return total
+            try:
+                producer = await self._ensure_producer()
+                published = await self._publish_batch(producer, rows)
+            except Exception as exc:  # broker down, timeouts, fenced producer...
+                self._metrics.publish_failures.inc()
+                self.last_error = f"kafka: {exc.__class__.__name__}"
+                log.warning("outbox publish failed; will retry", error=self.last_error,
+                            retry_in=round(backoff, 2), pending=len(rows))  # fmt: skip
+                await self._close_producer()  # a fresh producer id after any failure
+                if await self._sleep(backoff + random.uniform(0, backoff / 2)):
+                    return total
+                backoff = min(backoff * 2, self._retry_max)
+                continue
+            self.last_error = None
+            backoff = 0.2
+            total += published
+            if published < len(rows):
+                continue  # partial: the failed rows are retried in the next round
+        return total
+
+    async def _publish_batch(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> int:
+        started = time.perf_counter()
+        futures = []
+        for row in rows:
+            event = _row_to_event(row)
+            futures.append(
+                await producer.send(
+                    namespaced(self._namespace, row["topic"]),
+                    value=event.value(),
+                    key=event.key,
+                    headers=event.headers(),
+                )
+            )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        # A row counts as published only if it and every earlier row of the same case
+        # were acknowledged; a later row of a case whose earlier row failed is sent
+        # again after it (a duplicate consumers drop by event id), never before it.
+        failed_keys: set[str] = set()
+        done: list[int] = []
+        first_error: BaseException | None = None
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                failed_keys.add(row["subject"])
+                first_error = first_error or result
+            elif row["subject"] not in failed_keys:
+                done.append(row["seq"])
+        if done:
+            await self._pool.execute("DELETE FROM outbox WHERE seq = ANY($1::bigint[])", done)
+            done_set = set(done)
+            for row in rows:
+                if row["seq"] in done_set:
+                    self._metrics.events_published.labels(row["topic"], row["event_type"]).inc()
+        self._metrics.relay_batch_seconds.observe(time.perf_counter() - started)
+        if first_error is not None and not done:
+            raise first_error
+        return len(done)
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = self._producer_factory()
+            try:
+                await producer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _close_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(producer.stop(), timeout=5)
+
+    async def backlog(self) -> int:
+        count: int = await self._pool.fetchval("SELECT count(*) FROM outbox")
+        self._metrics.outbox_backlog.set(count)
+        return count

@@ -1,0 +1,262 @@
+"""The wiring every service process shares: pool and migrations, the outbox relay,
+the Kafka subscribers, background workers, health, metrics and graceful shutdown.
+
+A service builds a `ServiceRuntime` with its migrations, subscriptions and workers,
+and hands `runtime.lifespan` to FastAPI. Kafka being down at start-up does not stop
+the service: HTTP keeps answering (writes wait in the outbox), subscribers connect
+when the broker comes back, and `/readyz` says what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request, Response
+from faststream.kafka import KafkaBroker
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.kit.consumer import EventConsumer, Subscription, register
+from services.kit.db import create_pool, migrate
+from services.kit.kafka import make_producer
+from services.kit.logging import configure_logging, get_logger
+from services.kit.metrics import KitMetrics
+from services.kit.outbox import OutboxRelay
+from services.kit.settings import ServiceSettings
+
+log = get_logger(__name__)
+
+Worker = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        migrations: Path | None = None,
+        subscriptions: list[Subscription] | None = None,
+        workers: list[Worker] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.migrations = migrations
+        self.subscriptions = subscriptions or []
+        self.workers = workers or []
+        self.metrics = KitMetrics(settings.service_name)
+        self._pool: asyncpg.Pool | None = None
+        self.relay: OutboxRelay | None = None
+        self.broker: KafkaBroker | None = None
+        self.consumers: list[EventConsumer] = []
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.broker_connected = False
+        self.stopping = asyncio.Event()
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("runtime not started")
+        return self._pool
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        configure_logging(self.settings.log_level)
+        s = self.settings
+        self._pool = await create_pool(s.database_url, min_size=s.db_pool_min,
+                                       max_size=s.db_pool_max)  # fmt: skip
+        await migrate(self._pool, self.migrations, s.service_name)
+        lock_key = int.from_bytes(
+            hashlib.sha256(f"outbox-relay:{s.service_name}".encode()).digest()[:8], "big",
+            signed=True,
+        )  # fmt: skip
+        self.relay = OutboxRelay(
+            pool=self._pool,
+            dsn=s.database_url,
+            producer_factory=lambda: make_producer(
+                s.kafka_bootstrap_servers, f"{s.service_name}-relay"),
+            namespace=s.topic_namespace,
+            lock_key=lock_key,
+            metrics=self.metrics,
+            batch_size=s.outbox_batch_size,
+            fallback_poll_seconds=s.outbox_fallback_poll_seconds,
+            retry_max_seconds=s.relay_retry_max_seconds,
+        )
+        self._spawn(self.relay.run(), "outbox-relay")
+        if self.subscriptions:
+            self._spawn(self._run_broker(), "kafka-subscribers")
+        for worker in self.workers:
+            self._spawn(worker(self), getattr(worker, "__name__", "worker"))
+        log.info("service started", service=s.service_name, namespace=s.topic_namespace)
+
+    async def stop(self) -> None:
+        """Finish in-flight work, commit nothing unfinished, release everything."""
+        self.stopping.set()
+        for consumer in self.consumers:
+            consumer.stopping.set()
+        if self.broker is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.broker.stop(),
+                                       timeout=self.settings.shutdown_grace_seconds)  # fmt: skip
+        if self.relay is not None:
+            await self.relay.stop()
+        _, pending = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_seconds) \
+            if self._tasks else (set(), set())  # fmt: skip
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(BaseException):
+                await task
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.stop(), timeout=5)
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), timeout=10)
+        log.info("service stopped", service=self.settings.service_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background task crashed", task=name)
+                raise
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def sleep(self, seconds: float) -> bool:
+        """Sleep unless stopping; True when the service is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        return self.stopping.is_set()
+
+    # --- kafka -----------------------------------------------------------------------
+
+    async def producer(self) -> AIOKafkaProducer:
+        """A started idempotent producer for direct sends (dead letters); the outbox
+        relay keeps its own."""
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = make_producer(self.settings.kafka_bootstrap_servers,
+                                         f"{self.settings.service_name}-direct")  # fmt: skip
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    async def _run_broker(self) -> None:
+        s = self.settings
+        delay = 0.5
+        while not self.stopping.is_set():
+            broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name,
+                                 graceful_timeout=s.shutdown_grace_seconds)  # fmt: skip
+            consumers = [
+                EventConsumer(
+                    subscription=sub, pool=self.pool, producer=self.producer,
+                    namespace=s.topic_namespace, metrics=self.metrics,
+                    max_attempts=s.consumer_max_attempts,
+                    backoff_initial=s.consumer_backoff_initial_seconds,
+                    backoff_max=s.consumer_backoff_max_seconds,
+                )
+                for sub in self.subscriptions
+            ]  # fmt: skip
+            for consumer in consumers:
+                register(broker, consumer, group_id=s.group_id, batch_size=s.consumer_batch_size,
+                         auto_offset_reset=s.consumer_auto_offset_reset)  # fmt: skip
+            try:
+                await broker.start()
+            except Exception as exc:
+                log.warning("kafka not reachable; subscribers will retry",
+                            error=exc.__class__.__name__, retry_in=delay)  # fmt: skip
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                if await self.sleep(delay):
+                    return
+                delay = min(delay * 2, 10.0)
+                continue
+            self.broker, self.consumers = broker, consumers
+            self.broker_connected = True
+            log.info("subscribers started", topics=[c.physical_topic for c in consumers])
+            return
+
+    async def kafka_reachable(self, timeout: float = 3.0) -> bool:
+        try:
+            producer = await asyncio.wait_for(self.producer(), timeout=timeout)
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout)
+            return True
+        except Exception:
+            return False
+
+    async def database_reachable(self, timeout: float = 3.0) -> bool:
+        try:
+            await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=timeout)
+            return True
+        except Exception:
+            return False
+
+    # --- http ------------------------------------------------------------------------
+
+    def health_router(self) -> APIRouter:
+        router = APIRouter(tags=["operations"])
+
+        @router.get("/healthz", summary="The process is alive")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok", "service": self.settings.service_name}
+
+        @router.get("/readyz", summary="Database and Kafka really reachable")
+        async def readyz(response: Response) -> dict[str, Any]:
+            database, kafka = await asyncio.gather(self.database_reachable(),
+                                                   self.kafka_reachable())  # fmt: skip
+            subscribers = self.broker_connected or not self.subscriptions
+            ready = database and kafka and subscribers
+            response.status_code = 200 if ready else 503
+            return {
+                "status": "ready" if ready else "not ready",
+                "checks": {"database": database, "kafka": kafka, "subscribers": subscribers,
+                           "outbox_relay_leader": bool(self.relay and self.relay.is_leader)},
+            }  # fmt: skip
+
+        @router.get("/metrics", summary="Prometheus metrics")
+        async def metrics() -> Response:
+            if self.relay is not None:
+                with contextlib.suppress(Exception):
+                    await self.relay.backlog()
+            return Response(generate_latest(self.metrics.registry),
+                            media_type=CONTENT_TYPE_LATEST)  # fmt: skip
+
+        return router
+
+    def install_request_metrics(self, app: FastAPI) -> None:
+        @app.middleware("http")
+        async def count_requests(request: Request, call_next: Any) -> Response:
+            started = time.perf_counter()
+            response: Response = await call_next(request)
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.http_requests.labels(request.method, path, response.status_code).inc()
+            self.metrics.http_latency.labels(request.method, path).observe(
+                time.perf_counter() - started)  # fmt: skip
+            return response

@@ -1,0 +1,62 @@
+"""Service settings from the environment (pydantic-settings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Services subclass it to add their own.
+
+    `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` are read without prefix (the usual
+    names); everything else is `ENLACE_<NAME>`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ENLACE_", extra="ignore")
+
+    service_name: str = "service"
+    database_url: str = Field(
+        default="postgresql://enlace:enlace@127.0.0.1:15432/enlace",
+        validation_alias=AliasChoices("DATABASE_URL", "ENLACE_DATABASE_URL"),
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ENLACE_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    topic_namespace: str = Field(
+        default="", description="Prefix of physical topic names; empty in production"
+    )
+    consumer_group: str = Field(default="", description="Defaults to enlace-<service_name>")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    agencies_file: Path = DEPLOY_DIR / "agencies.yaml"
+    max_body_bytes: int = 64 * 1024
+
+    db_pool_min: int = 2
+    db_pool_max: int = 10
+
+    outbox_batch_size: int = 1000
+    outbox_fallback_poll_seconds: float = 2.0  # NOTIFY is only a wake-up; this is the net
+    relay_retry_max_seconds: float = 5.0
+
+    consumer_batch_size: int = 500
+    consumer_max_attempts: int = 5
+    consumer_backoff_initial_seconds: float = 0.1
+    consumer_backoff_max_seconds: float = 5.0
+    consumer_auto_offset_reset: str = "earliest"
+    shutdown_grace_seconds: float = 15.0
+
+    @property
+    def group_id(self) -> str:
+        return self.consumer_group or f"enlace-{self.service_name}"
+
+    @property
+    def event_source(self) -> str:
+        return f"/enlace/{self.service_name}"

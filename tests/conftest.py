@@ -1,0 +1,87 @@
+"""Fixtures: real Kafka and PostgreSQL for every test that is not a pure unit test.
+
+Servers come from the environment, else testcontainers when a Docker engine answers,
+else the local runtime of deploy/local (see tests/infra.py). Each test session gets
+its own topic namespace and its own databases, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI
+
+from services.kit.kafka import ensure_topics
+from services.kit.settings import ServiceSettings
+from tests.helpers import TopicReader
+from tests.infra import Infra, create_database, drop_database, provide_infra
+
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def infra() -> Any:
+    provided, teardown = provide_infra()
+    yield provided
+    teardown()
+
+
+@pytest.fixture(scope="session")
+async def namespace(infra: Infra) -> AsyncIterator[str]:
+    ns = f"test-{RUN_ID}"
+    names = await ensure_topics(infra.kafka_bootstrap, ns, partitions=3)
+    yield ns
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    with contextlib.suppress(Exception):
+        await admin.start()
+        await admin.delete_topics(names)
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def databases(infra: Infra) -> AsyncIterator[Callable[[str], Any]]:
+    """`await databases("intake")` -> DSN of a fresh database for this session."""
+    created: list[str] = []
+
+    async def make(service: str) -> str:
+        name = f"enlace_{service}_{RUN_ID}_{len(created)}"
+        await create_database(infra, name)
+        created.append(name)
+        return infra.dsn_for(name)
+
+    yield make
+    for name in created:
+        with contextlib.suppress(Exception):
+            await drop_database(infra, name)
+
+
+@pytest.fixture(scope="session")
+def topics(infra: Infra, namespace: str) -> TopicReader:
+    return TopicReader(infra.kafka_bootstrap, namespace)
+
+
+def service_settings(cls: type[ServiceSettings], infra: Infra, namespace: str, dsn: str,
+                     **overrides: Any) -> Any:  # fmt: skip
+    return cls(
+        database_url=dsn,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_namespace=namespace,
+        consumer_group=f"{namespace}-{cls.model_fields['service_name'].default}-{uuid.uuid4().hex[:6]}",
+        outbox_fallback_poll_seconds=0.5,
+        **overrides,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (runtime, relay, subscribers) and talk to it in-process."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield client

@@ -1,0 +1,174 @@
+"""The idempotent consumer on real Kafka and PostgreSQL: effects applied once per
+event id, poison records dead-lettered with the error, transient failures retried,
+nothing blocks the partition."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from contracts.envelope import CloudEvent
+from contracts.topics import Topic, namespaced
+from services.kit.consumer import Subscription, TransientError
+from services.kit.runtime import ServiceRuntime
+from services.kit.settings import ServiceSettings
+from tests.helpers import TopicReader, poll_until
+from tests.infra import Infra
+
+MIGRATION = """
+CREATE TABLE effects (event_id TEXT NOT NULL, case_id TEXT NOT NULL, note TEXT NOT NULL);
+"""
+
+
+class Behaviour:
+    """What the toy handler does per case id, set by each test."""
+
+    def __init__(self) -> None:
+        self.fail_times: dict[str, int] = {}
+        self.always_fail: set[str] = set()
+        self.attempts: dict[str, int] = {}
+
+
+@pytest.fixture(scope="module")
+async def toy(
+    infra: Infra, namespace: str, databases: Callable[[str], Any], tmp_path_factory: Any
+) -> AsyncIterator[tuple[ServiceRuntime, Behaviour]]:
+    migrations: Path = tmp_path_factory.mktemp("toy-migrations")
+    (migrations / "001_effects.sql").write_text(MIGRATION)
+    behaviour = Behaviour()
+
+    async def apply(conn: asyncpg.Connection, event: CloudEvent) -> None:
+        case = event.subject
+        behaviour.attempts[case] = behaviour.attempts.get(case, 0) + 1
+        if case in behaviour.always_fail:
+            raise KeyError("a bug in the handler")
+        if behaviour.fail_times.get(case, 0) > 0:
+            behaviour.fail_times[case] -= 1
+            raise TransientError("dependency down")
+        await conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", event.id, case,
+                           event.data.get("note", ""))  # fmt: skip
+
+    settings = ServiceSettings(
+        service_name="toy",
+        database_url=await databases("toy"),
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_namespace=namespace,
+        consumer_group=f"{namespace}-toy",
+        consumer_backoff_initial_seconds=0.01,
+        consumer_backoff_max_seconds=0.05,
+        consumer_max_attempts=3,
+    )
+    runtime = ServiceRuntime(
+        settings, migrations=migrations,
+        subscriptions=[Subscription(Topic.NOTIFICATIONS, {"toy.happened": apply})],
+    )  # fmt: skip
+    await runtime.start()
+    try:
+        yield runtime, behaviour
+    finally:
+        await runtime.stop()
+
+
+async def _produce(infra: Infra, namespace: str, *records: tuple[bytes, bytes | None, list[tuple[str, bytes]]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    await producer.start()
+    try:
+        for key, value, headers in records:
+            await producer.send_and_wait(namespaced(namespace, Topic.NOTIFICATIONS), value=value,
+                                         key=key, headers=headers)  # fmt: skip
+    finally:
+        await producer.stop()
+
+
+def _event(case_id: str, note: str = "x", event_id: str | None = None) -> CloudEvent:
+    return CloudEvent(type="toy.happened", source="/test", subject=case_id, data={"note": note},
+                      id=event_id or str(uuid.uuid4()))  # fmt: skip
+
+
+def _record(event: CloudEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    return event.key, event.value(), event.headers()
+
+
+async def _effects(runtime: ServiceRuntime, case_id: str) -> list[str]:
+    rows = await runtime.pool.fetch("SELECT note FROM effects WHERE case_id = $1 ORDER BY note", case_id)
+    return [r["note"] for r in rows]
+
+
+async def test_redelivered_event_applies_once(toy: tuple[ServiceRuntime, Behaviour], infra: Infra,
+                                              namespace: str) -> None:  # fmt: skip
+    runtime, _ = toy
+    case = str(uuid.uuid4())
+    first = _event(case, "a")
+    await _produce(infra, namespace, _record(first), _record(first), _record(_event(case, "b")),
+                   _record(first))  # fmt: skip
+    notes = await poll_until(lambda: _effects(runtime, case), lambda n: len(n) >= 2,
+                             what="both distinct events applied")  # fmt: skip
+    # a later marker proves the duplicates behind it were consumed, not just pending
+    marker = _event(case, "c")
+    await _produce(infra, namespace, _record(first), _record(marker))
+    notes = await poll_until(lambda: _effects(runtime, case), lambda n: "c" in n, what="marker")
+    assert notes == ["a", "b", "c"]
+
+
+async def test_poison_record_goes_to_dlq_and_does_not_block(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str, topics: TopicReader
+) -> None:
+    runtime, _ = toy
+    case = str(uuid.uuid4())
+    broken_headers = [(k, v) for k, v in _event(case).headers() if k != "ce_id"]
+    after = _event(case, "after-poison")
+    await _produce(infra, namespace, (case.encode(), b"{not json", _event(case).headers()),
+                   (case.encode(), b"{}", broken_headers), _record(after))  # fmt: skip
+    await poll_until(lambda: _effects(runtime, case), lambda n: n == ["after-poison"],
+                     what="the record behind the poison ones")  # fmt: skip
+    dead = await topics.wait_for(
+        Topic.NOTIFICATIONS.dlq, lambda rs: len([r for r in rs if r.key == case]) >= 2,
+        what="two dead letters",
+    )  # fmt: skip
+    mine = [r for r in dead if r.key == case]
+    errors = sorted(r.headers["x-error-message"] for r in mine)
+    assert errors[0].startswith("EnvelopeError: missing header ce_id")
+    assert errors[1].startswith("EnvelopeError: value is not JSON")
+    assert all(r.headers["x-original-topic"] == namespaced(namespace, Topic.NOTIFICATIONS) for r in mine)
+    assert all("x-original-offset" in r.headers for r in mine)
+
+
+async def test_transient_failures_are_retried_until_applied(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str
+) -> None:
+    runtime, behaviour = toy
+    case = str(uuid.uuid4())
+    behaviour.fail_times[case] = 6  # more than max attempts: transient errors do not count
+    await _produce(infra, namespace, _record(_event(case, "eventually")))
+    assert await poll_until(lambda: _effects(runtime, case), what="applied after retries") == ["eventually"]
+    assert behaviour.attempts[case] >= 7
+
+
+async def test_failing_handler_is_dead_lettered_after_bounded_retries(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str, topics: TopicReader
+) -> None:
+    runtime, behaviour = toy
+    case = str(uuid.uuid4())
+    behaviour.always_fail.add(case)
+    bad = _event(case, "bad")
+    await _produce(infra, namespace, _record(bad))
+    (dead,) = await topics.for_case(Topic.NOTIFICATIONS.dlq, case, 1)
+    assert dead.headers["ce_id"] == bad.id
+    assert dead.headers["x-error-type"] == "KeyError"
+    assert dead.headers["x-error-attempts"] == "3"
+    assert behaviour.attempts[case] == 1 + 3  # the batch attempt, then 3 alone
+    outcome = await runtime.pool.fetchval(
+        "SELECT outcome FROM processed_events WHERE event_id = $1", bad.id)  # fmt: skip
+    assert outcome == "dead_lettered"
+    # the same record delivered again is not retried nor dead-lettered twice
+    behaviour.always_fail.discard(case)
+    marker = _event(case, "marker")
+    await _produce(infra, namespace, _record(bad), _record(marker))
+    assert await poll_until(lambda: _effects(runtime, case), what="marker") == ["marker"]
+    assert behaviour.attempts[case] == 5  # 4 for bad, 1 for marker
