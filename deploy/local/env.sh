@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Variables here are used by the scripts that source this file.
+# shellcheck disable=SC2034
+# Shared settings for deploy/local/*.sh. Sourced, never executed.
+# Everything the local runtime writes lives under $LOCAL_DIR (git-ignored),
+# so `rm -rf .local` is a full reset.
+
+# Resolve the repository from this file's location, not from $PWD, so the
+# scripts work from any directory (CI, IDE, tests calling subprocess).
+DEPLOY_LOCAL_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
+REPO_ROOT="$(cd -- "$DEPLOY_LOCAL_DIR/../.." && pwd -P)"
+LOCAL_DIR="$REPO_ROOT/.local"
+
+# Ports: non-default values so we never collide with a system Kafka/PostgreSQL.
+ENLACE_KAFKA_PORT="${ENLACE_KAFKA_PORT:-19092}"
+ENLACE_KAFKA_CONTROLLER_PORT="${ENLACE_KAFKA_CONTROLLER_PORT:-19093}"
+ENLACE_PG_PORT="${ENLACE_PG_PORT:-15432}"
+ENLACE_KAFKA_HEAP="${ENLACE_KAFKA_HEAP:--Xms256m -Xmx512m}"
+ENLACE_READY_TIMEOUT="${ENLACE_READY_TIMEOUT:-60}"
+ENLACE_STOP_TIMEOUT="${ENLACE_STOP_TIMEOUT:-30}"
+# Host is fixed: both servers listen on loopback only, by design.
+ENLACE_HOST=127.0.0.1
+
+KAFKA_DIR="$LOCAL_DIR/kafka"
+KAFKA_LIBS="$KAFKA_DIR/libs"
+KAFKA_DATA="$KAFKA_DIR/data"
+KAFKA_LOG_DIR="$KAFKA_DIR/logs"
+KAFKA_LOG="$KAFKA_LOG_DIR/server.log"
+KAFKA_STDOUT_LOG="$KAFKA_LOG_DIR/stdout.log"
+KAFKA_PROPS="$KAFKA_DIR/server.properties"
+KAFKA_LOG4J="$KAFKA_DIR/log4j2.properties"
+KAFKA_POM="$DEPLOY_LOCAL_DIR/kafka/pom.xml"
+KAFKA_BOOTSTRAP="$ENLACE_HOST:$ENLACE_KAFKA_PORT"
+
+PG_DIR="$LOCAL_DIR/pg"
+PG_DATA="$PG_DIR/data"
+PG_LOG="$PG_DIR/postgres.log"
+PG_SUPERUSER=enlace
+PG_PASSWORD=enlace
+PG_SERVICE_DBS=(enlace_intake enlace_referral enlace_followup enlace_notifications)
+
+RUN_DIR="$LOCAL_DIR/run"
+PYTHON="${ENLACE_PYTHON:-$REPO_ROOT/.venv/bin/python}"
+
+# CI has no terminal: never let apt or anything else prompt.
+export DEBIAN_FRONTEND=noninteractive
+
+# die MESSAGE [LOGFILE]: print a clear error (and where to look) and exit 1.
+die() {
+    local msg="$1" log="${2:-}"
+    printf 'ERROR: %s\n' "$msg" >&2
+    if [[ -n "$log" ]]; then
+        printf 'ERROR: read the log: %s\n' "$log" >&2
+        if [[ -r "$log" ]]; then
+            printf -- '----- last 30 lines of %s -----\n' "$log" >&2
+            tail -n 30 -- "$log" >&2 || true
+            printf -- '-----\n' >&2
+        fi
+    fi
+    exit 1
+}
+
+info() { printf '%s\n' "$*"; }
+
+is_root() { [[ "$(id -u)" -eq 0 ]]; }
+
+# apt_install PKG...: only as root (CI runs as root); otherwise say what to run.
+apt_install() {
+    if ! is_root; then
+        die "missing $*; install it with: sudo apt-get update && sudo apt-get install -y $*"
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing $* and no apt-get on this machine; install it manually"
+    info "installing $* with apt-get"
+    mkdir -p "$RUN_DIR"
+    # infra.sh up runs kafka.sh and postgres.sh in parallel: one apt at a time.
+    (
+        flock -w 600 8 || die "could not take $RUN_DIR/apt.lock"
+        if ! { apt-get -q -o DPkg::Lock::Timeout=300 update \
+            && apt-get -q -y -o DPkg::Lock::Timeout=300 install "$@"; } >"$RUN_DIR/apt.log" 2>&1; then
+            die "apt-get install $* failed" "$RUN_DIR/apt.log"
+        fi
+    ) 8>"$RUN_DIR/apt.lock"
+}
+
+# port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/$ENLACE_HOST/$1" 2>/dev/null
+}
+
+# with_lock NAME: serialise concurrent start/stop of one component (two test
+# sessions may run `infra.sh up` at once). Uses fd 9; children that outlive
+# the script (the servers) must be started with 9>&- so they do not keep it.
+with_lock() {
+    mkdir -p "$RUN_DIR"
+    exec 9>"$RUN_DIR/$1.lock"
+    flock -w 600 9 || die "could not take lock $RUN_DIR/$1.lock within 600 s"
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Local Kafka + PostgreSQL for development and tests, no Docker.
+# Usage: deploy/local/infra.sh {up|down|status}
+# Every command is idempotent: `up` on a running stack just confirms it.
+set -euo pipefail
+
+# shellcheck source=deploy/local/env.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
+
+print_addresses() {
+    info "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
+    info "DATABASE_URL base postgresql://$PG_SUPERUSER:$PG_PASSWORD@$ENLACE_HOST:$ENLACE_PG_PORT/"
+    info "  service databases: ${PG_SERVICE_DBS[*]}"
+}
+
+up() {
+    local t0=$SECONDS pg_out pg_job pg_rc=0 kafka_rc=0
+    mkdir -p "$RUN_DIR"
+    # Private output file: two `up` may run at once (parallel test sessions).
+    pg_out="$(mktemp "$RUN_DIR/postgres-up.XXXXXX")"
+    # PostgreSQL starts in the background while Kafka (the slow one) starts:
+    # on a cold machine that overlaps initdb with the Maven resolve and JVM boot.
+    "$DEPLOY_LOCAL_DIR/postgres.sh" start >"$pg_out" 2>&1 &
+    pg_job=$!
+    "$DEPLOY_LOCAL_DIR/kafka.sh" start || kafka_rc=$?
+    wait "$pg_job" || pg_rc=$?
+    sed 's/^/[postgres] /' "$pg_out"
+    rm -f -- "$pg_out"
+    ((kafka_rc == 0)) || die "kafka failed to start (exit $kafka_rc); see messages above" "$KAFKA_LOG"
+    ((pg_rc == 0)) || die "postgres failed to start (exit $pg_rc); see messages above" "$PG_LOG"
+    "$DEPLOY_LOCAL_DIR/postgres.sh" createdbs
+    info "infra up in $((SECONDS - t0)) s"
+    print_addresses
+}
+
+down() {
+    local rc=0
+    "$DEPLOY_LOCAL_DIR/kafka.sh" stop || rc=1
+    "$DEPLOY_LOCAL_DIR/postgres.sh" stop || rc=1
+    return "$rc"
+}
+
+status() {
+    local rc=0
+    "$DEPLOY_LOCAL_DIR/kafka.sh" status || rc=3
+    "$DEPLOY_LOCAL_DIR/postgres.sh" status || rc=3
+    print_addresses
+    return "$rc"
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) echo "usage: $0 {up|down|status}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,99 @@
+"""Wait until a Kafka broker really answers: an admin client gets cluster metadata back.
+
+An open port is not readiness (the socket server accepts connections before the
+broker has caught up with the metadata log), and a fixed sleep is either too short
+or too long. Exit 0 when ready, 1 with a message on stderr when the deadline passes
+or the broker process (``--pid``) dies first.
+
+Usage: kafka_ready.py --bootstrap 127.0.0.1:19092 --timeout 60 [--pid N] [--topic T ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+async def _probe(bootstrap: str, topics: list[str], attempt_timeout: float) -> str | None:
+    """One attempt. Returns None when ready, else a short reason."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="enlace-kafka-ready",
+        request_timeout_ms=int(attempt_timeout * 1000),
+    )
+    try:
+        await asyncio.wait_for(admin.start(), attempt_timeout)
+        cluster = await asyncio.wait_for(admin.describe_cluster(), attempt_timeout)
+        if not cluster.get("brokers"):
+            return "metadata has no brokers yet"
+        # Best effort: have the broker create __consumer_offsets now rather than
+        # during the first consumer group join of a test.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.find_coordinator("enlace-kafka-ready"), attempt_timeout)
+        if topics:
+            existing = set(await asyncio.wait_for(admin.list_topics(), attempt_timeout))
+            missing = sorted(set(topics) - existing)
+            if missing:
+                return f"topics not there yet: {', '.join(missing)}"
+        return None
+    except Exception as exc:  # any failure just means "not ready yet"
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(admin.close(), 5)
+
+
+async def wait_ready(bootstrap: str, timeout_s: float, pid: int | None, topics: list[str]) -> int:
+    deadline = time.monotonic() + timeout_s
+    reason = "no attempt made"
+    while True:
+        if not _alive(pid):
+            print(f"kafka_ready: broker process {pid} exited while starting", file=sys.stderr)
+            return 1
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            print(
+                f"kafka_ready: {bootstrap} not ready after {timeout_s:.0f}s; last error: {reason}",
+                file=sys.stderr,
+            )
+            return 1
+        reason_or_none = await _probe(bootstrap, topics, max(1.0, min(10.0, remaining)))
+        if reason_or_none is None:
+            return 0
+        reason = reason_or_none
+        await asyncio.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--pid", type=int, default=None, help="give up early if this pid dies")
+    parser.add_argument("--topic", action="append", default=[], help="also require this topic")
+    args = parser.parse_args()
+    # aiokafka logs every refused connection at ERROR while the broker boots: noise here.
+    logging.basicConfig(level=logging.CRITICAL)
+    return asyncio.run(wait_ready(args.bootstrap, args.timeout, args.pid, args.topic))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
