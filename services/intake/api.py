@@ -130,8 +130,7 @@ def build_router(
             duplicates = (await store.possible_duplicates(conn, dedup_key, agency.id)
                           if dedup_key else [])  # fmt: skip
             region = registration.location.region
-            number = await store.next_reference_number(conn, f"{region}-{now.year}")
-            reference = domain.reference_code(region, now.year, number)
+            reference = domain.reference_code(region, now.year, await reserve_number(region, now.year))
             case_id = uuid.uuid4()
             inserted = await store.insert_case(
                 conn, case_id=case_id, reference=reference, agency_id=agency.id,
@@ -157,6 +156,13 @@ def build_router(
         return CaseReceipt(case_id=case_id, reference=reference, risk_level=risk,
                            possible_duplicate=bool(duplicates),
                            possible_duplicate_of=duplicates, registered_at=now)  # fmt: skip
+
+    async def reserve_number(region: str, year: int) -> int:
+        """Reference numbers come from a short transaction of their own, so concurrent
+        registrations in one region never queue on the counter row; a registration
+        that then fails leaves a gap in the sequence, which is harmless."""
+        async with pool().acquire() as counter_conn:
+            return await store.next_reference_number(counter_conn, f"{region}-{year}")
 
     def _replay(response: Response, case: store.StoredCase) -> CaseReceipt:
         response.status_code = 200

@@ -149,8 +149,31 @@ class EventConsumer:
                                                  outcome).inc()  # fmt: skip
 
     async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
+        """The whole batch in one transaction; event ids recorded in one statement."""
         async with self._pool.acquire() as conn, conn.transaction():
-            return [await self._apply(conn, event) for event in events]
+            rows = await conn.fetch(
+                """INSERT INTO processed_events (consumer, event_id, event_type)
+                   SELECT $1, id, type FROM unnest($2::text[], $3::text[]) AS e(id, type)
+                   ON CONFLICT DO NOTHING RETURNING event_id""",
+                self.subscription.consumer_name, [e.id for e in events], [e.type for e in events],
+            )  # fmt: skip
+            fresh = {row["event_id"] for row in rows}
+            outcomes: list[str] = []
+            for event in events:
+                if event.id not in fresh:
+                    outcomes.append("duplicate")
+                    continue
+                fresh.discard(event.id)  # a second copy in the same batch is a duplicate
+                await self._run_handler(conn, event)
+                outcomes.append("applied")
+            return outcomes
+
+    async def _run_handler(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+        with structlog.contextvars.bound_contextvars(
+            event_id=event.id, case_id=event.subject, trace_id=event.trace_id,
+            event_type=event.type,
+        ):  # fmt: skip
+            await self.subscription.handlers[event.type](conn, event)
 
     async def _apply(self, conn: asyncpg.Connection, event: CloudEvent) -> str:
         first_time = await conn.fetchval(
@@ -160,11 +183,7 @@ class EventConsumer:
         )  # fmt: skip
         if not first_time:
             return "duplicate"
-        with structlog.contextvars.bound_contextvars(
-            event_id=event.id, case_id=event.subject, trace_id=event.trace_id,
-            event_type=event.type,
-        ):  # fmt: skip
-            await self.subscription.handlers[event.type](conn, event)
+        await self._run_handler(conn, event)
         return "applied"
 
     async def _apply_one_with_retries(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -202,35 +203,39 @@ class BodyLimitMiddleware:
             return
         received = 0
         too_large = False
+        response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received, too_large
+            if too_large:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    # Stop feeding the app; whatever it answers is replaced by a 413.
                     too_large = True
-                    raise _BodyTooLarge
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
             if too_large:
-                await self._too_large(send)
+                if not response_started:
+                    response_started = True
+                    await self._too_large(send)
+                return
+            await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
     async def _too_large(self, send: Send) -> None:
         body = Problem(413, "Request body too large",
                        f"The body exceeds {self.max_bytes} bytes.",
                        errors=[{"field": "body", "message": "too large"}]).body()  # fmt: skip
-        import orjson
-
         payload = orjson.dumps(body)
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM_JSON.encode()),
                                 (b"content-length", str(len(payload)).encode())]})  # fmt: skip
         await send({"type": "http.response.body", "body": payload})
 
-
-class _BodyTooLarge(Exception):
-    pass

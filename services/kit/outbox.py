@@ -35,11 +35,17 @@ from services.kit.metrics import KitMetrics
 NOTIFY_CHANNEL = "enlace_outbox"
 log = get_logger(__name__)
 
-_INSERT = """
-INSERT INTO outbox (topic, event_id, event_type, source, subject, event_time, dataschema,
-                    traceparent, data)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                     $6::timestamptz[], $7::text[], $8::text[], $9::bytea[])
+# One round trip: the rows and the wake-up (NOTIFY is delivered only on commit, and
+# PostgreSQL folds identical notifications of one transaction into one).
+_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO outbox (topic, event_id, event_type, source, subject, event_time, dataschema,
+                        traceparent, data)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::text[], $8::text[], $9::bytea[])
+    RETURNING 1
+)
+SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM inserted) AS done
 """
 
 
@@ -61,7 +67,6 @@ async def enqueue(conn: asyncpg.Connection, topic: str, *events: CloudEvent) -> 
         [e.traceparent for e in events],
         [e.value() for e in events],
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 def _row_to_event(row: asyncpg.Record) -> CloudEvent:

@@ -18,7 +18,9 @@ class ServiceSettings(BaseSettings):
     names); everything else is `ENLACE_<NAME>`.
     """
 
-    model_config = SettingsConfigDict(env_prefix="ENLACE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ENLACE_", extra="ignore", validate_by_name=True, validate_by_alias=True
+    )
 
     service_name: str = "service"
     database_url: str = Field(

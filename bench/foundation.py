@@ -1,0 +1,214 @@
+"""Foundation figures: raw aiokafka produce rate (the baseline), outbox relay rate,
+and intake throughput and POST-to-topic latency through a real uvicorn process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+
+from bench.common import BenchContext, Figure, percentile
+from contracts.envelope import CloudEvent
+from contracts.topics import Topic, namespaced
+from services.kit.db import create_pool, migrate
+from services.kit.kafka import make_producer
+from services.kit.metrics import KitMetrics
+from services.kit.outbox import OutboxRelay, enqueue
+from tests.factories import piura_adolescent_girl
+
+REPO = Path(__file__).resolve().parents[1]
+EVENTS = 40_000
+SAMPLE_DATA = {
+    "reference": "PE-PIU-2026-000123", "registering_agency_id": "ong-amanecer",
+    "country": "PE", "region": "PE-PIU", "age_band": "15-17", "sex": "female",
+    "nationality": "VE", "languages": ["es"], "unaccompanied": True, "separated": False,
+    "has_disability": False, "concerns": ["physical_violence", "gender_based_violence"],
+    "needs": ["special_protection", "psychosocial_support"], "risk_level": "high",
+    "consent": {"basis": "consent", "scope": "all_referral_services", "given_by": "child",
+                "recorded_at": "2026-11-23T10:00:00+00:00", "service_types": [], "decided_by": None},
+    "caseworker_id": "cw-rosa", "possible_duplicate_of": [],
+}  # fmt: skip
+
+
+def _events(count: int) -> list[CloudEvent]:
+    cases = [str(uuid.uuid4()) for _ in range(max(1, count // 4))]
+    return [CloudEvent(type="case.created", source="/enlace/bench", subject=cases[i % len(cases)],
+                       data={"case_id": cases[i % len(cases)], **SAMPLE_DATA})
+            for i in range(count)]  # fmt: skip
+
+
+async def raw_produce_rate(ctx: BenchContext) -> Figure:
+    producer = make_producer(ctx.bootstrap, "bench-raw")
+    await producer.start()
+    topic = namespaced(ctx.namespace, Topic.CASES)
+    events = _events(EVENTS)
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value=e.value(), key=e.key, headers=e.headers())
+                   for e in events]  # fmt: skip
+        await asyncio.gather(*futures)
+        elapsed = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    return Figure("raw aiokafka produce (idempotent, acks=all) [baseline]", EVENTS / elapsed, "events/s")
+
+
+async def relay_rate(ctx: BenchContext, baseline: float) -> Figure:
+    dsn = await ctx.make_database("relaybench")
+    pool = await create_pool(dsn)
+    await migrate(pool, None, "relaybench")
+    events = _events(EVENTS)
+    async with pool.acquire() as conn:
+        for start in range(0, len(events), 2000):
+            async with conn.transaction():
+                await enqueue(conn, Topic.CASES, *events[start:start + 2000])
+    relay = OutboxRelay(
+        pool=pool, dsn=dsn, producer_factory=lambda: make_producer(ctx.bootstrap, "bench-relay"),
+        namespace=ctx.namespace, lock_key=4242, metrics=KitMetrics("relaybench"),
+    )  # fmt: skip
+    task = asyncio.create_task(relay.run())
+    started = time.perf_counter()
+    while await pool.fetchval("SELECT count(*) FROM outbox") > 0:
+        await asyncio.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    await relay.stop()
+    await task
+    await pool.close()
+    rate = EVENTS / elapsed
+    target = max(5000.0, baseline / 2)
+    return Figure("outbox relay (DB -> Kafka, acknowledged, rows deleted)", rate, "events/s",
+                  f">= {target:,.0f} (5,000 and half the baseline)", rate >= target)  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": await ctx.make_database("intakebench"),
+           "KAFKA_BOOTSTRAP_SERVERS": ctx.bootstrap, "ENLACE_TOPIC_NAMESPACE": ctx.namespace,
+           "ENLACE_HTTP_PORT": str(port), "ENLACE_LOG_LEVEL": "WARNING",
+           "ENLACE_DB_POOL_MAX": "20"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "services.intake"], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("intake did not become ready")
+                await asyncio.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+KEY = {"Authorization": "Bearer demo-key-ong-amanecer"}
+
+
+async def intake_throughput(ctx: BenchContext, url: str) -> Figure:
+    """aiohttp as the load generator: it costs a third of httpx's CPU per request, and
+    on two cores the generator competes with the server it measures."""
+    total, concurrency = 4000, 32
+    bodies = [orjson.dumps(piura_adolescent_girl()) for _ in range(total)]
+    headers = {**KEY, "Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(url, connector=connector) as session:
+        async def post(body: bytes) -> None:
+            async with session.post("/v1/cases", data=body, headers=headers) as response:
+                assert response.status == 201, await response.text()
+
+        async def worker(mine: list[bytes]) -> None:
+            for body in mine:
+                await post(body)
+
+        await post(orjson.dumps(piura_adolescent_girl()))  # warm-up
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(bodies[i::concurrency]) for i in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    rate = total / elapsed
+    return Figure(f"intake POST /v1/cases ({concurrency} concurrent clients)", rate, "cases/s",
+                  ">= 300 cases/s", rate >= 300)  # fmt: skip
+
+
+async def intake_latency(ctx: BenchContext, url: str) -> list[Figure]:
+    """Paced at 50 cases/s; latency = POST sent -> record readable by a consumer."""
+    rate, seconds = 50, 10
+    sent_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(namespaced(ctx.namespace, Topic.CASES), bootstrap_servers=ctx.bootstrap,
+                                auto_offset_reset="latest", group_id=f"bench-{uuid.uuid4().hex[:6]}",
+                                fetch_max_wait_ms=5)  # fmt: skip
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    for tp in consumer.assignment():
+        await consumer.seek_to_end(tp)
+
+    async def watch() -> None:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=20)).values():
+                now = time.perf_counter()
+                for r in records:
+                    seen_at.setdefault(r.key.decode(), now)
+
+    watcher = asyncio.create_task(watch())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        async def one(body: dict[str, object]) -> None:
+            started = time.perf_counter()
+            response = await client.post("/v1/cases", json=body, headers=KEY)
+            sent_at[response.json()["case_id"]] = started
+
+        tasks = []
+        begin = time.perf_counter()
+        for i in range(rate * seconds):
+            await asyncio.sleep(max(0.0, begin + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(piura_adolescent_girl())))
+        await asyncio.gather(*tasks)
+    deadline = time.monotonic() + 20
+    while len([c for c in sent_at if c in seen_at]) < len(sent_at) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    await consumer.stop()
+    latencies = [(seen_at[c] - t) * 1000 for c, t in sent_at.items() if c in seen_at]
+    missing = len(sent_at) - len(latencies)
+    p99 = percentile(latencies, 99)
+    return [
+        Figure("intake POST -> record on topic, p50 at 50 cases/s", percentile(latencies, 50), "ms"),
+        Figure("intake POST -> record on topic, p99 at 50 cases/s", p99, "ms", "< 100 ms",
+               p99 < 100 and missing == 0),
+        Figure("  records not seen within 20 s", missing, "cases", "0", missing == 0),
+    ]  # fmt: skip
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    baseline = await raw_produce_rate(ctx)
+    figures = [baseline, await relay_rate(ctx, baseline.value)]
+    async with intake_process(ctx) as url:
+        figures.append(await intake_throughput(ctx, url))
+        figures += await intake_latency(ctx, url)
+    return figures

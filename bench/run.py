@@ -1,0 +1,76 @@
+"""`make bench`: every figure of the system in one run, beside the raw aiokafka
+baseline measured in the same run, against the real local Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import platform
+import sys
+import time
+import uuid
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
+
+from bench.common import BenchContext, Figure
+from services.kit.kafka import ensure_topics
+
+SECTIONS = ["foundation", "referral", "followup", "notifications"]
+
+
+async def main(selected: list[str]) -> int:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    admin_dsn = os.environ.get("ENLACE_BENCH_PG_DSN", "postgresql://enlace:enlace@127.0.0.1:15432/postgres")
+    run_id = uuid.uuid4().hex[:6]
+    namespace = f"bench-{run_id}"
+    topics = await ensure_topics(bootstrap, namespace, partitions=3)
+    databases: list[str] = []
+
+    async def make_database(service: str) -> str:
+        name = f"bench_{service}_{run_id}"
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        databases.append(name)
+        return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+
+    ctx = BenchContext(bootstrap=bootstrap, namespace=namespace, make_database=make_database)
+    print(f"Enlace bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"Kafka {bootstrap}, namespace {namespace}\n")
+    missed = 0
+    try:
+        for name in selected:
+            try:
+                module = importlib.import_module(f"bench.{name}")
+            except ModuleNotFoundError:
+                print(f"[{name}] not available yet\n")
+                continue
+            started = time.perf_counter()
+            print(f"[{name}]")
+            figures: list[Figure] = await module.run(ctx)
+            for figure in figures:
+                print("  " + figure.line())
+                missed += figure.met is False
+            print(f"  ({time.perf_counter() - started:.1f} s)\n")
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.delete_topics(topics)
+        await admin.close()
+        conn = await asyncpg.connect(admin_dsn)
+        for name in databases:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+    print("all targets met" if not missed else f"{missed} target(s) missed")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("sections", nargs="*", default=SECTIONS)
+    sys.exit(asyncio.run(main(parser.parse_args().sections)))

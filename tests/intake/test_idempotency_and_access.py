@@ -1,0 +1,124 @@
+"""Idempotent registration, the possible-duplicate flag, and who may read a case."""
+
+from __future__ import annotations
+
+import uuid
+
+import asyncpg
+import httpx
+
+from contracts.topics import Topic
+from tests.factories import piura_adolescent_girl
+from tests.helpers import TopicReader, auth
+
+
+async def _count(dsn: str, sql: str, *args: object) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value: int = await conn.fetchval(sql, *args)
+        return value
+    finally:
+        await conn.close()
+
+
+async def test_same_external_id_returns_the_original_case(
+    intake: httpx.AsyncClient, intake_dsn: str, topics: TopicReader
+) -> None:
+    body = piura_adolescent_girl()
+    first = await intake.post("/v1/cases", json=body, headers=auth("ong-amanecer"))
+    again = await intake.post("/v1/cases", json=body, headers=auth("ong-amanecer"))
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert await _count(intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1",
+                        body["external_id"]) == 1  # fmt: skip
+    # exactly one event: wait for a later case's event, then count ours
+    marker = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    await topics.for_case(Topic.CASES, marker.json()["case_id"], 1)
+    assert len(await topics.for_case(Topic.CASES, first.json()["case_id"], 1)) == 1
+
+
+async def test_same_external_id_from_another_agency_is_another_case(intake: httpx.AsyncClient) -> None:
+    body = piura_adolescent_girl()
+    first = await intake.post("/v1/cases", json=body, headers=auth("ong-amanecer"))
+    other = await intake.post("/v1/cases", json=body, headers=auth("demuna-piura"))
+    assert other.status_code == 201
+    assert other.json()["case_id"] != first.json()["case_id"]
+
+
+async def test_idempotency_key(intake: httpx.AsyncClient, intake_dsn: str) -> None:
+    key = f"req-{uuid.uuid4()}"
+    body = piura_adolescent_girl()
+    headers = {**auth("ong-amanecer"), "Idempotency-Key": key}
+    first = await intake.post("/v1/cases", json=body, headers=headers)
+    replay = await intake.post("/v1/cases", json=body, headers=headers)
+    assert (first.status_code, replay.status_code) == (201, 200)
+    assert replay.json()["case_id"] == first.json()["case_id"]
+
+    changed = piura_adolescent_girl()
+    misuse = await intake.post("/v1/cases", json=changed, headers=headers)
+    assert misuse.status_code == 422
+    assert misuse.json()["errors"][0]["field"] == "header.Idempotency-Key"
+    assert await _count(intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1",
+                        changed["external_id"]) == 0  # fmt: skip
+
+
+async def test_possible_duplicate_from_another_agency_is_flagged_not_merged(
+    intake: httpx.AsyncClient, topics: TopicReader
+) -> None:
+    original = piura_adolescent_girl()
+    original["child"]["family_names"] = f"Rojas Méndez {uuid.uuid4().hex[:8]}"
+    first = await intake.post("/v1/cases", json=original, headers=auth("ong-amanecer"))
+    twin = piura_adolescent_girl()
+    twin["child"] = {**original["child"], "given_names": "daniela  VALENTINA",
+                     "family_names": original["child"]["family_names"].upper().replace("É", "E")}
+    second = await intake.post("/v1/cases", json=twin, headers=auth("cem-piura"))
+    assert second.status_code == 201
+    receipt = second.json()
+    assert receipt["case_id"] != first.json()["case_id"]
+    assert receipt["possible_duplicate"] is True
+    assert receipt["possible_duplicate_of"] == [first.json()["case_id"]]
+    (record,) = await topics.for_case(Topic.CASES, receipt["case_id"], 1)
+    assert record.value["possible_duplicate_of"] == [first.json()["case_id"]]
+    # the first agency registering the child again is pointed at the other agency's
+    # case only: its own earlier case is its own business
+    same_agency = piura_adolescent_girl(child=original["child"])
+    third = await intake.post("/v1/cases", json=same_agency, headers=auth("ong-amanecer"))
+    assert third.json()["possible_duplicate_of"] == [receipt["case_id"]]
+
+
+async def test_only_the_registering_agency_reads_a_case(intake: httpx.AsyncClient) -> None:
+    created = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    case_id = created.json()["case_id"]
+    own = await intake.get(f"/v1/cases/{case_id}", headers=auth("ong-amanecer"))
+    assert own.status_code == 200
+    assert own.json()["registration"]["child"]["given_names"] == "Daniela Valentina"
+
+    other = await intake.get(f"/v1/cases/{case_id}", headers=auth("cem-piura"))
+    missing = await intake.get(f"/v1/cases/{uuid.uuid4()}", headers=auth("cem-piura"))
+    malformed = await intake.get("/v1/cases/not-a-uuid", headers=auth("cem-piura"))
+    assert other.status_code == missing.status_code == malformed.status_code == 404
+    assert other.json() == missing.json() == malformed.json()
+
+
+async def test_identity_disclosure_is_internal_only_and_audited(
+    intake: httpx.AsyncClient, intake_dsn: str
+) -> None:
+    created = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    case_id = created.json()["case_id"]
+    url = f"/internal/v1/cases/{case_id}/identity"
+    params = {"on_behalf_of": "upe-piura", "purpose": "accepted referral"}
+    refused = await intake.get(url, params=params, headers=auth("upe-piura"))
+    assert refused.status_code == 404
+    disclosed = await intake.get(url, params=params, headers=auth("svc-referral"))
+    assert disclosed.status_code == 200
+    assert disclosed.json()["child"]["family_names"] == "Rojas Méndez"
+    assert await _count(intake_dsn, "SELECT count(*) FROM disclosures WHERE case_id = $1",
+                        uuid.UUID(case_id)) == 1  # fmt: skip
+
+    withdrawn = await intake.post(f"/v1/cases/{case_id}/consent-withdrawal", json={},
+                                  headers=auth("ong-amanecer"))  # fmt: skip
+    assert withdrawn.status_code == 200
+    after = await intake.get(url, params=params, headers=auth("svc-referral"))
+    assert after.status_code == 409
