@@ -1,0 +1,3 @@
+from services.referral.app import main
+
+main()

@@ -1,0 +1,59 @@
+"""The service directory as the process holds it: seeded from deploy/directory.yaml
+into the database at start-up, kept in memory for routing, and reloaded whenever
+the admin API (of any replica) bumps the directory version."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
+
+from services.kit.consumer import TransientError
+from services.kit.logging import get_logger
+from services.referral import store
+from services.referral.domain import Directory, Offer, load_directory
+
+log = get_logger(__name__)
+LOAD_TIMEOUT_SECONDS = 10.0
+
+
+class DirectoryCache:
+    def __init__(self, known_agencies: Iterable[str]) -> None:
+        self.known_agencies = frozenset(known_agencies)
+        self.directory = Directory(organizations=[])
+        self.offers: list[Offer] = []
+        self.version = 0
+        self.loaded = asyncio.Event()
+
+    def read_seed(self, path: Path) -> Directory:
+        """The seed file, validated (agency ids included); raises DirectoryError."""
+        return load_directory(path.read_text(), known_agencies=self.known_agencies,
+                              source=str(path.name))  # fmt: skip
+
+    async def seed(self, conn: asyncpg.Connection, seed: Directory) -> int:
+        documents = [o.model_dump(mode="json") for o in seed.organizations]
+        async with conn.transaction():
+            return await store.seed_directory(conn, documents)
+
+    async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> bool:
+        """Reload when the stored version moved on; True when it did."""
+        version = await store.directory_version(conn)
+        if version == self.version and not force:
+            return False
+        documents = await store.directory_documents(conn)
+        directory = Directory.model_validate({"organizations": documents})
+        self.directory, self.offers, self.version = directory, directory.offers(), version
+        self.loaded.set()
+        log.info("directory loaded", version=version, organizations=len(documents),
+                 services=len(self.offers))  # fmt: skip
+        return True
+
+    async def wait_loaded(self) -> None:
+        """Routing must never run on an empty directory: that would flag every need
+        as unmet. Retried by the consumer (offset not committed) until it is loaded."""
+        try:
+            await asyncio.wait_for(self.loaded.wait(), timeout=LOAD_TIMEOUT_SECONDS)
+        except TimeoutError:
+            raise TransientError("directory not loaded yet") from None

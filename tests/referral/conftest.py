@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from services.intake.app import IntakeSettings
+from services.intake.app import create_app as create_intake
+from services.referral.app import ReferralSettings, create_app
+from tests.conftest import running, service_settings
+from tests.helpers import auth, poll_until
+from tests.infra import Infra
+
+
+@pytest.fixture(scope="session")
+async def intake(infra: Infra, namespace: str,
+                 databases: Callable[[str], Any]) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    dsn = await databases("intake")
+    async with running(create_intake(service_settings(IntakeSettings, infra, namespace,
+                                                      dsn))) as client:  # fmt: skip
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def referral_dsn(databases: Callable[[str], Any]) -> str:
+    dsn: str = await databases("referral")
+    return dsn
+
+
+@pytest.fixture(scope="session")
+async def referral(infra: Infra, namespace: str, referral_dsn: str,
+                   intake: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+    settings = service_settings(ReferralSettings, infra, namespace, referral_dsn,
+                                directory_refresh_seconds=0.5)  # fmt: skip
+    async with running(create_app(settings, intake_client=intake)) as client:
+        yield client
+
+
+@pytest.fixture
+async def db(referral_dsn: str, referral: httpx.AsyncClient) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(referral_dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def register(intake: httpx.AsyncClient, body: dict[str, Any], agency: str) -> str:
+    response = await intake.post("/v1/cases", json=body, headers=auth(agency))
+    assert response.status_code == 201, response.text
+    case_id: str = response.json()["case_id"]
+    return case_id
+
+
+async def referrals_of(referral: httpx.AsyncClient, agency: str, case_id: str, count: int,
+                       **params: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Poll the partner API until `agency` sees `count` referrals of the case."""
+
+    async def probe() -> list[dict[str, Any]]:
+        response = await referral.get("/v1/referrals", headers=auth(agency),
+                                      params={"case_id": case_id, **params})  # fmt: skip
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    return await poll_until(probe, lambda items: len(items) >= count, timeout=30,
+                            what=f"{count} referrals of {case_id} for {agency}")  # fmt: skip
+
+
+def by_service(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["service_id"]: item for item in items}
