@@ -21,8 +21,12 @@ ENLACE_STOP_TIMEOUT="${ENLACE_STOP_TIMEOUT:-30}"
 # Host is fixed: both servers listen on loopback only, by design.
 ENLACE_HOST=127.0.0.1
 
-KAFKA_DIR="$LOCAL_DIR/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+# ENLACE_KAFKA_INSTANCE names a second, private broker (its own data, logs and pid;
+# the same libraries), e.g. for a test that must stop and restart its broker
+# without disturbing anything else on the machine.
+ENLACE_KAFKA_INSTANCE="${ENLACE_KAFKA_INSTANCE:-kafka}"
+KAFKA_DIR="$LOCAL_DIR/$ENLACE_KAFKA_INSTANCE"
+KAFKA_LIBS="$LOCAL_DIR/kafka/libs"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOG_DIR="$KAFKA_DIR/logs"
 KAFKA_LOG="$KAFKA_LOG_DIR/server.log"

@@ -7,7 +7,7 @@ set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-PID_FILE="$RUN_DIR/kafka.pid"
+PID_FILE="$RUN_DIR/$ENLACE_KAFKA_INSTANCE.pid"
 CLUSTER_ID_FILE="$KAFKA_DIR/cluster.id"
 MAIN_CLASS=kafka.Kafka
 
@@ -256,8 +256,8 @@ cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
     install) with_lock kafka; do_install; info "kafka $(kafka_version) installed in $KAFKA_LIBS" ;;
-    start) with_lock kafka; do_start ;;
-    stop) with_lock kafka; do_stop "$@" ;;
+    start) with_lock "$ENLACE_KAFKA_INSTANCE"; do_start ;;
+    stop) with_lock "$ENLACE_KAFKA_INSTANCE"; do_stop "$@" ;;
     status) do_status ;;
     # Follow only on a terminal; in CI just print the tail and return.
     logs) if [[ -t 1 ]]; then exec tail -n 100 -F -- "$KAFKA_LOG"; else exec tail -n 200 -- "$KAFKA_LOG"; fi ;;

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -33,6 +34,10 @@ from services.kit.outbox import OutboxRelay
 from services.kit.settings import ServiceSettings
 
 log = get_logger(__name__)
+# FastStream's own logger prints coloured text lines and one per message; route it
+# through our JSON handler instead, at WARNING.
+FASTSTREAM_LOGGER = logging.getLogger("enlace.faststream")
+FASTSTREAM_LOGGER.setLevel(logging.WARNING)
 
 Worker = Callable[["ServiceRuntime"], Awaitable[None]]
 
@@ -173,7 +178,8 @@ class ServiceRuntime:
         delay = 0.5
         while not self.stopping.is_set():
             broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name,
-                                 graceful_timeout=s.shutdown_grace_seconds)  # fmt: skip
+                                 graceful_timeout=s.shutdown_grace_seconds,
+                                 logger=FASTSTREAM_LOGGER)  # fmt: skip
             consumers = [
                 EventConsumer(
                     subscription=sub, pool=self.pool, producer=self.producer,

@@ -1,0 +1,62 @@
+# Enlace — the two commands a newcomer needs are `make run` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: help install infra run stop status test lint contracts bench clean
+
+help:
+	@echo "make run     install what is missing, start Kafka, PostgreSQL and every service, seed the demo"
+	@echo "make test    lint, then the whole suite against real Kafka and PostgreSQL"
+	@echo "make lint    ruff, mypy and the contract check"
+	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
+	@echo "make stop    stop the services and the local infrastructure"
+	@echo "make status  what is running"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+infra: install
+	deploy/local/infra.sh up
+	$(PY) deploy/local/create_topics.py
+
+run: infra
+	deploy/local/services.sh start
+
+stop:
+	-deploy/local/services.sh stop
+	deploy/local/infra.sh down
+
+status:
+	-deploy/local/infra.sh status
+	-deploy/local/services.sh status
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(PY) -m contracts.generate --check
+
+contracts: install
+	$(PY) -m contracts.generate
+
+# pytest exits 5 when it collected no test: that is a failure here, never a pass.
+test: lint infra
+	@rc=0; $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: infra
+	$(PY) -m bench.run $(SECTIONS)
+
+clean: stop
+	rm -rf .local
