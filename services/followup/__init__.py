@@ -1,0 +1,1 @@
+"""Follow-up service: durable deadlines, escalation, follow-up checks, closed-loop reports."""
