@@ -185,7 +185,7 @@ def _check_country(code: str) -> str:
 
 
 def _check_region(code: str) -> str:
-    if pycountry.subdivisions.get(code=code) is None:
+    if pycountry.subdivisions.get(code=code) is None:  # type: ignore[no-untyped-call]
         raise ValueError(f"unknown ISO 3166-2 subdivision code {code!r}")
     return code
 

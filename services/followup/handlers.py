@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import asyncpg
-
 from contracts.codes import FollowupKind, RiskLevel
 from contracts.envelope import CloudEvent
 from contracts.events import CaseCreatedV1, ReferralClosedV1, ReferralEventV1, ReferralSentV1
@@ -15,6 +13,7 @@ from contracts.registry import parse_data
 from contracts.topics import Topic
 from services.followup import domain, store
 from services.kit.consumer import EventHandler, PoisonEventError, Subscription
+from services.kit.db import Conn
 from services.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -25,7 +24,7 @@ REFERRAL_EVENTS = ("referral.proposed", "referral.sent", "referral.acknowledged"
 
 
 def _referral_handler(policy: domain.DeadlinePolicy) -> EventHandler:
-    async def handle(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    async def handle(conn: Conn, event: CloudEvent) -> None:
         ev = parse_data(event)
         if not isinstance(ev, ReferralEventV1):
             raise PoisonEventError(f"{event.type} is not a referral transition")
@@ -61,7 +60,7 @@ def _referral_handler(policy: domain.DeadlinePolicy) -> EventHandler:
     return handle
 
 
-async def _schedule_post_closure_check(conn: asyncpg.Connection, ev: ReferralEventV1,
+async def _schedule_post_closure_check(conn: Conn, ev: ReferralEventV1,
                                        due_at: datetime) -> None:  # fmt: skip
     """The referring agency checks with its caseworker that the child got the service."""
     case = await store.get_case(conn, ev.case_id)
@@ -76,7 +75,7 @@ async def _schedule_post_closure_check(conn: asyncpg.Connection, ev: ReferralEve
     )  # fmt: skip
 
 
-async def _keep_reviewing(conn: asyncpg.Connection, policy: domain.DeadlinePolicy,
+async def _keep_reviewing(conn: Conn, policy: domain.DeadlinePolicy,
                           ev: ReferralEventV1) -> None:  # fmt: skip
     case = await store.get_case(conn, ev.case_id)
     risk = RiskLevel.highest(case.risk_level, ev.urgency) if case else ev.urgency
@@ -86,7 +85,7 @@ async def _keep_reviewing(conn: asyncpg.Connection, policy: domain.DeadlinePolic
 
 
 def _case_created_handler(policy: domain.DeadlinePolicy) -> EventHandler:
-    async def handle(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    async def handle(conn: Conn, event: CloudEvent) -> None:
         ev = parse_data(event)
         assert isinstance(ev, CaseCreatedV1)
         await store.upsert_case(conn, case_id=ev.case_id, reference=ev.reference,

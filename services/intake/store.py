@@ -10,6 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
+from services.kit.db import Conn
+
 
 @dataclass(frozen=True)
 class StoredCase:
@@ -38,13 +40,13 @@ class StoredCase:
         )  # fmt: skip
 
 
-async def get_case(conn: asyncpg.Connection, case_id: UUID, *, lock: bool = False) -> StoredCase | None:
+async def get_case(conn: Conn, case_id: UUID, *, lock: bool = False) -> StoredCase | None:
     sql = "SELECT * FROM cases WHERE case_id = $1" + (" FOR UPDATE" if lock else "")
     row = await conn.fetchrow(sql, case_id)
     return StoredCase.from_row(row) if row else None
 
 
-async def find_by_external_id(conn: asyncpg.Connection, agency_id: str, external_id: str) -> StoredCase | None:
+async def find_by_external_id(conn: Conn, agency_id: str, external_id: str) -> StoredCase | None:
     row = await conn.fetchrow(
         "SELECT * FROM cases WHERE agency_id = $1 AND external_id = $2", agency_id, external_id
     )
@@ -52,7 +54,7 @@ async def find_by_external_id(conn: asyncpg.Connection, agency_id: str, external
 
 
 async def find_idempotency_key(
-    conn: asyncpg.Connection, agency_id: str, key: str
+    conn: Conn, agency_id: str, key: str
 ) -> tuple[str, UUID] | None:
     row = await conn.fetchrow(
         "SELECT request_hash, case_id FROM idempotency_keys WHERE agency_id = $1 AND key = $2",
@@ -62,7 +64,7 @@ async def find_idempotency_key(
 
 
 async def save_idempotency_key(
-    conn: asyncpg.Connection, agency_id: str, key: str, request_hash: str, case_id: UUID
+    conn: Conn, agency_id: str, key: str, request_hash: str, case_id: UUID
 ) -> None:
     await conn.execute(
         "INSERT INTO idempotency_keys (agency_id, key, request_hash, case_id) VALUES ($1,$2,$3,$4)",
@@ -70,7 +72,7 @@ async def save_idempotency_key(
     )  # fmt: skip
 
 
-async def possible_duplicates(conn: asyncpg.Connection, dedup_key: str, agency_id: str) -> list[UUID]:
+async def possible_duplicates(conn: Conn, dedup_key: str, agency_id: str) -> list[UUID]:
     rows = await conn.fetch(
         """SELECT case_id FROM cases WHERE dedup_key = $1 AND agency_id <> $2
            ORDER BY registered_at LIMIT 20""",
@@ -79,7 +81,7 @@ async def possible_duplicates(conn: asyncpg.Connection, dedup_key: str, agency_i
     return [r["case_id"] for r in rows]
 
 
-async def next_reference_number(conn: asyncpg.Connection, prefix: str) -> int:
+async def next_reference_number(conn: Conn, prefix: str) -> int:
     value: int = await conn.fetchval(
         """INSERT INTO reference_counters (prefix, last_value) VALUES ($1, 1)
            ON CONFLICT (prefix) DO UPDATE SET last_value = reference_counters.last_value + 1
@@ -90,7 +92,7 @@ async def next_reference_number(conn: asyncpg.Connection, prefix: str) -> int:
 
 
 async def insert_case(
-    conn: asyncpg.Connection, *, case_id: UUID, reference: str, agency_id: str, external_id: str,
+    conn: Conn, *, case_id: UUID, reference: str, agency_id: str, external_id: str,
     country: str, region: str, risk_level: str, registration: dict[str, Any],
     dedup_key: str | None, possible_duplicate_of: list[UUID], registered_at: datetime,
 ) -> bool:  # fmt: skip
@@ -108,7 +110,7 @@ async def insert_case(
     return bool(inserted)
 
 
-async def withdraw_consent(conn: asyncpg.Connection, case_id: UUID, at: datetime) -> None:
+async def withdraw_consent(conn: Conn, case_id: UUID, at: datetime) -> None:
     await conn.execute(
         """UPDATE cases SET consent_status = 'withdrawn', consent_withdrawn_at = $2,
                             version = version + 1
@@ -118,7 +120,7 @@ async def withdraw_consent(conn: asyncpg.Connection, case_id: UUID, at: datetime
 
 
 async def record_disclosure(
-    conn: asyncpg.Connection, *, case_id: UUID, requested_by: str, on_behalf_of: str,
+    conn: Conn, *, case_id: UUID, requested_by: str, on_behalf_of: str,
     referral_id: UUID | None, purpose: str,
 ) -> None:  # fmt: skip
     await conn.execute(
@@ -128,7 +130,7 @@ async def record_disclosure(
     )  # fmt: skip
 
 
-async def latest_caseworker(conn: asyncpg.Connection, agency_id: str, staff_id: str) -> dict[str, Any] | None:
+async def latest_caseworker(conn: Conn, agency_id: str, staff_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(
         """SELECT registration->'caseworker' AS caseworker FROM cases
            WHERE agency_id = $1 AND registration->'caseworker'->>'id' = $2

@@ -22,7 +22,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import asyncpg
 import pydantic
@@ -35,12 +35,13 @@ from faststream.kafka.annotations import KafkaMessage
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.registry import UnknownEventType
 from contracts.topics import dead_letter_topic, namespaced
+from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
 
 log = get_logger(__name__)
 
-EventHandler = Callable[[asyncpg.Connection, CloudEvent], Awaitable[None]]
+EventHandler = Callable[[Conn, CloudEvent], Awaitable[None]]
 
 
 class TransientError(Exception):
@@ -124,16 +125,18 @@ class EventConsumer:
     async def handle_batch(self, records: Sequence[ConsumerRecord[Any, Any]]) -> None:
         decoded: list[tuple[ConsumerRecord[Any, Any], CloudEvent]] = []
         for record in records:
+            event_type = _header(record, "ce_type")
+            if event_type is not None and event_type not in self.subscription.handlers:
+                # Routed on the header alone: a type we do not handle is not even parsed.
+                self._metrics.events_consumed.labels(self.subscription.topic, event_type,
+                                                     "ignored").inc()  # fmt: skip
+                continue
             try:
                 decoded.append((record, CloudEvent.from_record(record.key, record.value,
                                                                record.headers)))  # fmt: skip
             except EnvelopeError as exc:
                 await self._dead_letter(record, None, exc, attempts=1)
-        wanted = [(r, e) for r, e in decoded if e.type in self.subscription.handlers]
-        for _, event in decoded:
-            if event.type not in self.subscription.handlers:
-                self._metrics.events_consumed.labels(self.subscription.topic, event.type,
-                                                     "ignored").inc()  # fmt: skip
+        wanted = decoded
         if not wanted:
             return
         try:
@@ -168,14 +171,14 @@ class EventConsumer:
                 outcomes.append("applied")
             return outcomes
 
-    async def _run_handler(self, conn: asyncpg.Connection, event: CloudEvent) -> None:
+    async def _run_handler(self, conn: Conn, event: CloudEvent) -> None:
         with structlog.contextvars.bound_contextvars(
             event_id=event.id, case_id=event.subject, trace_id=event.trace_id,
             event_type=event.type,
         ):  # fmt: skip
             await self.subscription.handlers[event.type](conn, event)
 
-    async def _apply(self, conn: asyncpg.Connection, event: CloudEvent) -> str:
+    async def _apply(self, conn: Conn, event: CloudEvent) -> str:
         first_time = await conn.fetchval(
             """INSERT INTO processed_events (consumer, event_id, event_type)
                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
@@ -272,6 +275,16 @@ class EventConsumer:
                   offset=record.offset)  # fmt: skip
 
 
+def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            try:
+                return bytes(value).decode()
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
 async def _undecoded(message: Any) -> None:
     """FastStream would parse every value as JSON before our handler runs, and a
     non-JSON poison record would then fail outside our dead-letter path. The kit
@@ -298,10 +311,12 @@ def register(broker: KafkaBroker, consumer: EventConsumer, *, group_id: str,
     broker.subscriber(
         consumer.physical_topic,
         decoder=_undecoded,
-        group_id=group_id,
+        # One group per subscription: subscriptions of one service on several topics
+        # would otherwise share a group and rebalance each other at every start/stop.
+        group_id=f"{group_id}.{consumer.subscription.consumer_name}",
         batch=True,
         max_records=batch_size,
         batch_timeout_ms=100,
-        auto_offset_reset=auto_offset_reset,  # type: ignore[arg-type]
+        auto_offset_reset=cast(Literal["latest", "earliest", "none"], auto_offset_reset),
         ack_policy=AckPolicy.MANUAL,
     )(on_batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
@@ -22,7 +22,13 @@ _MIGRATION_LOCK = 0x656E6C6163650001  # "enlace" + 1
 log = get_logger(__name__)
 
 Pool = asyncpg.Pool
-Connection = asyncpg.Connection
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What code receives: a plain connection or one borrowed from a pool.
+    Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+else:
+    Conn = asyncpg.Connection
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
 from contracts.topics import namespaced
+from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
 
@@ -49,7 +50,7 @@ SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM inserted) AS
 """
 
 
-async def enqueue(conn: asyncpg.Connection, topic: str, *events: CloudEvent) -> None:
+async def enqueue(conn: Conn, topic: str, *events: CloudEvent) -> None:
     """Write events to the outbox inside the caller's open transaction."""
     if not events:
         return
@@ -134,7 +135,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def _lead(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn)
+        conn: Conn = await asyncpg.connect(self._dsn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
                 if await self._sleep(self._fallback_poll):

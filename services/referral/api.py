@@ -34,7 +34,8 @@ from contracts.codes import (
 from contracts.envelope import new_traceparent, trace_id_of
 from contracts.events import StaffId
 from services.kit.clock import Clock
-from services.kit.db import Connection, Pool
+from services.kit.db import Conn as Connection
+from services.kit.db import Pool
 from services.kit.http import Agency, Problem, not_found
 from services.kit.logging import get_logger
 from services.referral import lifecycle, store

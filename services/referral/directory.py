@@ -8,9 +8,8 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
-import asyncpg
-
 from services.kit.consumer import TransientError
+from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.referral import store
 from services.referral.domain import Directory, Offer, load_directory
@@ -32,12 +31,12 @@ class DirectoryCache:
         return load_directory(path.read_text(), known_agencies=self.known_agencies,
                               source=str(path.name))  # fmt: skip
 
-    async def seed(self, conn: asyncpg.Connection, seed: Directory) -> int:
+    async def seed(self, conn: Conn, seed: Directory) -> int:
         documents = [o.model_dump(mode="json") for o in seed.organizations]
         async with conn.transaction():
             return await store.seed_directory(conn, documents)
 
-    async def refresh(self, conn: asyncpg.Connection, *, force: bool = False) -> bool:
+    async def refresh(self, conn: Conn, *, force: bool = False) -> bool:
         """Reload when the stored version moved on; True when it did."""
         version = await store.directory_version(conn)
         if version == self.version and not force:

@@ -14,7 +14,7 @@ from contracts.events import CaseConsentWithdrawnV1, CaseCreatedV1, ReferralUnme
 from contracts.topics import Topic
 from services.kit.clock import Clock
 from services.kit.consumer import Subscription
-from services.kit.db import Connection
+from services.kit.db import Conn as Connection
 from services.kit.logging import get_logger
 from services.referral import lifecycle, store
 from services.referral.directory import DirectoryCache

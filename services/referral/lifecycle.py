@@ -7,12 +7,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-import asyncpg
-
 from contracts.codes import CancellationReason, ClosureOutcome, ReferralState, RejectionReason
 from contracts.events import ReferralEventV1, ReferralProposedV1, ReferralSentV1
 from contracts.registry import to_cloud_event
 from contracts.topics import Topic
+from services.kit.db import Conn
 from services.kit.outbox import enqueue
 from services.referral import store
 from services.referral.domain import (
@@ -27,7 +26,7 @@ from services.referral.domain import (
 )
 
 
-async def publish(conn: asyncpg.Connection, events: list[ReferralEventV1] | list[Any], *,
+async def publish(conn: Conn, events: list[ReferralEventV1] | list[Any], *,
                   source: str, traceparent: str | None) -> None:  # fmt: skip
     await enqueue(conn, Topic.REFERRALS, *(to_cloud_event(e, source=source,
                                                           traceparent=traceparent)
@@ -68,7 +67,7 @@ def new_by_hand(facts: ReferralFacts, *, now: datetime, deadlines: Deadlines,
 
 
 async def transition(
-    conn: asyncpg.Connection, referral: store.StoredReferral, action: Action, *,
+    conn: Conn, referral: store.StoredReferral, action: Action, *,
     now: datetime, deadlines: Deadlines, source: str, traceparent: str | None,
     rejection_reason: RejectionReason | None = None, outcome: ClosureOutcome | None = None,
     cancellation_reason: CancellationReason | None = None,

@@ -14,6 +14,7 @@ import asyncpg
 
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import CaseCreatedV1
+from services.kit.db import Conn
 from services.referral.domain import ReferralFacts
 
 
@@ -96,7 +97,7 @@ def _referral(row: asyncpg.Record) -> StoredReferral:
 # --- cases ------------------------------------------------------------------------------
 
 
-async def insert_case(conn: asyncpg.Connection, event: CaseCreatedV1, routed_at: datetime) -> bool:
+async def insert_case(conn: Conn, event: CaseCreatedV1, routed_at: datetime) -> bool:
     """False when the case is already known: it was routed before."""
     inserted = await conn.fetchval(
         """INSERT INTO cases (case_id, reference, registering_agency_id, country, region,
@@ -109,17 +110,17 @@ async def insert_case(conn: asyncpg.Connection, event: CaseCreatedV1, routed_at:
     return bool(inserted)
 
 
-async def lock_case(conn: asyncpg.Connection, case_id: UUID) -> StoredCase | None:
+async def lock_case(conn: Conn, case_id: UUID) -> StoredCase | None:
     row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
     return _case(row) if row else None
 
 
-async def get_case(conn: asyncpg.Connection, case_id: UUID) -> StoredCase | None:
+async def get_case(conn: Conn, case_id: UUID) -> StoredCase | None:
     row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
     return _case(row) if row else None
 
 
-async def mark_consent_withdrawn(conn: asyncpg.Connection, case_id: UUID, at: datetime) -> None:
+async def mark_consent_withdrawn(conn: Conn, case_id: UUID, at: datetime) -> None:
     await conn.execute(
         """UPDATE cases SET consent_withdrawn_at = $2
            WHERE case_id = $1 AND consent_withdrawn_at IS NULL""",
@@ -158,7 +159,7 @@ class NewReferral:
                 sent_at)  # fmt: skip
 
 
-async def insert_referrals(conn: asyncpg.Connection, referrals: list[NewReferral]) -> None:
+async def insert_referrals(conn: Conn, referrals: list[NewReferral]) -> None:
     if referrals:
         await conn.executemany(_INSERT_REFERRAL, [r.row() for r in referrals])
 
@@ -171,7 +172,7 @@ _UNNEST_TYPES = ("uuid", "uuid", "text", "text", "text", "text", "text", "text",
                  "timestamptz")  # fmt: skip
 
 
-async def insert_routed_case(conn: asyncpg.Connection, event_data: dict[str, Any],
+async def insert_routed_case(conn: Conn, event_data: dict[str, Any],
                              event: CaseCreatedV1, referrals: list[NewReferral],
                              routed_at: datetime) -> bool:  # fmt: skip
     """Insert a new case and its routed referrals in one round trip; False (and nothing
@@ -197,7 +198,7 @@ async def insert_routed_case(conn: asyncpg.Connection, event_data: dict[str, Any
     return bool(inserted)
 
 
-async def has_open_referral(conn: asyncpg.Connection, case_id: UUID, service_id: str) -> bool:
+async def has_open_referral(conn: Conn, case_id: UUID, service_id: str) -> bool:
     found = await conn.fetchval(
         """SELECT true FROM referrals WHERE case_id = $1 AND service_id = $2
            AND state IN ('proposed', 'sent', 'acknowledged', 'accepted', 'in_progress')""",
@@ -206,12 +207,12 @@ async def has_open_referral(conn: asyncpg.Connection, case_id: UUID, service_id:
     return bool(found)
 
 
-async def get_referral(conn: asyncpg.Connection, referral_id: UUID) -> StoredReferral | None:
+async def get_referral(conn: Conn, referral_id: UUID) -> StoredReferral | None:
     row = await conn.fetchrow("SELECT * FROM referrals WHERE referral_id = $1", referral_id)
     return _referral(row) if row else None
 
 
-async def open_referrals_of_case(conn: asyncpg.Connection, case_id: UUID) -> list[StoredReferral]:
+async def open_referrals_of_case(conn: Conn, case_id: UUID) -> list[StoredReferral]:
     rows = await conn.fetch(
         """SELECT * FROM referrals WHERE case_id = $1
            AND state IN ('proposed', 'sent', 'acknowledged', 'accepted', 'in_progress')
@@ -222,7 +223,7 @@ async def open_referrals_of_case(conn: asyncpg.Connection, case_id: UUID) -> lis
 
 
 async def save_transition(
-    conn: asyncpg.Connection, referral: StoredReferral, *, state: ReferralState, at: datetime,
+    conn: Conn, referral: StoredReferral, *, state: ReferralState, at: datetime,
     respond_by: datetime | None = None, rejection_reason: str | None = None,
     closure_outcome: str | None = None, cancellation_reason: str | None = None,
     best_interest: dict[str, Any] | None = None,
@@ -253,7 +254,7 @@ class Page:
 
 
 async def list_referrals(
-    conn: asyncpg.Connection, *, agency_id: str, direction: str | None,
+    conn: Conn, *, agency_id: str, direction: str | None,
     states: list[str], case_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int,
 ) -> Page:  # fmt: skip
     """Referrals addressed to (once sent) or sent by `agency_id`, oldest first."""
@@ -272,7 +273,7 @@ async def list_referrals(
 
 
 async def record_disclosure(
-    conn: asyncpg.Connection, *, referral_id: UUID, case_id: UUID, agency_id: str,
+    conn: Conn, *, referral_id: UUID, case_id: UUID, agency_id: str,
     fields: list[str], purpose: str, at: datetime,
 ) -> None:  # fmt: skip
     await conn.execute(
@@ -285,19 +286,19 @@ async def record_disclosure(
 # --- directory ----------------------------------------------------------------------------
 
 
-async def directory_version(conn: asyncpg.Connection) -> int:
+async def directory_version(conn: Conn) -> int:
     version: int = await conn.fetchval("SELECT version FROM directory_version")
     return version
 
 
-async def directory_documents(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+async def directory_documents(conn: Conn) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT document FROM directory_organizations ORDER BY position, organization_id"
     )
     return [r["document"] for r in rows]
 
 
-async def seed_directory(conn: asyncpg.Connection, documents: list[dict[str, Any]]) -> int:
+async def seed_directory(conn: Conn, documents: list[dict[str, Any]]) -> int:
     """Add the seed's organisations the database does not have yet; returns how many.
     Existing ones are left alone: admin edits survive a restart."""
     added = 0
@@ -313,7 +314,7 @@ async def seed_directory(conn: asyncpg.Connection, documents: list[dict[str, Any
     return added
 
 
-async def upsert_organization(conn: asyncpg.Connection, document: dict[str, Any]) -> bool:
+async def upsert_organization(conn: Conn, document: dict[str, Any]) -> bool:
     """True when the organisation is new."""
     created = await conn.fetchval(
         """INSERT INTO directory_organizations (organization_id, position, document)
@@ -326,7 +327,7 @@ async def upsert_organization(conn: asyncpg.Connection, document: dict[str, Any]
     return bool(created)
 
 
-async def delete_organization(conn: asyncpg.Connection, organization_id: str) -> bool:
+async def delete_organization(conn: Conn, organization_id: str) -> bool:
     deleted = await conn.fetchval(
         "DELETE FROM directory_organizations WHERE organization_id = $1 RETURNING true",
         organization_id,
@@ -336,5 +337,5 @@ async def delete_organization(conn: asyncpg.Connection, organization_id: str) ->
     return bool(deleted)
 
 
-async def bump_directory_version(conn: asyncpg.Connection) -> None:
+async def bump_directory_version(conn: Conn) -> None:
     await conn.execute("UPDATE directory_version SET version = version + 1")

@@ -89,11 +89,11 @@ def test_an_event_model_cannot_carry_free_text() -> None:
 
 # --- the compatibility checker itself ------------------------------------------------------
 
-BASE = json.loads(generate.schema_path("referral.rejected").read_text())
+BASE: dict[str, Any] = json.loads(generate.schema_path("referral.rejected").read_text())
 
 
 def _mutated(change: Any) -> dict[str, Any]:
-    schema = copy.deepcopy(BASE)
+    schema: dict[str, Any] = copy.deepcopy(BASE)
     change(schema)
     return schema
 

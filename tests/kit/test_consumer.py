@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from contracts.envelope import CloudEvent
 from contracts.topics import Topic, namespaced
 from services.kit.consumer import Subscription, TransientError
+from services.kit.db import Conn
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
 from tests.helpers import TopicReader, poll_until
@@ -43,7 +44,7 @@ async def toy(
     (migrations / "001_effects.sql").write_text(MIGRATION)
     behaviour = Behaviour()
 
-    async def apply(conn: asyncpg.Connection, event: CloudEvent) -> None:
+    async def apply(conn: Conn, event: CloudEvent) -> None:
         case = event.subject
         behaviour.attempts[case] = behaviour.attempts.get(case, 0) + 1
         if case in behaviour.always_fail:
