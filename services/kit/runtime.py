@@ -104,18 +104,19 @@ class ServiceRuntime:
         log.info("service started", service=s.service_name, namespace=s.topic_namespace)
 
     async def stop(self) -> None:
-        """Finish in-flight work, commit nothing unfinished, release everything."""
+        """Finish in-flight work, commit nothing unfinished, release everything.
+
+        The subscriber task stops its broker (FastStream waits for the handlers in
+        flight); a consumer retrying a record gives up without committing its offset,
+        so the record is redelivered after restart. Only then do the pool and the
+        producer close."""
         self.stopping.set()
         for consumer in self.consumers:
             consumer.stopping.set()
-        if self.broker is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.broker.stop(),
-                                       timeout=self.settings.shutdown_grace_seconds)  # fmt: skip
         if self.relay is not None:
             await self.relay.stop()
-        _, pending = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_seconds) \
-            if self._tasks else (set(), set())  # fmt: skip
+        grace = self.settings.shutdown_grace_seconds
+        _, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
         for task in pending:
             task.cancel()
         for task in pending:
@@ -207,6 +208,12 @@ class ServiceRuntime:
             self.broker, self.consumers = broker, consumers
             self.broker_connected = True
             log.info("subscribers started", topics=[c.physical_topic for c in consumers])
+            await self.stopping.wait()
+            for consumer in consumers:
+                consumer.stopping.set()
+            with contextlib.suppress(Exception):
+                await broker.stop()
+            self.broker_connected = False
             return
 
     async def kafka_reachable(self, timeout: float = 3.0) -> bool:
