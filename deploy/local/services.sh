@@ -68,7 +68,7 @@ Enlace is running.
   Kafka:                   $KAFKA_BOOTSTRAP   (read a topic: $PYTHON deploy/local/tail_topic.py protection.cases.v1)
   Logs (JSON):             $LOG_DIR/<service>.log, Kafka $KAFKA_LOG, PostgreSQL $PG_LOG
   E-mails sent:            Maildir $LOCAL_DIR/mail (one file per message in new/)
-  SMS sent:                $LOCAL_DIR/sms
+  SMS sent:                $LOCAL_DIR/sms/messages.jsonl (quiet hours 21:00-07:00 Lima hold non-urgent ones)
   Demo API keys:           deploy/demo-api-keys.txt
   Try:                     deploy/local/demo.sh   (registers a Piura case and shows what follows)
   Stop:                    make stop

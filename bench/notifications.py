@@ -1,0 +1,214 @@
+"""Notification throughput: referral.sent events on the real topic -> delivery rows ->
+SMS through the local Twilio-compatible server and email through the local aiosmtpd
+server (each its own process, as `make run` starts them), outcomes and
+notification.sent events written to PostgreSQL. Counts the messages the two servers
+actually recorded (Maildir files, SMS log lines) per second."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from bench.common import BenchContext, Figure, percentile
+from contracts.codes import ReferralState, RiskLevel, ServiceType
+from contracts.events import ReferralSentV1
+from contracts.registry import to_cloud_event
+from contracts.topics import namespaced
+from services.kit.settings import REPO_ROOT
+from services.notifications.app import NotificationsSettings, create_app
+
+EVENTS = 2000  # each one SMS + one email
+TARGET = 200.0
+
+DIRECTORY = """
+organizations:
+  - id: upe-piura
+    name: "UPE Piura"
+    services:
+      - id: upe-piura-proteccion
+        contacts:
+          - {id: ct-bench, name: "Mesa", phone: "+51911000003", email: "mesa@bench.example.org",
+             language: es, time_zone: UTC, channels: [sms, email]}
+"""
+
+
+def _referral_sent(sequence: int) -> ReferralSentV1:
+    now = datetime.now(UTC)
+    return ReferralSentV1(
+        case_id=uuid.uuid4(), referral_id=uuid.uuid4(), reference=f"PE-PIU-2026-{sequence:06d}",
+        state=ReferralState.SENT, version=2, from_agency_id="ong-amanecer",
+        to_agency_id="upe-piura", service_id="upe-piura-proteccion",
+        service_type=ServiceType.SPECIAL_PROTECTION, urgency=RiskLevel.HIGH, case_country="PE",
+        case_region="PE-PIU", service_country="PE", cross_border=False, occurred_at=now,
+        routing_rule="bench", mandatory=True, respond_by=now + timedelta(hours=24),
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def _process(*args: str, port: int) -> AsyncIterator[None]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        *args,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    raise RuntimeError(f"{args[0]} did not start") from None
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), timeout=5)
+
+
+def _recorded(workdir: Path) -> int:
+    sms_log = workdir / "sms" / "messages.jsonl"
+    texts = sms_log.read_bytes().count(b"\n") if sms_log.exists() else 0
+    mails = workdir / "mail" / "new"
+    return texts + (len(os.listdir(mails)) if mails.exists() else 0)
+
+
+async def run(ctx: BenchContext) -> list[Figure]:
+    workdir = Path(tempfile.mkdtemp(prefix="enlace-bench-notifications-"))
+    (workdir / "directory.yaml").write_text(DIRECTORY)
+    smtp_port, sms_port = _free_port(), _free_port()
+    dsn = await ctx.make_database("notifications")
+    settings = NotificationsSettings(
+        database_url=dsn,
+        kafka_bootstrap_servers=ctx.bootstrap,
+        topic_namespace=ctx.namespace,
+        consumer_group=f"{ctx.namespace}-notifications-bench-{uuid.uuid4().hex[:6]}",
+        directory_file=workdir / "directory.yaml",
+        smtp_port=smtp_port,
+        sms_base_url=f"http://127.0.0.1:{sms_port}",
+        sms_status_callback_url="",
+        worker_poll_seconds=0.2,
+        worker_max_in_flight=64,
+        db_pool_max=20,
+        sms_rate_per_second=10_000,
+        sms_rate_burst=500,
+        email_rate_per_second=10_000,
+        email_rate_burst=500,
+        quiet_hours_channels=[],
+        log_level="WARNING",
+    )
+    async with (
+        _process(
+            "services.notifications.local_smtp",
+            "--port",
+            str(smtp_port),
+            "--maildir",
+            str(workdir / "mail"),
+            port=smtp_port,
+        ),
+        _process(
+            "services.notifications.local_sms",
+            "--port",
+            str(sms_port),
+            "--dir",
+            str(workdir / "sms"),
+            port=sms_port,
+        ),
+    ):
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            return await _measure(ctx, dsn, workdir)
+
+
+async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
+    producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    topic = namespaced(ctx.namespace, "protection.referrals.v1")
+    conn = await asyncpg.connect(dsn)
+
+    sequence = 0
+
+    async def publish(count: int) -> None:
+        nonlocal sequence
+        sends = []
+        for _ in range(count):
+            sequence += 1
+            event = to_cloud_event(_referral_sent(sequence), source="/enlace/bench")
+            sends.append(
+                await producer.send(
+                    topic, key=event.key, value=event.value(), headers=event.headers()
+                )
+            )
+        await asyncio.gather(*sends)
+
+    async def wait_recorded(count: int, within: float) -> None:
+        deadline = time.perf_counter() + within
+        while _recorded(workdir) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)  # the servers are other processes: poll their files
+
+    try:
+        await publish(1)  # warm-up: consumer groups joined, connections open
+        await wait_recorded(2, 30)
+        started = time.perf_counter()
+        await publish(EVENTS)
+        await wait_recorded(2 + EVENTS * 2, 45)
+        elapsed = time.perf_counter() - started
+        delivered = _recorded(workdir) - 2
+        latencies = [
+            r["s"]
+            for r in await conn.fetch(
+                "SELECT extract(epoch FROM sent_at - created_at)::float8 AS s FROM deliveries "
+                "WHERE status = 'sent'"
+            )
+        ]
+    finally:
+        await conn.close()
+        await producer.stop()
+    rate = delivered / elapsed
+    expected = EVENTS * 2
+    return [
+        Figure(
+            "notifications: messages/s through local SMTP + SMS",
+            rate,
+            "msg/s",
+            f">= {TARGET:.0f} msg/s",
+            rate >= TARGET and delivered >= expected,
+        ),
+        Figure(
+            "notifications: messages recorded by the servers",
+            delivered,
+            "msgs",
+            f"= {expected}",
+            delivered == expected,
+        ),
+        Figure(
+            "notifications: p95 delivery row -> provider accepted",
+            percentile(latencies, 95) * 1000,
+            "ms",
+        ),
+    ]

@@ -1,0 +1,229 @@
+"""Notifications service wiring: settings, channels, worker, handlers, API."""
+
+import contextlib
+import time as monotonic_time
+from collections.abc import AsyncIterator
+from datetime import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+from pydantic import Field
+
+from contracts.codes import Channel
+from services.kit.clock import Clock, SystemClock
+from services.kit.http import (
+    AgencyRegistry,
+    BodyLimitMiddleware,
+    agency_dependency,
+    install_problem_handlers,
+)
+from services.kit.logging import get_logger
+from services.kit.runtime import ServiceRuntime
+from services.kit.settings import DEPLOY_DIR, ServiceSettings
+from services.notifications.api import build_router
+from services.notifications.channels.email import SmtpConfig, SmtpEmailSender
+from services.notifications.channels.sms import TwilioSmsProvider
+from services.notifications.directory import load_directory
+from services.notifications.domain import Links, Renderer, TokenBucket
+from services.notifications.handlers import Handlers
+from services.notifications.local_sms import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from services.notifications.worker import ContactResolver, DeliveryWorker, WorkerPolicy
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+log = get_logger(__name__)
+
+
+class NotificationsSettings(ServiceSettings):
+    service_name: str = "notifications"
+    http_port: int = 8004
+
+    # email (SMTP); local default: python -m services.notifications.local_smtp
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_tls: bool = Field(default=False, description="Implicit TLS (SMTPS, port 465)")
+    smtp_starttls: bool = Field(default=False, description="Upgrade with STARTTLS")
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "notificaciones@enlace.local"
+    smtp_timeout_seconds: float = 10.0
+
+    # SMS (Twilio Messages API); local default: python -m services.notifications.local_sms
+    sms_base_url: str = "http://127.0.0.1:8090"
+    sms_account_sid: str = DEFAULT_ACCOUNT_SID
+    sms_auth_token: str = DEFAULT_AUTH_TOKEN
+    sms_from_number: str = "+15005550006"
+    sms_status_callback_url: str = "http://127.0.0.1:8004/v1/sms/status"
+    sms_timeout_seconds: float = 10.0
+
+    # when and how often
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(7, 0)
+    quiet_hours_channels: list[Channel] = Field(
+        default_factory=lambda: [Channel.SMS, Channel.EMAIL]
+    )
+    retry_max_attempts: int = 6
+    retry_backoff_base_seconds: float = 5.0
+    retry_backoff_cap_seconds: float = 900.0
+    sms_rate_per_second: float = 50.0
+    sms_rate_burst: float = 50.0
+    email_rate_per_second: float = 50.0
+    email_rate_burst: float = 50.0
+    worker_max_in_flight: int = 32
+    worker_poll_seconds: float = 1.0
+    worker_lease_seconds: float = 120.0
+
+    # who
+    intake_url: str = "http://127.0.0.1:8001"
+    internal_api_key: str = "demo-key-svc-notifications"
+    caseworker_contact_cache_seconds: float = 3600.0
+    directory_file: Path = DEPLOY_DIR / "directory.yaml"
+    default_language: str = "es"
+    referral_api_url: str = "http://127.0.0.1:8002"
+    followup_api_url: str = "http://127.0.0.1:8003"
+
+
+def create_app(
+    settings: NotificationsSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    intake_client: httpx.AsyncClient | None = None,
+) -> FastAPI:
+    settings = settings or NotificationsSettings()
+    clock = clock or SystemClock()
+    if not settings.directory_file.exists():
+        log.warning(
+            "contact directory not found; only caseworkers can be told",
+            directory_file=str(settings.directory_file),
+        )
+    directory = load_directory(settings.directory_file)
+    own_intake = intake_client is None
+    intake = intake_client or httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
+    sms_client = httpx.AsyncClient(
+        timeout=settings.sms_timeout_seconds,
+        limits=httpx.Limits(
+            max_connections=settings.worker_max_in_flight,
+            max_keepalive_connections=settings.worker_max_in_flight,
+        ),
+    )
+    sms = TwilioSmsProvider(
+        sms_client,
+        base_url=settings.sms_base_url,
+        account_sid=settings.sms_account_sid,
+        auth_token=settings.sms_auth_token,
+        from_number=settings.sms_from_number,
+        status_callback_url=settings.sms_status_callback_url or None,
+    )
+    email = SmtpEmailSender(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            from_address=settings.smtp_from,
+            use_tls=settings.smtp_tls,
+            start_tls=settings.smtp_starttls,
+            username=settings.smtp_user,
+            password=settings.smtp_password,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    )
+    runtime_ref: list[ServiceRuntime] = []
+    policy = WorkerPolicy(
+        max_attempts=settings.retry_max_attempts,
+        backoff_base_seconds=settings.retry_backoff_base_seconds,
+        backoff_cap_seconds=settings.retry_backoff_cap_seconds,
+        quiet_start=settings.quiet_hours_start,
+        quiet_end=settings.quiet_hours_end,
+        quiet_channels=frozenset(settings.quiet_hours_channels),
+        default_language=settings.default_language,
+        lease_seconds=settings.worker_lease_seconds,
+        max_in_flight=settings.worker_max_in_flight,
+        poll_seconds=settings.worker_poll_seconds,
+        contact_cache_seconds=settings.caseworker_contact_cache_seconds,
+    )
+    worker = DeliveryWorker(
+        policy=policy,
+        clock=clock,
+        directory=lambda: directory,
+        renderer=Renderer(),
+        links=Links(settings.referral_api_url, settings.followup_api_url),
+        contacts=ContactResolver(
+            directory=lambda: directory,
+            intake=intake,
+            api_key=settings.internal_api_key,
+            pool=lambda: runtime_ref[0].pool,
+            clock=clock,
+            cache_seconds=settings.caseworker_contact_cache_seconds,
+        ),
+        sms=sms,
+        email=email,
+        rates={
+            Channel.SMS: TokenBucket(
+                settings.sms_rate_per_second, settings.sms_rate_burst, monotonic_time.monotonic
+            ),
+            Channel.EMAIL: TokenBucket(
+                settings.email_rate_per_second, settings.email_rate_burst, monotonic_time.monotonic
+            ),
+        },
+        source=settings.event_source,
+        dsn=settings.database_url,
+    )
+    handlers = Handlers(directory=lambda: directory, now=clock.now)
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        subscriptions=handlers.subscriptions(),
+        workers=[worker.run],
+    )
+    runtime_ref.append(runtime)
+    agencies = AgencyRegistry.load(settings.agencies_file)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            async with runtime.lifespan(app):
+                yield
+        finally:
+            await email.aclose()
+            await sms_client.aclose()
+            if own_intake:
+                await intake.aclose()
+
+    app = FastAPI(
+        title="Enlace notifications",
+        version="1.0.0",
+        description="SMS and email to caseworkers and focal points; delivery log.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.worker = worker
+    install_problem_handlers(app)
+    runtime.install_request_metrics(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(runtime.health_router())
+    app.include_router(
+        build_router(
+            lambda: runtime.pool,
+            agency_dependency(agencies),
+            worker=worker,
+            clock=clock,
+            status_callback_url=settings.sms_status_callback_url,
+            sms_auth_token=settings.sms_auth_token,
+        )
+    )
+    return app
+
+
+def main() -> None:
+    settings = NotificationsSettings()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,274 @@
+"""A small local SMS provider implementing the subset of the Twilio Messages REST API
+that Enlace uses, so `make run` and the tests need no account:
+
+- POST /2010-04-01/Accounts/{AccountSid}/Messages.json (form-encoded To, From, Body,
+  StatusCallback; HTTP basic auth with the account SID and auth token) -> 201 + the
+  message resource; 400 with Twilio's error 21211 for an invalid or rejected number;
+  401 with 20003 for bad credentials.
+- GET the same path lists the recorded messages.
+- Status callbacks ("sent", then "delivered") to the message's StatusCallback,
+  signed with X-Twilio-Signature exactly as Twilio signs them.
+- Fault injection: POST /_local/fail (count, status, optional to) makes the next
+  sends answer that HTTP status; POST /_local/reject (number) refuses a number.
+
+Messages are recorded in memory and appended to `.local/sms/messages.jsonl`.
+
+    python -m services.notifications.local_sms [--host 127.0.0.1] [--port 8090]
+        [--account-sid AC...] [--auth-token ...] [--dir .local/sms] [--reject +51...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import httpx
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from services.kit.logging import configure_logging, get_logger
+from services.kit.settings import REPO_ROOT
+from services.notifications.channels.sms import sign_request
+from services.notifications.domain import sms_shape
+
+DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
+DEFAULT_AUTH_TOKEN = "local-sms-auth-token"
+DEFAULT_DIR = REPO_ROOT / ".local" / "sms"
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+log = get_logger(__name__)
+
+
+@dataclass
+class _PlannedFailure:
+    status: int
+    to: str | None
+
+
+@dataclass
+class LocalSmsProvider:
+    account_sid: str = DEFAULT_ACCOUNT_SID
+    auth_token: str = DEFAULT_AUTH_TOKEN
+    record_dir: Path | None = DEFAULT_DIR
+    rejected_numbers: set[str] = field(default_factory=set)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[dict[str, str]] = field(default_factory=list)  # every POST, failed or not
+    callbacks_sent: list[dict[str, str]] = field(default_factory=list)
+    _failures: list[_PlannedFailure] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _client: httpx.AsyncClient | None = None
+
+    # --- fault injection ---------------------------------------------------------------
+
+    def fail_next(self, count: int, status: int = 500, to: str | None = None) -> None:
+        self._failures += [_PlannedFailure(status, to) for _ in range(count)]
+
+    def reject_number(self, number: str) -> None:
+        self.rejected_numbers.add(number)
+
+    def sent_to(self, number: str) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["to"] == number]
+
+    # --- HTTP --------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        path = "/2010-04-01/Accounts/{sid}/Messages.json"
+        return Starlette(
+            routes=[
+                Route(path, self._create, methods=["POST"]),
+                Route(path, self._list, methods=["GET"]),
+                Route("/_local/fail", self._control_fail, methods=["POST"]),
+                Route("/_local/reject", self._control_reject, methods=["POST"]),
+            ],
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.aclose()
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return (
+            secrets.compare_digest(user, self.account_sid)
+            and secrets.compare_digest(password, self.auth_token)
+            and request.path_params["sid"] == self.account_sid
+        )
+
+    async def _create(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, 20003, "Authentication Error - invalid username")
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+        self.requests.append(form)
+        to, body = form.get("To", ""), form.get("Body", "")
+        for index, failure in enumerate(self._failures):
+            if failure.to is None or failure.to == to:
+                del self._failures[index]
+                return _error(failure.status, 20500, "Internal Server Error")
+        if not _E164.match(to) or to in self.rejected_numbers:
+            return _error(400, 21211, f"The 'To' number {to} is not a valid phone number.")
+        if not body:
+            return _error(400, 21602, "Message body is required.")
+        now = datetime.now(UTC)
+        message: dict[str, Any] = {
+            "sid": "SM" + secrets.token_hex(16),
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": form.get("From", ""),
+            "body": body,
+            "status": "queued",
+            "num_segments": str(sms_shape(body).segments),
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "date_created": format_datetime(now),
+            "date_updated": format_datetime(now),
+            "date_sent": None,
+            "error_code": None,
+            "error_message": None,
+            "price": None,
+            "price_unit": "USD",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/",
+        }
+        message["uri"] += f"{message['sid']}.json"
+        self.messages.append(message)
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            with (self.record_dir / "messages.jsonl").open("ab") as handle:
+                handle.write(orjson.dumps(message) + b"\n")
+        callback = form.get("StatusCallback")
+        if callback:
+            task = asyncio.create_task(self._report_status(callback, message))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return JSONResponse(message, status_code=201)
+
+    async def _list(self, request: Request) -> Response:
+        if not self._authorized(request):
+            return _error(401, 20003, "Authentication Error - invalid username")
+        return JSONResponse({"messages": list(reversed(self.messages)), "page": 0})
+
+    async def _control_fail(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        self.fail_next(
+            int(form.get("count", "1")), int(form.get("status", "500")), form.get("to") or None
+        )
+        return JSONResponse({"planned_failures": len(self._failures)})
+
+    async def _control_reject(self, request: Request) -> Response:
+        form = dict(parse_qsl((await request.body()).decode()))
+        self.reject_number(form["number"])
+        return JSONResponse({"rejected_numbers": sorted(self.rejected_numbers)})
+
+    async def _report_status(self, url: str, message: dict[str, Any]) -> None:
+        """What Twilio does after accepting: signed callbacks as the status moves on."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=5.0)
+        for status in ("sent", "delivered"):
+            params = {
+                "AccountSid": self.account_sid,
+                "ApiVersion": "2010-04-01",
+                "From": str(message["from"]),
+                "MessageSid": str(message["sid"]),
+                "MessageStatus": status,
+                "SmsSid": str(message["sid"]),
+                "SmsStatus": status,
+                "To": str(message["to"]),
+            }
+            headers = {"X-Twilio-Signature": sign_request(url, params, self.auth_token)}
+            try:
+                response = await self._client.post(url, data=params, headers=headers)
+                self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
+            except httpx.HTTPError as exc:
+                log.warning("status callback failed", error=exc.__class__.__name__)
+                return
+            message["status"] = status
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @contextlib.asynccontextmanager
+    async def serving(self, host: str = "127.0.0.1", port: int = 8090) -> AsyncIterator[str]:
+        """Serve on host:port in the current event loop; yields the base URL."""
+        async with serve(self.app(), host, port) as base_url:
+            yield base_url
+
+
+def _error(status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message,
+            "status": status,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        },
+        status_code=status,
+    )
+
+
+@contextlib.asynccontextmanager
+async def serve(app: Any, host: str, port: int) -> AsyncIterator[str]:
+    """Run an ASGI app under uvicorn inside the running loop (tests, benches)."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("server stopped before it started")
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Local Twilio-compatible SMS provider")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
+    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+    parser.add_argument(
+        "--reject", action="append", default=[], help="answer 21211 for this number (repeatable)"
+    )
+    args = parser.parse_args()
+    configure_logging()
+    provider = LocalSmsProvider(args.account_sid, args.auth_token, args.dir, set(args.reject))
+    print(
+        f"local SMS API on http://{args.host}:{args.port}; messages in {args.dir}/messages.jsonl",
+        flush=True,
+    )
+    uvicorn.run(provider.app(), host=args.host, port=args.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

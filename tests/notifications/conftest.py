@@ -1,0 +1,235 @@
+"""Notifications under test with everything real: Kafka, PostgreSQL, an aiosmtpd SMTP
+server keeping a Maildir, the local Twilio-compatible SMS server, and intake (for
+caseworker contacts), each on a free port for this session."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from contracts.envelope import CloudEvent
+from contracts.events import EventData
+from contracts.registry import to_cloud_event
+from contracts.topics import namespaced
+from services.intake.app import IntakeSettings
+from services.intake.app import create_app as create_intake
+from services.notifications.app import NotificationsSettings, create_app
+from services.notifications.local_sms import LocalSmsProvider, serve
+from services.notifications.local_smtp import LocalSmtpServer
+from tests.conftest import running, service_settings
+from tests.infra import Infra
+
+DIRECTORY = Path(__file__).parent / "directory.yaml"
+INVALID_NUMBER = "+51900000000"
+REFUSED_MAILBOX = "baja@cem-piura.example.org"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class FlowingClock:
+    """Real time shifted by an offset the test controls, so retries and leases still
+    advance while quiet hours are chosen at will."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def set(self, moment: datetime) -> None:
+        self.offset = moment - datetime.now(UTC)
+
+    def set_local(self, hour: int, minute: int = 0, tz: str = "America/Lima") -> datetime:
+        """Shift so that it is now hour:minute in `tz` (today or tomorrow)."""
+        real = datetime.now(UTC)
+        local = real.astimezone(ZoneInfo(tz))
+        target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        if target < local:
+            target += timedelta(days=1)
+        self.offset = target - local
+        return self.now()
+
+
+def fast_settings(
+    infra: Infra, namespace: str, dsn: str, **overrides: Any
+) -> NotificationsSettings:
+    values: dict[str, Any] = {
+        "directory_file": DIRECTORY,
+        "retry_backoff_base_seconds": 0.05,
+        "retry_backoff_cap_seconds": 0.3,
+        "retry_max_attempts": 4,
+        "worker_poll_seconds": 0.1,
+        "sms_rate_per_second": 1000.0,
+        "sms_rate_burst": 100.0,
+        "email_rate_per_second": 1000.0,
+        "email_rate_burst": 100.0,
+        "shutdown_grace_seconds": 5.0,
+    }
+    values.update(overrides)
+    settings: NotificationsSettings = service_settings(
+        NotificationsSettings, infra, namespace, dsn, **values
+    )
+    return settings
+
+
+@dataclass
+class Kafka:
+    producer: AIOKafkaProducer
+    namespace: str
+
+    async def publish(
+        self,
+        data: EventData | CloudEvent,
+        *,
+        source: str = "/enlace/referral",
+        namespace: str | None = None,
+    ) -> CloudEvent:
+        """Publish as the producing service does (binary CloudEvent, key = case id)."""
+        event = data if isinstance(data, CloudEvent) else to_cloud_event(data, source=source)
+        topic = data.topic if isinstance(data, EventData) else _topic_of(event)
+        await self.producer.send_and_wait(
+            namespaced(namespace if namespace is not None else self.namespace, topic),
+            key=event.key,
+            value=event.value(),
+            headers=event.headers(),
+        )
+        return event
+
+
+def _topic_of(event: CloudEvent) -> str:
+    from contracts.registry import model_for
+
+    return model_for(event.type).topic
+
+
+@pytest.fixture(scope="session")
+async def kafka(infra: Infra, namespace: str) -> AsyncIterator[Kafka]:
+    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    await producer.start()
+    yield Kafka(producer, namespace)
+    await producer.stop()
+
+
+@pytest.fixture(scope="session")
+def smtp(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    server = LocalSmtpServer(
+        port=free_port(), maildir=tmp_path_factory.mktemp("mail"), reject={REFUSED_MAILBOX}
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+async def sms(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSmsProvider]:
+    provider = LocalSmsProvider(
+        record_dir=tmp_path_factory.mktemp("sms"), rejected_numbers={INVALID_NUMBER}
+    )
+    async with provider.serving(port=free_port()) as base_url:
+        provider.base_url = base_url  # type: ignore[attr-defined]
+        yield provider
+
+
+@pytest.fixture(scope="session")
+async def intake(
+    infra: Infra, namespace: str, databases: Callable[[str], Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_intake(
+        service_settings(IntakeSettings, infra, namespace, await databases("intake"))
+    )
+    async with running(app) as client:
+        yield client
+
+
+@dataclass
+class Notifications:
+    client: httpx.AsyncClient
+    clock: FlowingClock
+    dsn: str
+    settings: NotificationsSettings
+
+    async def deliveries(self, case_id: str) -> list[dict[str, Any]]:
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT * FROM deliveries WHERE case_id = $1::uuid ORDER BY recipient_id, channel",
+                case_id,
+            )
+            return [dict(r) for r in rows]
+        finally:
+            await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def serving_notifications(
+    settings: NotificationsSettings,
+    port: int,
+    *,
+    clock: FlowingClock,
+    intake_client: httpx.AsyncClient | None,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The service on a real port (the SMS server calls it back), lifespan included."""
+    app = create_app(settings, clock=clock, intake_client=intake_client)
+    async with (
+        serve(app, "127.0.0.1", port) as base_url,
+        httpx.AsyncClient(base_url=base_url) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def notifications(
+    infra: Infra,
+    namespace: str,
+    databases: Callable[[str], Any],
+    smtp: LocalSmtpServer,
+    sms: LocalSmsProvider,
+    intake: httpx.AsyncClient,
+) -> AsyncIterator[Notifications]:
+    dsn: str = await databases("notifications")
+    port = free_port()
+    settings = fast_settings(
+        infra,
+        namespace,
+        dsn,
+        smtp_port=smtp.port,
+        sms_base_url=sms.base_url,  # type: ignore[attr-defined]
+        sms_status_callback_url=f"http://127.0.0.1:{port}/v1/sms/status",
+    )
+    clock = FlowingClock()
+    clock.set_local(12)  # midday in Lima: quiet hours do not apply unless a test says so
+    async with serving_notifications(settings, port, clock=clock, intake_client=intake) as client:
+        yield Notifications(client, clock, dsn, settings)
+
+
+def emails_about(
+    smtp: LocalSmtpServer, reference: str, to: str | None = None
+) -> list[EmailMessage]:
+    return [
+        m
+        for m in smtp.messages()
+        if reference in str(m["Subject"]) and (to is None or str(m["To"]) == to)
+    ]
+
+
+def texts_about(
+    sms: LocalSmsProvider, reference: str, to: str | None = None
+) -> list[dict[str, Any]]:
+    return [m for m in sms.messages if reference in m["body"] and (to is None or m["to"] == to)]
