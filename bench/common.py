@@ -26,7 +26,9 @@ class Figure:
     met: bool | None = None
 
     def line(self) -> str:
-        verdict = "" if self.met is None else ("  [target met]" if self.met else "  [TARGET MISSED]")
+        verdict = (
+            "" if self.met is None else ("  [target met]" if self.met else "  [TARGET MISSED]")
+        )
         target = f"  (target {self.target})" if self.target else ""
         return f"{self.name:<58} {self.value:>12,.1f} {self.unit:<10}{target}{verdict}"
 

@@ -42,16 +42,20 @@ async def _store_due_referrals(dsn: str, count: int) -> list[uuid.UUID]:
                           'special_protection', 'critical', 'PE', 'PE-PIU', 'PE', false,
                           $3::timestamptz, $3::timestamptz + interval '4 hours'
                    FROM unnest($1::uuid[], $2::uuid[]) WITH ORDINALITY AS u(r, c, n)""",
-                referral_ids, case_ids, T0,
-            )  # fmt: skip
+                referral_ids,
+                case_ids,
+                T0,
+            )
             await conn.execute(
                 """INSERT INTO timers (timer_id, kind, case_id, referral_id, deadline,
                                        started_at, due_at, fire_at)
                    SELECT gen_random_uuid(), 'deadline', c, r, 'acknowledge', $3::timestamptz,
                           $3::timestamptz + interval '4 hours', $3::timestamptz + interval '4 hours'
                    FROM unnest($1::uuid[], $2::uuid[]) AS u(r, c)""",
-                referral_ids, case_ids, T0,
-            )  # fmt: skip
+                referral_ids,
+                case_ids,
+                T0,
+            )
     finally:
         await conn.close()
     return referral_ids
@@ -61,10 +65,14 @@ async def run(ctx: BenchContext) -> list[Figure]:
     dsn = await ctx.make_database("followup")
     clock = MovableClock(T0)
     settings = FollowupSettings(
-        database_url=dsn, kafka_bootstrap_servers=ctx.bootstrap, topic_namespace=ctx.namespace,
+        database_url=dsn,
+        kafka_bootstrap_servers=ctx.bootstrap,
+        topic_namespace=ctx.namespace,
         consumer_group=f"{ctx.namespace}-followup-bench-{uuid.uuid4().hex[:6]}",
-        log_level="WARNING", timer_poll_seconds=0.2, report_metrics_refresh_seconds=3600,
-    )  # fmt: skip
+        log_level="WARNING",
+        timer_poll_seconds=0.2,
+        report_metrics_refresh_seconds=3600,
+    )
     app = create_app(settings, clock=clock)
     async with app.router.lifespan_context(app):
         referral_ids = await _store_due_referrals(dsn, TIMERS)
@@ -78,7 +86,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
             while time.perf_counter() < deadline:
                 fired = await probe.fetchval(
                     "SELECT count(*) FROM timers WHERE referral_id = ANY($1) AND fired_count > 0",
-                    referral_ids)  # fmt: skip
+                    referral_ids,
+                )
                 if fired == TIMERS and all_fired_after is None:
                     all_fired_after = time.perf_counter() - started
                 if fired == TIMERS and await probe.fetchval("SELECT count(*) FROM outbox") == 0:
@@ -87,15 +96,24 @@ async def run(ctx: BenchContext) -> list[Figure]:
             elapsed = time.perf_counter() - started
             fired = await probe.fetchval(
                 "SELECT count(*) FROM timers WHERE referral_id = ANY($1) AND fired_count > 0",
-                referral_ids)  # fmt: skip
+                referral_ids,
+            )
         finally:
             await probe.close()
     rate = fired / elapsed if fired == TIMERS else 0.0
     return [
-        Figure(f"followup: due timers fired + published ({TIMERS:,})", rate, "timers/s",
-               f">= {TARGET:,.0f} timers/s", rate >= TARGET),
-        Figure("followup: time to fire them all (committed with their outbox rows)",
-               all_fired_after or float("nan"), "s"),
+        Figure(
+            f"followup: due timers fired + published ({TIMERS:,})",
+            rate,
+            "timers/s",
+            f">= {TARGET:,.0f} timers/s",
+            rate >= TARGET,
+        ),
+        Figure(
+            "followup: time to fire them all (committed with their outbox rows)",
+            all_fired_after or float("nan"),
+            "s",
+        ),
         Figure("followup: time to fire and publish them all", elapsed, "s"),
     ]
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import asyncpg
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -32,22 +31,44 @@ from tests.factories import piura_adolescent_girl
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 40_000
 SAMPLE_DATA = {
-    "reference": "PE-PIU-2026-000123", "registering_agency_id": "ong-amanecer",
-    "country": "PE", "region": "PE-PIU", "age_band": "15-17", "sex": "female",
-    "nationality": "VE", "languages": ["es"], "unaccompanied": True, "separated": False,
-    "has_disability": False, "concerns": ["physical_violence", "gender_based_violence"],
-    "needs": ["special_protection", "psychosocial_support"], "risk_level": "high",
-    "consent": {"basis": "consent", "scope": "all_referral_services", "given_by": "child",
-                "recorded_at": "2026-11-23T10:00:00+00:00", "service_types": [], "decided_by": None},
-    "caseworker_id": "cw-rosa", "possible_duplicate_of": [],
-}  # fmt: skip
+    "reference": "PE-PIU-2026-000123",
+    "registering_agency_id": "ong-amanecer",
+    "country": "PE",
+    "region": "PE-PIU",
+    "age_band": "15-17",
+    "sex": "female",
+    "nationality": "VE",
+    "languages": ["es"],
+    "unaccompanied": True,
+    "separated": False,
+    "has_disability": False,
+    "concerns": ["physical_violence", "gender_based_violence"],
+    "needs": ["special_protection", "psychosocial_support"],
+    "risk_level": "high",
+    "consent": {
+        "basis": "consent",
+        "scope": "all_referral_services",
+        "given_by": "child",
+        "recorded_at": "2026-11-23T10:00:00+00:00",
+        "service_types": [],
+        "decided_by": None,
+    },
+    "caseworker_id": "cw-rosa",
+    "possible_duplicate_of": [],
+}
 
 
 def _events(count: int) -> list[CloudEvent]:
     cases = [str(uuid.uuid4()) for _ in range(max(1, count // 4))]
-    return [CloudEvent(type="case.created", source="/enlace/bench", subject=cases[i % len(cases)],
-                       data={"case_id": cases[i % len(cases)], **SAMPLE_DATA})
-            for i in range(count)]  # fmt: skip
+    return [
+        CloudEvent(
+            type="case.created",
+            source="/enlace/bench",
+            subject=cases[i % len(cases)],
+            data={"case_id": cases[i % len(cases)], **SAMPLE_DATA},
+        )
+        for i in range(count)
+    ]
 
 
 async def raw_produce_rate(ctx: BenchContext) -> Figure:
@@ -57,13 +78,17 @@ async def raw_produce_rate(ctx: BenchContext) -> Figure:
     events = _events(EVENTS)
     try:
         started = time.perf_counter()
-        futures = [await producer.send(topic, value=e.value(), key=e.key, headers=e.headers())
-                   for e in events]  # fmt: skip
+        futures = [
+            await producer.send(topic, value=e.value(), key=e.key, headers=e.headers())
+            for e in events
+        ]
         await asyncio.gather(*futures)
         elapsed = time.perf_counter() - started
     finally:
         await producer.stop()
-    return Figure("raw aiokafka produce (idempotent, acks=all) [baseline]", EVENTS / elapsed, "events/s")
+    return Figure(
+        "raw aiokafka produce (idempotent, acks=all) [baseline]", EVENTS / elapsed, "events/s"
+    )
 
 
 async def relay_rate(ctx: BenchContext, baseline: float) -> Figure:
@@ -74,11 +99,15 @@ async def relay_rate(ctx: BenchContext, baseline: float) -> Figure:
     async with pool.acquire() as conn:
         for start in range(0, len(events), 2000):
             async with conn.transaction():
-                await enqueue(conn, Topic.CASES, *events[start:start + 2000])
+                await enqueue(conn, Topic.CASES, *events[start : start + 2000])
     relay = OutboxRelay(
-        pool=pool, dsn=dsn, producer_factory=lambda: make_producer(ctx.bootstrap, "bench-relay"),
-        namespace=ctx.namespace, lock_key=4242, metrics=KitMetrics("relaybench"),
-    )  # fmt: skip
+        pool=pool,
+        dsn=dsn,
+        producer_factory=lambda: make_producer(ctx.bootstrap, "bench-relay"),
+        namespace=ctx.namespace,
+        lock_key=4242,
+        metrics=KitMetrics("relaybench"),
+    )
     task = asyncio.create_task(relay.run())
     started = time.perf_counter()
     while await pool.fetchval("SELECT count(*) FROM outbox") > 0:
@@ -89,8 +118,13 @@ async def relay_rate(ctx: BenchContext, baseline: float) -> Figure:
     await pool.close()
     rate = EVENTS / elapsed
     target = max(5000.0, baseline / 2)
-    return Figure("outbox relay (DB -> Kafka, acknowledged, rows deleted)", rate, "events/s",
-                  f">= {target:,.0f} (5,000 and half the baseline)", rate >= target)  # fmt: skip
+    return Figure(
+        "outbox relay (DB -> Kafka, acknowledged, rows deleted)",
+        rate,
+        "events/s",
+        f">= {target:,.0f} (5,000 and half the baseline)",
+        rate >= target,
+    )
 
 
 def _free_port() -> int:
@@ -102,12 +136,18 @@ def _free_port() -> int:
 @contextlib.asynccontextmanager
 async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": await ctx.make_database("intakebench"),
-           "KAFKA_BOOTSTRAP_SERVERS": ctx.bootstrap, "ENLACE_TOPIC_NAMESPACE": ctx.namespace,
-           "ENLACE_HTTP_PORT": str(port), "ENLACE_LOG_LEVEL": "WARNING",
-           "ENLACE_DB_POOL_MAX": "20"}  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "services.intake"], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": await ctx.make_database("intakebench"),
+        "KAFKA_BOOTSTRAP_SERVERS": ctx.bootstrap,
+        "ENLACE_TOPIC_NAMESPACE": ctx.namespace,
+        "ENLACE_HTTP_PORT": str(port),
+        "ENLACE_LOG_LEVEL": "WARNING",
+        "ENLACE_DB_POOL_MAX": "20",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.intake"], env=env, cwd=REPO, stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient() as client:
@@ -136,6 +176,7 @@ async def intake_throughput(ctx: BenchContext, url: str) -> Figure:
     headers = {**KEY, "Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(url, connector=connector) as session:
+
         async def post(body: bytes) -> None:
             async with session.post("/v1/cases", data=body, headers=headers) as response:
                 assert response.status == 201, await response.text()
@@ -149,8 +190,13 @@ async def intake_throughput(ctx: BenchContext, url: str) -> Figure:
         await asyncio.gather(*(worker(bodies[i::concurrency]) for i in range(concurrency)))
         elapsed = time.perf_counter() - started
     rate = total / elapsed
-    return Figure(f"intake POST /v1/cases ({concurrency} concurrent clients)", rate, "cases/s",
-                  ">= 300 cases/s", rate >= 300)  # fmt: skip
+    return Figure(
+        f"intake POST /v1/cases ({concurrency} concurrent clients)",
+        rate,
+        "cases/s",
+        ">= 300 cases/s",
+        rate >= 300,
+    )
 
 
 async def intake_latency(ctx: BenchContext, url: str) -> list[Figure]:
@@ -158,9 +204,13 @@ async def intake_latency(ctx: BenchContext, url: str) -> list[Figure]:
     rate, seconds = 50, 10
     sent_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
-    consumer = AIOKafkaConsumer(namespaced(ctx.namespace, Topic.CASES), bootstrap_servers=ctx.bootstrap,
-                                auto_offset_reset="latest", group_id=f"bench-{uuid.uuid4().hex[:6]}",
-                                fetch_max_wait_ms=5)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        namespaced(ctx.namespace, Topic.CASES),
+        bootstrap_servers=ctx.bootstrap,
+        auto_offset_reset="latest",
+        group_id=f"bench-{uuid.uuid4().hex[:6]}",
+        fetch_max_wait_ms=5,
+    )
     await consumer.start()
     while not consumer.assignment():
         await consumer.getmany(timeout_ms=100)
@@ -176,6 +226,7 @@ async def intake_latency(ctx: BenchContext, url: str) -> list[Figure]:
 
     watcher = asyncio.create_task(watch())
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+
         async def one(body: dict[str, object]) -> None:
             started = time.perf_counter()
             response = await client.post("/v1/cases", json=body, headers=KEY)
@@ -198,11 +249,18 @@ async def intake_latency(ctx: BenchContext, url: str) -> list[Figure]:
     missing = len(sent_at) - len(latencies)
     p99 = percentile(latencies, 99)
     return [
-        Figure("intake POST -> record on topic, p50 at 50 cases/s", percentile(latencies, 50), "ms"),
-        Figure("intake POST -> record on topic, p99 at 50 cases/s", p99, "ms", "< 100 ms",
-               p99 < 100 and missing == 0),
+        Figure(
+            "intake POST -> record on topic, p50 at 50 cases/s", percentile(latencies, 50), "ms"
+        ),
+        Figure(
+            "intake POST -> record on topic, p99 at 50 cases/s",
+            p99,
+            "ms",
+            "< 100 ms",
+            p99 < 100 and missing == 0,
+        ),
         Figure("  records not seen within 20 s", missing, "cases", "0", missing == 0),
-    ]  # fmt: skip
+    ]
 
 
 async def run(ctx: BenchContext) -> list[Figure]:

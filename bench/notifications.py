@@ -47,13 +47,25 @@ organizations:
 def _referral_sent(sequence: int) -> ReferralSentV1:
     now = datetime.now(UTC)
     return ReferralSentV1(
-        case_id=uuid.uuid4(), referral_id=uuid.uuid4(), reference=f"PE-PIU-2026-{sequence:06d}",
-        state=ReferralState.SENT, version=2, from_agency_id="ong-amanecer",
-        to_agency_id="upe-piura", service_id="upe-piura-proteccion",
-        service_type=ServiceType.SPECIAL_PROTECTION, urgency=RiskLevel.HIGH, case_country="PE",
-        case_region="PE-PIU", service_country="PE", cross_border=False, occurred_at=now,
-        routing_rule="bench", mandatory=True, respond_by=now + timedelta(hours=24),
-    )  # fmt: skip
+        case_id=uuid.uuid4(),
+        referral_id=uuid.uuid4(),
+        reference=f"PE-PIU-2026-{sequence:06d}",
+        state=ReferralState.SENT,
+        version=2,
+        from_agency_id="ong-amanecer",
+        to_agency_id="upe-piura",
+        service_id="upe-piura-proteccion",
+        service_type=ServiceType.SPECIAL_PROTECTION,
+        urgency=RiskLevel.HIGH,
+        case_country="PE",
+        case_region="PE-PIU",
+        service_country="PE",
+        cross_border=False,
+        occurred_at=now,
+        routing_rule="bench",
+        mandatory=True,
+        respond_by=now + timedelta(hours=24),
+    )
 
 
 def _free_port() -> int:
@@ -168,7 +180,7 @@ async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
 
     async def wait_recorded(count: int, within: float) -> None:
         deadline = time.perf_counter() + within
-        while _recorded(workdir) < count and time.perf_counter() < deadline:  # noqa: ASYNC110
+        while _recorded(workdir) < count and time.perf_counter() < deadline:
             await asyncio.sleep(0.2)  # the servers are other processes: poll their files
 
     try:

@@ -40,36 +40,73 @@ TARGET = 500.0  # cases/s
 TIMEOUT_S = 45.0
 
 _TEMPLATES: list[dict[str, Any]] = [
-    {"registering_agency_id": "ong-amanecer", "country": "PE", "region": "PE-PIU",
-     "age_band": AgeBand.FROM_15_TO_17, "sex": Sex.FEMALE, "nationality": "VE",
-     "unaccompanied": True, "risk_level": RiskLevel.HIGH,
-     "concerns": [ConcernCode.PHYSICAL_VIOLENCE, ConcernCode.GENDER_BASED_VIOLENCE,
-                  ConcernCode.IRREGULAR_MIGRATION_STATUS],
-     "needs": [ServiceType.SPECIAL_PROTECTION, ServiceType.PSYCHOSOCIAL_SUPPORT]},
-    {"registering_agency_id": "comunidad-segura-gt", "country": "GT", "region": "GT-01",
-     "age_band": AgeBand.FROM_12_TO_14, "sex": Sex.MALE, "nationality": "HN",
-     "unaccompanied": True, "risk_level": RiskLevel.CRITICAL,
-     "concerns": [ConcernCode.TRAFFICKING_INDICATORS, ConcernCode.MIGRANT_SMUGGLING],
-     "needs": [ServiceType.SHELTER, ServiceType.SAFE_RETURN]},
-    {"registering_agency_id": "demuna-piura", "country": "PE", "region": "PE-LIM",
-     "age_band": AgeBand.FROM_6_TO_11, "sex": Sex.FEMALE, "nationality": "PE",
-     "unaccompanied": False, "risk_level": RiskLevel.CRITICAL,
-     "concerns": [ConcernCode.SEXUAL_VIOLENCE], "needs": [ServiceType.PSYCHOSOCIAL_SUPPORT]},
-]  # fmt: skip
+    {
+        "registering_agency_id": "ong-amanecer",
+        "country": "PE",
+        "region": "PE-PIU",
+        "age_band": AgeBand.FROM_15_TO_17,
+        "sex": Sex.FEMALE,
+        "nationality": "VE",
+        "unaccompanied": True,
+        "risk_level": RiskLevel.HIGH,
+        "concerns": [
+            ConcernCode.PHYSICAL_VIOLENCE,
+            ConcernCode.GENDER_BASED_VIOLENCE,
+            ConcernCode.IRREGULAR_MIGRATION_STATUS,
+        ],
+        "needs": [ServiceType.SPECIAL_PROTECTION, ServiceType.PSYCHOSOCIAL_SUPPORT],
+    },
+    {
+        "registering_agency_id": "comunidad-segura-gt",
+        "country": "GT",
+        "region": "GT-01",
+        "age_band": AgeBand.FROM_12_TO_14,
+        "sex": Sex.MALE,
+        "nationality": "HN",
+        "unaccompanied": True,
+        "risk_level": RiskLevel.CRITICAL,
+        "concerns": [ConcernCode.TRAFFICKING_INDICATORS, ConcernCode.MIGRANT_SMUGGLING],
+        "needs": [ServiceType.SHELTER, ServiceType.SAFE_RETURN],
+    },
+    {
+        "registering_agency_id": "demuna-piura",
+        "country": "PE",
+        "region": "PE-LIM",
+        "age_band": AgeBand.FROM_6_TO_11,
+        "sex": Sex.FEMALE,
+        "nationality": "PE",
+        "unaccompanied": False,
+        "risk_level": RiskLevel.CRITICAL,
+        "concerns": [ConcernCode.SEXUAL_VIOLENCE],
+        "needs": [ServiceType.PSYCHOSOCIAL_SUPPORT],
+    },
+]
 
 
 def _cases(count: int) -> list[CaseCreatedV1]:
     now = datetime.now(UTC)
-    consent = ConsentV1(basis=ConsentBasis.CONSENT, scope=ConsentScope.ALL_REFERRAL_SERVICES,
-                        given_by=ConsentGiver.CHILD, recorded_at=now - timedelta(hours=1))
+    consent = ConsentV1(
+        basis=ConsentBasis.CONSENT,
+        scope=ConsentScope.ALL_REFERRAL_SERVICES,
+        given_by=ConsentGiver.CHILD,
+        recorded_at=now - timedelta(hours=1),
+    )
     out = []
     for i in range(count):
         t = _TEMPLATES[i % len(_TEMPLATES)]
-        out.append(CaseCreatedV1(
-            case_id=uuid.uuid4(), reference=f"{t['region']}-{now.year}-{i + 1:06d}",
-            registered_at=now, languages=["es"], separated=False, has_disability=False,
-            consent=consent, caseworker_id="cw-bench", **t,
-        ))  # fmt: skip
+        out.append(
+            CaseCreatedV1(
+                case_id=uuid.uuid4(),
+                reference=f"{t['region']}-{now.year}-{i + 1:06d}",
+                registered_at=now,
+                languages=["es"],
+                separated=False,
+                has_disability=False,
+                consent=consent,
+                caseworker_id="cw-bench",
+                **t,
+            )
+        )
     return out
 
 
@@ -82,29 +119,34 @@ async def run(ctx: BenchContext) -> list[Figure]:
     await ensure_topics(ctx.bootstrap, namespace, partitions=3)
     settings = ReferralSettings(
         database_url=await ctx.make_database("referral"),
-        kafka_bootstrap_servers=ctx.bootstrap, topic_namespace=namespace,
-        consumer_group=f"{namespace}-referral", outbox_fallback_poll_seconds=0.5,
+        kafka_bootstrap_servers=ctx.bootstrap,
+        topic_namespace=namespace,
+        consumer_group=f"{namespace}-referral",
+        outbox_fallback_poll_seconds=0.5,
         log_level="WARNING",
-    )  # fmt: skip
+    )
     directory = load_directory(settings.directory_file.read_text())
     rules = load_rules(settings.routing_file.read_text())
     cases = _cases(CASES)
     expected = sum(
         len(plan.referrals) + len(plan.unmet)
-        for plan in (plan_routing(CaseProfile.from_event(c), rules, directory.offers())
-                     for c in cases)
-    )  # fmt: skip
+        for plan in (
+            plan_routing(CaseProfile.from_event(c), rules, directory.offers()) for c in cases
+        )
+    )
 
-    producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, linger_ms=5,
-                                max_batch_size=512 * 1024)  # fmt: skip
+    producer = AIOKafkaProducer(
+        bootstrap_servers=ctx.bootstrap, linger_ms=5, max_batch_size=512 * 1024
+    )
     await producer.start()
     try:
         topic = namespaced(namespace, Topic.CASES)
         futures = []
         for case in cases:
             event = to_cloud_event(case, source="/enlace/bench")
-            futures.append(await producer.send(topic, event.value(), key=event.key,
-                                               headers=event.headers()))  # fmt: skip
+            futures.append(
+                await producer.send(topic, event.value(), key=event.key, headers=event.headers())
+            )
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -112,8 +154,10 @@ async def run(ctx: BenchContext) -> list[Figure]:
     watcher = AIOKafkaConsumer(bootstrap_servers=ctx.bootstrap)
     await watcher.start()
     referrals_topic = namespaced(namespace, Topic.REFERRALS)
-    tps = [TopicPartition(referrals_topic, p)
-           for p in sorted(watcher.partitions_for_topic(referrals_topic) or {0, 1, 2})]  # fmt: skip
+    tps = [
+        TopicPartition(referrals_topic, p)
+        for p in sorted(watcher.partitions_for_topic(referrals_topic) or {0, 1, 2})
+    ]
     app = create_app(settings)
     try:
         started = time.perf_counter()
@@ -134,9 +178,19 @@ async def run(ctx: BenchContext) -> list[Figure]:
     steady = CASES / (finished - (first or started)) if done else 0.0
     overall = CASES / (finished - started) if done else 0.0
     return [
-        Figure(f"referral: routing throughput, {CASES} cases → {expected} referral records",
-               steady, "cases/s", f">= {TARGET:.0f} cases/s", steady >= TARGET),
+        Figure(
+            f"referral: routing throughput, {CASES} cases → {expected} referral records",
+            steady,
+            "cases/s",
+            f">= {TARGET:.0f} cases/s",
+            steady >= TARGET,
+        ),
         Figure("referral: same, including service start-up", overall, "cases/s"),
-        Figure("referral: referral records published", total, "records", f"= {expected}",
-               total >= expected),
-    ]  # fmt: skip
+        Figure(
+            "referral: referral records published",
+            total,
+            "records",
+            f"= {expected}",
+            total >= expected,
+        ),
+    ]

@@ -23,7 +23,9 @@ SECTIONS = ["foundation", "referral", "followup", "notifications"]
 
 async def main(selected: list[str]) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-    admin_dsn = os.environ.get("ENLACE_BENCH_PG_DSN", "postgresql://enlace:enlace@127.0.0.1:15432/postgres")
+    admin_dsn = os.environ.get(
+        "ENLACE_BENCH_PG_DSN", "postgresql://enlace:enlace@127.0.0.1:15432/postgres"
+    )
     run_id = uuid.uuid4().hex[:6]
     namespace = f"bench-{run_id}"
     topics = await ensure_topics(bootstrap, namespace, partitions=3)
@@ -40,7 +42,8 @@ async def main(selected: list[str]) -> int:
         return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
 
     ctx = BenchContext(bootstrap=bootstrap, namespace=namespace, make_database=make_database)
-    print(f"Enlace bench — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    print(f"Enlace bench — {machine}, Python {platform.python_version()}")
     print(f"Kafka {bootstrap}, namespace {namespace}\n")
     missed = 0
     try:

@@ -46,9 +46,13 @@ def _kind(node: Schema) -> str:
 
 
 def _compare(
-    old: Schema, new: Schema, old_defs: dict[str, Any], new_defs: dict[str, Any],
-    path: str, problems: list[str],
-) -> None:  # fmt: skip
+    old: Schema,
+    new: Schema,
+    old_defs: dict[str, Any],
+    new_defs: dict[str, Any],
+    path: str,
+    problems: list[str],
+) -> None:
     old_branches = _branches(old, old_defs)
     new_branches = _branches(new, new_defs)
     if len(old_branches) > 1 or len(new_branches) > 1:
@@ -63,9 +67,13 @@ def _compare(
 
 
 def _compare_single(
-    old: Schema, new: Schema, old_defs: dict[str, Any], new_defs: dict[str, Any],
-    path: str, problems: list[str],
-) -> None:  # fmt: skip
+    old: Schema,
+    new: Schema,
+    old_defs: dict[str, Any],
+    new_defs: dict[str, Any],
+    path: str,
+    problems: list[str],
+) -> None:
     if _kind(new) == "any":
         return
     old_types = _types(old)

@@ -28,9 +28,9 @@ from contracts.codes import (
     DeadlineKind,
     FollowupKind,
     LanguageCode,
+    ReferralState,
     RegionCode,
     RejectionReason,
-    ReferralState,
     RiskLevel,
     ServiceType,
     Sex,
@@ -62,11 +62,25 @@ Code = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 FORBIDDEN_NAME_PARTS = frozenset(
     {
-        "name", "names", "surname", "surnames", "birth", "birthdate", "dob",
-        "phone", "mobile", "telephone", "address", "email", "mail",
-        "document", "documents", "passport", "street",
+        "name",
+        "names",
+        "surname",
+        "surnames",
+        "birth",
+        "birthdate",
+        "dob",
+        "phone",
+        "mobile",
+        "telephone",
+        "address",
+        "email",
+        "mail",
+        "document",
+        "documents",
+        "passport",
+        "street",
     }
-)  # fmt: skip
+)
 _SAFE_STRING_FORMATS = frozenset({"uuid", "date-time"})
 
 

@@ -80,9 +80,15 @@ def asyncapi_document() -> dict[str, Any]:
     header_schema = {
         "type": "object",
         "required": [
-            "ce_specversion", "ce_id", "ce_type", "ce_source", "ce_time",
-            "ce_subject", "ce_dataschema", "content-type",
-        ],  # fmt: skip
+            "ce_specversion",
+            "ce_id",
+            "ce_type",
+            "ce_source",
+            "ce_time",
+            "ce_subject",
+            "ce_dataschema",
+            "content-type",
+        ],
         "properties": {
             "ce_specversion": {"type": "string", "const": "1.0"},
             "ce_id": {"type": "string", "description": "Unique event id; dedupe on it"},
@@ -181,11 +187,15 @@ def main(argv: list[str] | None = None) -> int:
         stale += [p for p in SCHEMAS.glob("*.v1.json") if p not in files]
         unreleased = [t for t in EVENT_MODELS if not released_versions(t)]
         for path in stale:
-            print(f"STALE {path.relative_to(HERE.parent)}: run python -m contracts.generate",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"STALE {path.relative_to(HERE.parent)}: run python -m contracts.generate",
+                file=sys.stderr,
+            )
         for event_type in unreleased:
-            print(f"UNRELEASED {event_type}: run python -m contracts.generate --release",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"UNRELEASED {event_type}: run python -m contracts.generate --release",
+                file=sys.stderr,
+            )
         return 1 if stale or problems or unreleased else 0
     if problems:
         return 1

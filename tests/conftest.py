@@ -1,13 +1,15 @@
 """Fixtures: real Kafka and PostgreSQL for every test that is not a pure unit test.
 
 Servers come from the environment, else testcontainers when a Docker engine answers,
-else the local runtime of deploy/local (see tests/infra.py). Each test session gets
-its own topic namespace and its own databases, so runs never see each other's data.
+else the local runtime of deploy/local (see tests/infra.py). Each test package gets
+its own topic namespace and its own databases, so neither parallel runs nor the
+services of another package ever see its data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -32,9 +34,12 @@ def infra() -> Any:
     teardown()
 
 
-@pytest.fixture(scope="session")
-async def namespace(infra: Infra) -> AsyncIterator[str]:
-    ns = f"test-{RUN_ID}"
+@pytest.fixture(scope="package")
+async def namespace(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """Topics of one test package: services started by another package's tests (same
+    session, same broker) never consume this package's events."""
+    package = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-") or "root"
+    ns = f"test-{RUN_ID}-{package}"
     names = await ensure_topics(infra.kafka_bootstrap, ns, partitions=3)
     yield ns
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
@@ -61,13 +66,14 @@ async def databases(infra: Infra) -> AsyncIterator[Callable[[str], Any]]:
             await drop_database(infra, name)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def topics(infra: Infra, namespace: str) -> TopicReader:
     return TopicReader(infra.kafka_bootstrap, namespace)
 
 
-def service_settings(cls: type[ServiceSettings], infra: Infra, namespace: str, dsn: str,
-                     **overrides: Any) -> Any:  # fmt: skip
+def service_settings(
+    cls: type[ServiceSettings], infra: Infra, namespace: str, dsn: str, **overrides: Any
+) -> Any:
     return cls(
         database_url=dsn,
         kafka_bootstrap_servers=infra.kafka_bootstrap,

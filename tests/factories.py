@@ -77,8 +77,13 @@ def guatemala_trafficking_boy(**overrides: Any) -> dict[str, Any]:
                 "reason": "Unaccompanied child with trafficking indicators; no guardian reachable.",
             },
         },
-        "caseworker": {"id": "cw-ana", "name": "Ana López", "email": "ana@comunidad.example.org",
-                       "language": "es", "time_zone": "America/Guatemala"},
+        "caseworker": {
+            "id": "cw-ana",
+            "name": "Ana López",
+            "email": "ana@comunidad.example.org",
+            "language": "es",
+            "time_zone": "America/Guatemala",
+        },
     }
     body.update(overrides)
     return body

@@ -19,7 +19,9 @@ T = TypeVar("T")
 
 DEMO_KEYS: dict[str, str] = dict(
     line.split()
-    for line in (Path(__file__).parents[1] / "deploy" / "demo-api-keys.txt").read_text().splitlines()
+    for line in (Path(__file__).parents[1] / "deploy" / "demo-api-keys.txt")
+    .read_text()
+    .splitlines()
     if line and not line.startswith("#")
 )
 
@@ -80,7 +82,7 @@ class TopicReader:
         try:
             partitions = consumer.partitions_for_topic(name) or set()
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001
+                await consumer._client.force_metadata_update()
                 partitions = consumer.partitions_for_topic(name) or set()
             tps = [TopicPartition(name, p) for p in sorted(partitions)]
             consumer.assign(tps)
@@ -101,11 +103,16 @@ class TopicReader:
                             value: Any = orjson.loads(r.value) if r.value is not None else None
                         except orjson.JSONDecodeError:
                             value = r.value
-                        out.append(Record(
-                            r.topic, r.partition, r.offset,
-                            r.key.decode() if r.key else None,
-                            {k: v.decode() for k, v in r.headers}, value,
-                        ))  # fmt: skip
+                        out.append(
+                            Record(
+                                r.topic,
+                                r.partition,
+                                r.offset,
+                                r.key.decode() if r.key else None,
+                                {k: v.decode() for k, v in r.headers},
+                                value,
+                            )
+                        )
             return out
         finally:
             await consumer.stop()
@@ -118,12 +125,17 @@ class TopicReader:
         timeout: float = 20.0,
         what: str = "records",
     ) -> list[Record]:
-        return await poll_until(lambda: self.read(topic), predicate, timeout=timeout,
-                                interval=0.1, what=what)  # fmt: skip
+        return await poll_until(
+            lambda: self.read(topic), predicate, timeout=timeout, interval=0.1, what=what
+        )
 
-    async def for_case(self, topic: str, case_id: str, count: int, *, timeout: float = 20.0) -> list[Record]:
+    async def for_case(
+        self, topic: str, case_id: str, count: int, *, timeout: float = 20.0
+    ) -> list[Record]:
         records = await self.wait_for(
-            topic, lambda rs: len([r for r in rs if r.subject == case_id]) >= count,
-            timeout=timeout, what=f"{count} records of case {case_id} on {topic}",
-        )  # fmt: skip
+            topic,
+            lambda rs: len([r for r in rs if r.subject == case_id]) >= count,
+            timeout=timeout,
+            what=f"{count} records of case {case_id} on {topic}",
+        )
         return [r for r in records if r.subject == case_id]

@@ -1,6 +1,6 @@
 """Print the records of a topic as a partner sees them: key, ce_* headers, JSON value.
 
-    .venv/bin/python deploy/local/tail_topic.py protection.cases.v1 [--follow]
+.venv/bin/python deploy/local/tail_topic.py protection.cases.v1 [--follow]
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ async def tail(bootstrap: str, topic: str, follow: bool, last: int) -> None:
     await consumer.start()
     try:
         # aiokafka has no public call that loads partition metadata without a group
-        await consumer._client.force_metadata_update()  # noqa: SLF001
+        await consumer._client.force_metadata_update()
         if not consumer.partitions_for_topic(topic):
             raise SystemExit(f"no such topic: {topic}")
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+        ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
@@ -29,12 +31,19 @@ async def tail(bootstrap: str, topic: str, follow: bool, last: int) -> None:
             batches = await consumer.getmany(timeout_ms=1000)
             for records in batches.values():
                 for r in records:
-                    print(json.dumps({
-                        "partition": r.partition, "offset": r.offset,
-                        "key": r.key.decode() if r.key else None,
-                        "headers": {k: v.decode() for k, v in r.headers},
-                        "value": json.loads(r.value) if r.value else None,
-                    }, ensure_ascii=False, indent=2))  # fmt: skip
+                    print(
+                        json.dumps(
+                            {
+                                "partition": r.partition,
+                                "offset": r.offset,
+                                "key": r.key.decode() if r.key else None,
+                                "headers": {k: v.decode() for k, v in r.headers},
+                                "value": json.loads(r.value) if r.value else None,
+                            },
+                            ensure_ascii=False,
+                            indent=2,
+                        )
+                    )
             caught_up = all([await consumer.position(tp) >= ends[tp] for tp in partitions])
             if not follow and caught_up:
                 return

@@ -78,16 +78,21 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)  # dates and naive times in a query mean UTC
 
 
-def build_router(pool_of: Any, clock: Clock, current_agency: Any,
-                 policy: domain.DeadlinePolicy, source: str) -> APIRouter:  # fmt: skip
+def build_router(
+    pool_of: Any, clock: Clock, current_agency: Any, policy: domain.DeadlinePolicy, source: str
+) -> APIRouter:
     router = APIRouter()
 
     def pool() -> Pool:
         result: Pool = pool_of()
         return result
 
-    @router.get("/v1/followups", response_model=list[FollowupView], tags=["followups"],
-                summary="This agency's follow-up checks, soonest first")  # fmt: skip
+    @router.get(
+        "/v1/followups",
+        response_model=list[FollowupView],
+        tags=["followups"],
+        summary="This agency's follow-up checks, soonest first",
+    )
     async def list_followups(
         agency: Annotated[Agency, Depends(current_agency)],
         status: Literal["scheduled", "due", "completed"] | None = None,
@@ -96,8 +101,12 @@ def build_router(pool_of: Any, clock: Clock, current_agency: Any,
         async with pool().acquire() as conn:
             return [_view(f) for f in await store.list_followups(conn, agency.id, status, limit)]
 
-    @router.get("/v1/followups/{followup_id}", response_model=FollowupView, tags=["followups"],
-                summary="One follow-up check of this agency")  # fmt: skip
+    @router.get(
+        "/v1/followups/{followup_id}",
+        response_model=FollowupView,
+        tags=["followups"],
+        summary="One follow-up check of this agency",
+    )
     async def read_followup(
         followup_id: str, agency: Annotated[Agency, Depends(current_agency)]
     ) -> FollowupView:
@@ -107,12 +116,17 @@ def build_router(pool_of: Any, clock: Clock, current_agency: Any,
             raise not_found("follow-up")
         return _view(followup)
 
-    @router.post("/v1/followups/{followup_id}/complete", response_model=FollowupView,
-                 tags=["followups"], summary="Record the outcome of a follow-up check")  # fmt: skip
+    @router.post(
+        "/v1/followups/{followup_id}/complete",
+        response_model=FollowupView,
+        tags=["followups"],
+        summary="Record the outcome of a follow-up check",
+    )
     async def complete_followup(
-        followup_id: str, outcome: FollowupOutcome,
+        followup_id: str,
+        outcome: FollowupOutcome,
         agency: Annotated[Agency, Depends(current_agency)],
-    ) -> FollowupView:  # fmt: skip
+    ) -> FollowupView:
         now = clock.now()
         completed_at = outcome.completed_at or now
         if completed_at.tzinfo is None:
@@ -120,57 +134,81 @@ def build_router(pool_of: Any, clock: Clock, current_agency: Any,
         if completed_at > now + CLOCK_SKEW:
             raise _field_error("completed_at", "is in the future")
         if outcome.reopen and outcome.service_received:
-            raise _field_error("reopen", "a follow-up reopens only when the service was not "
-                                         "received")  # fmt: skip
-        reopen = domain.should_reopen(service_received=outcome.service_received,
-                                      requested=outcome.reopen)  # fmt: skip
+            raise _field_error(
+                "reopen", "a follow-up reopens only when the service was not received"
+            )
+        reopen = domain.should_reopen(
+            service_received=outcome.service_received, requested=outcome.reopen
+        )
         async with pool().acquire() as conn, conn.transaction():
             followup = await store.get_followup(conn, _parse_id(followup_id), lock=True)
             if followup is None or followup.agency_id != agency.id:
                 raise not_found("follow-up")
             if followup.status == "completed":
-                raise Problem(409, "Already completed",
-                              "This follow-up was completed already.")  # fmt: skip
+                raise Problem(409, "Already completed", "This follow-up was completed already.")
             reopened_as = None
             if reopen:
                 reopened_as = await store.create_followup(
-                    conn, origin=f"reopen:{followup.followup_id}", kind=followup.kind,
-                    case_id=followup.case_id, reference=followup.reference,
-                    referral_id=followup.referral_id, agency_id=followup.agency_id,
-                    caseworker_id=followup.caseworker_id, risk_level=outcome.current_risk.value,
+                    conn,
+                    origin=f"reopen:{followup.followup_id}",
+                    kind=followup.kind,
+                    case_id=followup.case_id,
+                    reference=followup.reference,
+                    referral_id=followup.referral_id,
+                    agency_id=followup.agency_id,
+                    caseworker_id=followup.caseworker_id,
+                    risk_level=outcome.current_risk.value,
                     due_at=completed_at + policy.reopened_followup,
                     reopened_from=followup.followup_id,
-                )  # fmt: skip
+                )
             await store.complete_followup(
-                conn, followup.followup_id, child_reached=outcome.child_reached,
+                conn,
+                followup.followup_id,
+                child_reached=outcome.child_reached,
                 service_received=outcome.service_received,
-                current_risk=outcome.current_risk.value, completed_at=completed_at,
+                current_risk=outcome.current_risk.value,
+                completed_at=completed_at,
                 reopened_as=reopened_as,
-            )  # fmt: skip
+            )
             event = FollowupCompletedV1(
-                case_id=followup.case_id, followup_id=followup.followup_id,
-                reference=followup.reference, referral_id=followup.referral_id,
-                agency_id=followup.agency_id, child_reached=outcome.child_reached,
-                service_received=outcome.service_received, current_risk=outcome.current_risk,
-                reopened=reopened_as is not None, completed_at=completed_at,
-            )  # fmt: skip
+                case_id=followup.case_id,
+                followup_id=followup.followup_id,
+                reference=followup.reference,
+                referral_id=followup.referral_id,
+                agency_id=followup.agency_id,
+                child_reached=outcome.child_reached,
+                service_received=outcome.service_received,
+                current_risk=outcome.current_risk,
+                reopened=reopened_as is not None,
+                completed_at=completed_at,
+            )
             await store.enqueue(conn, event.topic, to_cloud_event(event, source=source))
             done = await store.get_followup(conn, followup.followup_id)
         assert done is not None
-        log.info("follow-up completed", followup_id=str(done.followup_id),
-                 case_id=str(done.case_id), agency_id=agency.id,
-                 reopened=reopened_as is not None)  # fmt: skip
+        log.info(
+            "follow-up completed",
+            followup_id=str(done.followup_id),
+            case_id=str(done.case_id),
+            agency_id=agency.id,
+            reopened=reopened_as is not None,
+        )
         return _view(done)
 
-    @router.get("/v1/reports/referrals", tags=["reports"],
-                summary="How well the referral loop closes: this agency's, or all for "
-                        "operations")  # fmt: skip
+    @router.get(
+        "/v1/reports/referrals",
+        tags=["reports"],
+        summary="How well the referral loop closes: this agency's, or all for operations",
+    )
     async def referral_report(
         agency: Annotated[Agency, Depends(current_agency)],
-        period_from: Annotated[datetime | None, Query(
-            description="Referrals sent at or after (ISO date or time; UTC if no offset)")] = None,
-        period_to: Annotated[datetime | None, Query(
-            description="Referrals sent before (ISO date or time; UTC if no offset)")] = None,
+        period_from: Annotated[
+            datetime | None,
+            Query(description="Referrals sent at or after (ISO date or time; UTC if no offset)"),
+        ] = None,
+        period_to: Annotated[
+            datetime | None,
+            Query(description="Referrals sent before (ISO date or time; UTC if no offset)"),
+        ] = None,
         service_type: ServiceType | None = None,
         region: Annotated[RegionCode | None, Query(description="ISO 3166-2 case region")] = None,
         granularity: Literal["day", "week", "month"] = "month",
@@ -182,10 +220,14 @@ def build_router(pool_of: Any, clock: Clock, current_agency: Any,
         now = clock.now()
         async with pool().acquire() as conn:
             facts = await store.report_facts(
-                conn, agency_id=scope, period_from=start, period_to=end,
-                service_type=service_type.value if service_type else None, region=region,
+                conn,
+                agency_id=scope,
+                period_from=start,
+                period_to=end,
+                service_type=service_type.value if service_type else None,
+                region=region,
                 now=now,
-            )  # fmt: skip
+            )
         return {
             "agency_id": agency.id,
             "scope": "all" if scope is None else "agency",

@@ -33,8 +33,12 @@ Hours = Annotated[float, Field(gt=0)]
 
 
 def _hours(critical: float, high: float, medium: float, low: float) -> dict[RiskLevel, float]:
-    return {RiskLevel.CRITICAL: critical, RiskLevel.HIGH: high, RiskLevel.MEDIUM: medium,
-            RiskLevel.LOW: low}  # fmt: skip
+    return {
+        RiskLevel.CRITICAL: critical,
+        RiskLevel.HIGH: high,
+        RiskLevel.MEDIUM: medium,
+        RiskLevel.LOW: low,
+    }
 
 
 class FollowupSettings(ServiceSettings):
@@ -45,28 +49,33 @@ class FollowupSettings(ServiceSettings):
     http_port: int = 8003
 
     acknowledge_within_hours: dict[RiskLevel, Hours] = Field(
-        default_factory=lambda: _hours(4, 24, 72, 168))
+        default_factory=lambda: _hours(4, 24, 72, 168)
+    )
     decide_within_hours: dict[RiskLevel, Hours] = Field(
         default_factory=lambda: _hours(4, 24, 72, 168),
-        description="Counted from the acknowledgement")
+        description="Counted from the acknowledgement",
+    )
     start_service_within_hours: dict[RiskLevel, Hours] = Field(
-        default_factory=lambda: _hours(24, 72, 168, 336),
-        description="Counted from the acceptance")
+        default_factory=lambda: _hours(24, 72, 168, 336), description="Counted from the acceptance"
+    )
     escalation_multiples: list[float] = Field(
         default_factory=lambda: [1.0, 2.0],
-        description="Level n fires when multiple[n-1] x the deadline has passed")
+        description="Level n fires when multiple[n-1] x the deadline has passed",
+    )
     post_closure_followup_days: float = Field(default=14, gt=0)
     reopened_followup_days: float = Field(default=7, gt=0)
     periodic_review_days: float = Field(default=7, gt=0)
     periodic_review_risk_levels: list[RiskLevel] = Field(
-        default_factory=lambda: [RiskLevel.HIGH, RiskLevel.CRITICAL])
+        default_factory=lambda: [RiskLevel.HIGH, RiskLevel.CRITICAL]
+    )
     timer_batch_size: int = Field(default=500, ge=1, le=10_000)
     timer_poll_seconds: float = Field(default=1.0, gt=0)
     timer_concurrency: int = Field(default=2, ge=1, le=16)
     report_metrics_refresh_seconds: float = Field(default=30.0, gt=0)
 
-    @field_validator("acknowledge_within_hours", "decide_within_hours",
-                     "start_service_within_hours")
+    @field_validator(
+        "acknowledge_within_hours", "decide_within_hours", "start_service_within_hours"
+    )
     @classmethod
     def _every_urgency(cls, value: dict[RiskLevel, float]) -> dict[RiskLevel, float]:
         missing = set(RiskLevel) - set(value)
@@ -108,14 +117,22 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
             if await runtime.sleep(settings.report_metrics_refresh_seconds):
                 return
 
-    runtime = ServiceRuntime(settings, migrations=MIGRATIONS,
-                             subscriptions=subscriptions(policy),
-                             workers=[timer_worker, report_metrics_worker])  # fmt: skip
+    runtime = ServiceRuntime(
+        settings,
+        migrations=MIGRATIONS,
+        subscriptions=subscriptions(policy),
+        workers=[timer_worker, report_metrics_worker],
+    )
     metrics = FollowupMetrics(runtime.metrics.registry)
-    timers = TimerLoop(pool_of=lambda: runtime.pool, clock=clock, policy=policy,
-                       source=settings.event_source, batch_size=settings.timer_batch_size,
-                       poll_seconds=settings.timer_poll_seconds,
-                       fired_counter=metrics.timers_fired)  # fmt: skip
+    timers = TimerLoop(
+        pool_of=lambda: runtime.pool,
+        clock=clock,
+        policy=policy,
+        source=settings.event_source,
+        batch_size=settings.timer_batch_size,
+        poll_seconds=settings.timer_poll_seconds,
+        fired_counter=metrics.timers_fired,
+    )
     agencies = AgencyRegistry.load(settings.agencies_file)
     current_agency = agency_dependency(agencies)
 
@@ -134,15 +151,21 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
     runtime.install_request_metrics(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(runtime.health_router())
-    app.include_router(build_router(lambda: runtime.pool, clock, current_agency, policy,
-                                    settings.event_source))  # fmt: skip
+    app.include_router(
+        build_router(lambda: runtime.pool, clock, current_agency, policy, settings.event_source)
+    )
     return app
 
 
 def main() -> None:
     settings = FollowupSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

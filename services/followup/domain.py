@@ -31,9 +31,13 @@ from uuid import UUID
 from contracts.codes import ClosureOutcome, DeadlineKind, ReferralState, RiskLevel
 
 OPEN_STATES = frozenset(
-    {ReferralState.SENT, ReferralState.ACKNOWLEDGED, ReferralState.ACCEPTED,
-     ReferralState.IN_PROGRESS}
-)  # fmt: skip
+    {
+        ReferralState.SENT,
+        ReferralState.ACKNOWLEDGED,
+        ReferralState.ACCEPTED,
+        ReferralState.IN_PROGRESS,
+    }
+)
 
 
 def utcnow() -> datetime:
@@ -69,14 +73,18 @@ class DeadlinePolicy:
                 raise ValueError(f"{name}: durations must be positive")
 
     def duration(self, kind: DeadlineKind, urgency: RiskLevel) -> timedelta:
-        tables = {DeadlineKind.ACKNOWLEDGE: self.acknowledge, DeadlineKind.DECIDE: self.decide,
-                  DeadlineKind.START_SERVICE: self.start_service}  # fmt: skip
+        tables = {
+            DeadlineKind.ACKNOWLEDGE: self.acknowledge,
+            DeadlineKind.DECIDE: self.decide,
+            DeadlineKind.START_SERVICE: self.start_service,
+        }
         if kind not in tables:
             raise ValueError(f"no policy for deadline {kind}")
         return tables[kind][urgency]
 
-    def acknowledge_due(self, sent_at: datetime, urgency: RiskLevel,
-                        respond_by: datetime | None) -> datetime:  # fmt: skip
+    def acknowledge_due(
+        self, sent_at: datetime, urgency: RiskLevel, respond_by: datetime | None
+    ) -> datetime:
         ours = sent_at + self.acknowledge[urgency]
         return ours if respond_by is None else min(ours, respond_by)
 
@@ -139,34 +147,46 @@ def plan_transition(
         plan = TransitionPlan(milestones={"sent_at": at, "acknowledge_due_at": due})
     elif event_type == "referral.acknowledged":
         starts.append(DeadlineStart(DeadlineKind.DECIDE, at, at + policy.decide[urgency]))
-        plan = TransitionPlan(finishes=frozenset({DeadlineKind.ACKNOWLEDGE}),
-                              milestones={"acknowledged_at": at})  # fmt: skip
+        plan = TransitionPlan(
+            finishes=frozenset({DeadlineKind.ACKNOWLEDGE}), milestones={"acknowledged_at": at}
+        )
     elif event_type == "referral.accepted":
-        starts.append(DeadlineStart(DeadlineKind.START_SERVICE, at,
-                                    at + policy.start_service[urgency]))  # fmt: skip
-        plan = TransitionPlan(finishes=_RESPONDED,
-                              milestones={"acknowledged_at": at, "decided_at": at})  # fmt: skip
+        starts.append(
+            DeadlineStart(DeadlineKind.START_SERVICE, at, at + policy.start_service[urgency])
+        )
+        plan = TransitionPlan(
+            finishes=_RESPONDED, milestones={"acknowledged_at": at, "decided_at": at}
+        )
     elif event_type == "referral.rejected":
-        plan = TransitionPlan(finishes=ALL_DEADLINES, terminal=True,
-                              milestones={"acknowledged_at": at, "decided_at": at,
-                                          "finished_at": at})  # fmt: skip
+        plan = TransitionPlan(
+            finishes=ALL_DEADLINES,
+            terminal=True,
+            milestones={"acknowledged_at": at, "decided_at": at, "finished_at": at},
+        )
     elif event_type == "referral.started":
-        plan = TransitionPlan(finishes=ALL_DEADLINES,
-                              milestones={"acknowledged_at": at, "decided_at": at,
-                                          "service_started_at": at})  # fmt: skip
+        plan = TransitionPlan(
+            finishes=ALL_DEADLINES,
+            milestones={"acknowledged_at": at, "decided_at": at, "service_started_at": at},
+        )
     elif event_type == "referral.closed":
-        plan = TransitionPlan(finishes=ALL_DEADLINES, terminal=True,
-                              post_closure_followup_at=at + policy.post_closure_followup,
-                              milestones={"closed_at": at, "finished_at": at})  # fmt: skip
+        plan = TransitionPlan(
+            finishes=ALL_DEADLINES,
+            terminal=True,
+            post_closure_followup_at=at + policy.post_closure_followup,
+            milestones={"closed_at": at, "finished_at": at},
+        )
     elif event_type == "referral.cancelled":
-        plan = TransitionPlan(finishes=ALL_DEADLINES, terminal=True,
-                              milestones={"finished_at": at})  # fmt: skip
+        plan = TransitionPlan(finishes=ALL_DEADLINES, terminal=True, milestones={"finished_at": at})
     else:
         plan = TransitionPlan()
     if is_latest and starts:
-        plan = TransitionPlan(starts=tuple(starts), finishes=plan.finishes,
-                              post_closure_followup_at=plan.post_closure_followup_at,
-                              terminal=plan.terminal, milestones=plan.milestones)  # fmt: skip
+        plan = TransitionPlan(
+            starts=tuple(starts),
+            finishes=plan.finishes,
+            post_closure_followup_at=plan.post_closure_followup_at,
+            terminal=plan.terminal,
+            milestones=plan.milestones,
+        )
     return plan
 
 
@@ -178,8 +198,9 @@ class Firing:
     next_fire_at: datetime | None  # None: top of the ladder reached
 
 
-def fire_deadline(policy: DeadlinePolicy, *, started_at: datetime, due_at: datetime,
-                  level: int) -> Firing:  # fmt: skip
+def fire_deadline(
+    policy: DeadlinePolicy, *, started_at: datetime, due_at: datetime, level: int
+) -> Firing:
     """Fire `level`; the next level is scheduled at its own time, or the ladder is done.
 
     Levels whose time has already passed (the service was down) are not skipped: each
@@ -254,8 +275,11 @@ class ReferralFacts:
 
     @property
     def acknowledged_in_time(self) -> bool:
-        return (self.acknowledged_at is not None and self.acknowledge_due_at is not None
-                and self.acknowledged_at <= self.acknowledge_due_at)  # fmt: skip
+        return (
+            self.acknowledged_at is not None
+            and self.acknowledge_due_at is not None
+            and self.acknowledged_at <= self.acknowledge_due_at
+        )
 
 
 def _rounded(value: float | None) -> float | None:
@@ -270,8 +294,9 @@ def figures(facts: Iterable[ReferralFacts], agency_id: str | None) -> dict[str, 
     """The closed-loop figures over some referrals, from `agency_id`'s point of view
     (None: operations, everything). `sent`/`received` count the agency's side; every
     other figure counts each referral the agency is part of once."""
-    rows = [f for f in facts if agency_id is None or agency_id in (f.from_agency_id,
-                                                                    f.to_agency_id)]  # fmt: skip
+    rows = [
+        f for f in facts if agency_id is None or agency_id in (f.from_agency_id, f.to_agency_id)
+    ]
     ack_hours = [h for f in rows if (h := f.hours_to_acknowledge) is not None]
     close_hours = [h for f in rows if (h := f.hours_to_close) is not None]
     return {
@@ -284,8 +309,10 @@ def figures(facts: Iterable[ReferralFacts], agency_id: str | None) -> dict[str, 
         "overdue_now": sum(1 for f in rows if f.overdue_now),
         "closed": len(close_hours),
         "closed_with_service_provided": sum(
-            1 for f in rows if f.closed_at is not None
-            and f.outcome == ClosureOutcome.SERVICE_PROVIDED.value),
+            1
+            for f in rows
+            if f.closed_at is not None and f.outcome == ClosureOutcome.SERVICE_PROVIDED.value
+        ),
     }
 
 
@@ -299,8 +326,9 @@ def period_key(moment: datetime, granularity: str) -> str:
     return moment.strftime("%Y-%m")
 
 
-def referral_report(facts: Sequence[ReferralFacts], agency_id: str | None,
-                    granularity: str = "month") -> dict[str, Any]:  # fmt: skip
+def referral_report(
+    facts: Sequence[ReferralFacts], agency_id: str | None, granularity: str = "month"
+) -> dict[str, Any]:
     """Totals, then the same figures by service type, by region and by period."""
 
     def grouped(key: Any) -> dict[str, Any]:

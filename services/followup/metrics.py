@@ -20,8 +20,14 @@ from prometheus_client.registry import Collector
 from services.followup import domain, store
 
 HOURS_BUCKETS = (1, 4, 8, 24, 72, 168, 336, 720)
-_COUNTS = ("sent", "acknowledged", "acknowledged_in_time", "overdue_now", "closed",
-           "closed_with_service_provided")  # fmt: skip
+_COUNTS = (
+    "sent",
+    "acknowledged",
+    "acknowledged_in_time",
+    "overdue_now",
+    "closed",
+    "closed_with_service_provided",
+)
 LABELS = ["service_type", "region"]
 
 
@@ -43,21 +49,25 @@ def snapshot_from(facts: list[domain.ReferralFacts], now: datetime) -> Snapshot:
     for f in facts:
         by_group.setdefault((f.service_type, f.region), []).append(f)
     groups = {
-        key: _Group(domain.figures(rows, None),
-                    [h for r in rows if (h := r.hours_to_acknowledge) is not None],
-                    [h for r in rows if (h := r.hours_to_close) is not None])
+        key: _Group(
+            domain.figures(rows, None),
+            [h for r in rows if (h := r.hours_to_acknowledge) is not None],
+            [h for r in rows if (h := r.hours_to_close) is not None],
+        )
         for key, rows in by_group.items()
     }
     return Snapshot(groups, now)
 
 
-def _histogram(name: str, doc: str, snapshot: Snapshot, pick: Callable[[_Group], list[float]]
-               ) -> HistogramMetricFamily:  # fmt: skip
+def _histogram(
+    name: str, doc: str, snapshot: Snapshot, pick: Callable[[_Group], list[float]]
+) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=LABELS)
     for key, group in sorted(snapshot.groups.items()):
         values = pick(group)
-        buckets = [(str(float(b * 3600)), float(sum(1 for v in values if v <= b)))
-                   for b in HOURS_BUCKETS]  # fmt: skip
+        buckets = [
+            (str(float(b * 3600)), float(sum(1 for v in values if v <= b))) for b in HOURS_BUCKETS
+        ]
         buckets.append(("+Inf", float(len(values))))
         family.add_metric(list(key), buckets, sum_value=sum(values) * 3600)
     return family
@@ -70,9 +80,11 @@ class ReportCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snapshot = self.snapshot
         for name in _COUNTS:
-            gauge = GaugeMetricFamily(f"enlace_followup_referrals_{name}",
-                                      f"Referrals: {name.replace('_', ' ')} (all time)",
-                                      labels=LABELS)  # fmt: skip
+            gauge = GaugeMetricFamily(
+                f"enlace_followup_referrals_{name}",
+                f"Referrals: {name.replace('_', ' ')} (all time)",
+                labels=LABELS,
+            )
             for key, group in sorted(snapshot.groups.items()):
                 value = group.figures[name]
                 assert isinstance(value, int)
@@ -83,7 +95,7 @@ class ReportCollector(Collector):
                 f"enlace_followup_time_to_{measure}_quantile_seconds",
                 f"Median and 90th percentile time from sending to {measure}",
                 labels=[*LABELS, "quantile"],
-            )  # fmt: skip
+            )
             for key, group in sorted(snapshot.groups.items()):
                 hours = group.figures[f"hours_to_{measure}"]
                 assert isinstance(hours, dict)
@@ -91,12 +103,18 @@ class ReportCollector(Collector):
                     if hours[quantile] is not None:
                         quantiles.add_metric([*key, label], hours[quantile] * 3600)
             yield quantiles
-        yield _histogram("enlace_followup_time_to_acknowledge_seconds",
-                         "Time from sending a referral to its first response", snapshot,
-                         lambda g: g.ack_hours)  # fmt: skip
-        yield _histogram("enlace_followup_time_to_close_seconds",
-                         "Time from sending a referral to its closure", snapshot,
-                         lambda g: g.close_hours)  # fmt: skip
+        yield _histogram(
+            "enlace_followup_time_to_acknowledge_seconds",
+            "Time from sending a referral to its first response",
+            snapshot,
+            lambda g: g.ack_hours,
+        )
+        yield _histogram(
+            "enlace_followup_time_to_close_seconds",
+            "Time from sending a referral to its closure",
+            snapshot,
+            lambda g: g.close_hours,
+        )
 
 
 @dataclass
@@ -108,13 +126,21 @@ class FollowupMetrics:
     def __post_init__(self) -> None:
         self.registry.register(self.report)
         self.timers_fired = Counter(
-            "enlace_followup_timers_fired", "Timers fired, by kind, subkind and escalation level",
-            ["kind", "subkind", "level"], registry=self.registry,
-        )  # fmt: skip
+            "enlace_followup_timers_fired",
+            "Timers fired, by kind, subkind and escalation level",
+            ["kind", "subkind", "level"],
+            registry=self.registry,
+        )
 
     async def refresh(self, pool: asyncpg.Pool, now: datetime) -> None:
         async with pool.acquire() as conn:
-            facts = await store.report_facts(conn, agency_id=None, period_from=None,
-                                             period_to=None, service_type=None, region=None,
-                                             now=now)  # fmt: skip
+            facts = await store.report_facts(
+                conn,
+                agency_id=None,
+                period_from=None,
+                period_to=None,
+                service_type=None,
+                region=None,
+                now=now,
+            )
         self.report.snapshot = snapshot_from(facts, now)

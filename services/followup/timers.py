@@ -44,10 +44,16 @@ def _json_time(moment: datetime) -> str:
 
 class TimerLoop:
     def __init__(
-        self, *, pool_of: Callable[[], asyncpg.Pool], clock: Clock,
-        policy: domain.DeadlinePolicy, source: str, batch_size: int, poll_seconds: float,
+        self,
+        *,
+        pool_of: Callable[[], asyncpg.Pool],
+        clock: Clock,
+        policy: domain.DeadlinePolicy,
+        source: str,
+        batch_size: int,
+        poll_seconds: float,
         fired_counter: Counter,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._pool_of = pool_of
         self._clock = clock
         self._policy = policy
@@ -74,8 +80,9 @@ class TimerLoop:
                 fired = await self.fire_due()
                 backoff = 0.5
             except DB_ERRORS as exc:
-                log.warning("timer pass failed; retrying", error=exc.__class__.__name__,
-                            retry_in=backoff)  # fmt: skip
+                log.warning(
+                    "timer pass failed; retrying", error=exc.__class__.__name__, retry_in=backoff
+                )
                 await self._idle(stopping, backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
@@ -83,8 +90,7 @@ class TimerLoop:
                 await self._idle(stopping, self._poll_seconds)
 
     async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()),
-                   asyncio.ensure_future(stopping.wait())]  # fmt: skip
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
         try:
             await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -139,45 +145,65 @@ class TimerLoop:
         return len(rows)
 
     def _fire_deadline(self, row: Any) -> tuple[store.TimerUpdate, CloudEvent | None]:
-        firing = domain.fire_deadline(self._policy, started_at=row["started_at"],
-                                      due_at=row["due_at"], level=row["level"])  # fmt: skip
+        firing = domain.fire_deadline(
+            self._policy, started_at=row["started_at"], due_at=row["due_at"], level=row["level"]
+        )
         if firing.next_fire_at is None:
             update = store.TimerUpdate(row["timer_id"], "escalated", row["level"], row["fire_at"])
         else:
-            update = store.TimerUpdate(row["timer_id"], "pending", row["level"] + 1,
-                                       firing.next_fire_at)  # fmt: skip
+            update = store.TimerUpdate(
+                row["timer_id"], "pending", row["level"] + 1, firing.next_fire_at
+            )
         data = {
-            "case_id": str(row["case_id"]), "referral_id": str(row["referral_id"]),
-            "reference": row["reference"], "state": row["state"], "version": row["version"],
-            "from_agency_id": row["from_agency_id"], "to_agency_id": row["to_agency_id"],
-            "service_id": row["service_id"], "service_type": row["service_type"],
-            "urgency": row["urgency"], "case_country": row["case_country"],
-            "case_region": row["case_region"], "service_country": row["service_country"],
-            "cross_border": row["cross_border"], "occurred_at": _json_time(row["fire_at"]),
-            "deadline": row["deadline"], "due_at": _json_time(row["due_at"]),
+            "case_id": str(row["case_id"]),
+            "referral_id": str(row["referral_id"]),
+            "reference": row["reference"],
+            "state": row["state"],
+            "version": row["version"],
+            "from_agency_id": row["from_agency_id"],
+            "to_agency_id": row["to_agency_id"],
+            "service_id": row["service_id"],
+            "service_type": row["service_type"],
+            "urgency": row["urgency"],
+            "case_country": row["case_country"],
+            "case_region": row["case_region"],
+            "service_country": row["service_country"],
+            "cross_border": row["cross_border"],
+            "occurred_at": _json_time(row["fire_at"]),
+            "deadline": row["deadline"],
+            "due_at": _json_time(row["due_at"]),
             "escalation_level": firing.level,
-        }  # fmt: skip
+        }
         key = f"overdue:{row['timer_id']}:{firing.level}"
         return update, CloudEvent(
-            type=ReferralOverdueV1.event_type, source=self._source, subject=data["case_id"],
-            data=data, id=str(uuid5(NAMESPACE_URL, f"enlace:{key}")),
+            type=ReferralOverdueV1.event_type,
+            source=self._source,
+            subject=data["case_id"],
+            data=data,
+            id=str(uuid5(NAMESPACE_URL, f"enlace:{key}")),
             dataschema=schema_urn(ReferralOverdueV1.event_type),
-        )  # fmt: skip
+        )
 
     def _fire_followup(self, row: Any) -> tuple[store.TimerUpdate, CloudEvent | None]:
-        done = store.TimerUpdate(row["timer_id"], "finished", row["level"], row["fire_at"],
-                                 finished_by="fired")  # fmt: skip
+        done = store.TimerUpdate(
+            row["timer_id"], "finished", row["level"], row["fire_at"], finished_by="fired"
+        )
         if row["f_status"] != "scheduled":  # completed early: nothing to announce
             return done, None
         caseworker = row["f_caseworker_id"]
         if caseworker is None and row["c_agency_id"] == row["f_agency_id"]:
             caseworker = row["c_caseworker_id"]  # case.created was applied after the closure
         due = FollowupDueV1(
-            case_id=row["case_id"], followup_id=row["followup_id"], reference=row["f_reference"],
-            referral_id=row["f_referral_id"], kind=FollowupKind(row["f_kind"]),
-            agency_id=row["f_agency_id"], caseworker_id=caseworker,
-            risk_level=RiskLevel(row["f_risk_level"]), due_at=row["f_due_at"],
-        )  # fmt: skip
+            case_id=row["case_id"],
+            followup_id=row["followup_id"],
+            reference=row["f_reference"],
+            referral_id=row["f_referral_id"],
+            kind=FollowupKind(row["f_kind"]),
+            agency_id=row["f_agency_id"],
+            caseworker_id=caseworker,
+            risk_level=RiskLevel(row["f_risk_level"]),
+            due_at=row["f_due_at"],
+        )
         return done, self._cloud_event(due, f"followup-due:{row['followup_id']}")
 
     async def _fire_review(
@@ -185,37 +211,59 @@ class TimerLoop:
     ) -> tuple[store.TimerUpdate, CloudEvent | None]:
         open_now = await store.open_referrals(conn, row["case_id"])
         if open_now.count == 0:
-            return store.TimerUpdate(row["timer_id"], "finished", row["level"], row["fire_at"],
-                                     finished_by="no_open_referrals"), None  # fmt: skip
+            return store.TimerUpdate(
+                row["timer_id"],
+                "finished",
+                row["level"],
+                row["fire_at"],
+                finished_by="no_open_referrals",
+            ), None
         case = await store.get_case(conn, row["case_id"])
         assert open_now.highest_urgency is not None
         assert open_now.reference is not None
-        risk = RiskLevel.highest(case.risk_level, open_now.highest_urgency) if case \
-            else open_now.highest_urgency  # fmt: skip
+        risk = (
+            RiskLevel.highest(case.risk_level, open_now.highest_urgency)
+            if case
+            else open_now.highest_urgency
+        )
         agency = case.registering_agency_id if case else open_now.sender
         assert agency is not None
         due_at = row["fire_at"]
         # Deterministic id: the same review (case, due time) is one follow-up, ever.
         followup_id = uuid5(NAMESPACE_URL, f"enlace:review:{row['case_id']}:{due_at.isoformat()}")
         created = await store.create_followup(
-            conn, origin=f"review:{row['case_id']}:{due_at.isoformat()}",
-            kind=FollowupKind.PERIODIC_REVIEW.value, case_id=row["case_id"],
-            reference=case.reference if case else open_now.reference, referral_id=None,
-            agency_id=agency, caseworker_id=case.caseworker_id if case else None,
-            risk_level=risk.value, due_at=due_at, status="due", followup_id=followup_id,
-        )  # fmt: skip
+            conn,
+            origin=f"review:{row['case_id']}:{due_at.isoformat()}",
+            kind=FollowupKind.PERIODIC_REVIEW.value,
+            case_id=row["case_id"],
+            reference=case.reference if case else open_now.reference,
+            referral_id=None,
+            agency_id=agency,
+            caseworker_id=case.caseworker_id if case else None,
+            risk_level=risk.value,
+            due_at=due_at,
+            status="due",
+            followup_id=followup_id,
+        )
         update = store.TimerUpdate(
-            row["timer_id"], "pending", row["level"] + 1,
+            row["timer_id"],
+            "pending",
+            row["level"] + 1,
             domain.next_review_at(due_at, self._policy.periodic_review, now),
-        )  # fmt: skip
+        )
         if created is None:
             return update, None
         due = FollowupDueV1(
-            case_id=row["case_id"], followup_id=followup_id,
-            reference=case.reference if case else open_now.reference, referral_id=None,
-            kind=FollowupKind.PERIODIC_REVIEW, agency_id=agency,
-            caseworker_id=case.caseworker_id if case else None, risk_level=risk, due_at=due_at,
-        )  # fmt: skip
+            case_id=row["case_id"],
+            followup_id=followup_id,
+            reference=case.reference if case else open_now.reference,
+            referral_id=None,
+            kind=FollowupKind.PERIODIC_REVIEW,
+            agency_id=agency,
+            caseworker_id=case.caseworker_id if case else None,
+            risk_level=risk,
+            due_at=due_at,
+        )
         return update, self._cloud_event(due, f"followup-due:{followup_id}")
 
     def _cloud_event(self, data: Any, key: str) -> CloudEvent:

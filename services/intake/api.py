@@ -1,7 +1,6 @@
 """Intake's HTTP API: partner agencies register cases and read their own;
 internal principals (other Enlace services) get audited identity disclosures."""
 
-
 import hashlib
 import uuid
 from datetime import datetime
@@ -26,9 +25,12 @@ log = get_logger(__name__)
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", pattern=r"^[A-Za-z0-9._:-]{8,128}$",
-           description="Optional; the same key and body always yield the same case"),
-]  # fmt: skip
+    Header(
+        alias="Idempotency-Key",
+        pattern=r"^[A-Za-z0-9._:-]{8,128}$",
+        description="Optional; the same key and body always yield the same case",
+    ),
+]
 
 
 class CaseReceipt(BaseModel):
@@ -62,10 +64,13 @@ class IdentityDisclosure(BaseModel):
 
 def _receipt(case: store.StoredCase) -> CaseReceipt:
     return CaseReceipt(
-        case_id=case.case_id, reference=case.reference, risk_level=RiskLevel(case.risk_level),
+        case_id=case.case_id,
+        reference=case.reference,
+        risk_level=RiskLevel(case.risk_level),
         possible_duplicate=bool(case.possible_duplicate_of),
-        possible_duplicate_of=case.possible_duplicate_of, registered_at=case.registered_at,
-    )  # fmt: skip
+        possible_duplicate_of=case.possible_duplicate_of,
+        registered_at=case.registered_at,
+    )
 
 
 def _parse_case_id(raw: str) -> UUID:
@@ -84,8 +89,13 @@ def build_router(
         result: Pool = pool_of()
         return result
 
-    @router.post("/v1/cases", status_code=201, response_model=CaseReceipt,
-                 summary="Register a child at risk", tags=["cases"])  # fmt: skip
+    @router.post(
+        "/v1/cases",
+        status_code=201,
+        response_model=CaseReceipt,
+        summary="Register a child at risk",
+        tags=["cases"],
+    )
     async def register_case(
         registration: domain.CaseRegistration,
         request: Request,
@@ -97,9 +107,12 @@ def build_router(
         try:
             age = domain.check_dates(registration, now)
         except domain.RegistrationError as exc:
-            raise Problem(422, "Invalid request", f"Invalid fields: {exc.field}",
-                          errors=[{"field": exc.field, "message": exc.message,
-                                   "type": "value_error"}]) from None  # fmt: skip
+            raise Problem(
+                422,
+                "Invalid request",
+                f"Invalid fields: {exc.field}",
+                errors=[{"field": exc.field, "message": exc.message, "type": "value_error"}],
+            ) from None
         body = registration.model_dump(mode="json")
         request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
         traceparent = request.headers.get("traceparent")
@@ -110,11 +123,18 @@ def build_router(
                 seen = await store.find_idempotency_key(conn, agency.id, idempotency_key)
                 if seen is not None:
                     if seen[0] != request_hash:
-                        raise Problem(422, "Idempotency-Key reused",
-                                      "This Idempotency-Key was used with a different request.",
-                                      errors=[{"field": "header.Idempotency-Key",
-                                               "message": "reused with a different body",
-                                               "type": "idempotency_conflict"}])  # fmt: skip
+                        raise Problem(
+                            422,
+                            "Idempotency-Key reused",
+                            "This Idempotency-Key was used with a different request.",
+                            errors=[
+                                {
+                                    "field": "header.Idempotency-Key",
+                                    "message": "reused with a different body",
+                                    "type": "idempotency_conflict",
+                                }
+                            ],
+                        )
                     existing = await store.get_case(conn, seen[1])
                     assert existing is not None
                     return _replay(response, existing)
@@ -123,39 +143,75 @@ def build_router(
                 return _replay(response, existing)
 
             risk = domain.assess_risk(
-                registration.concerns, age=age, unaccompanied=registration.unaccompanied,
-                separated=registration.separated, has_disability=registration.child.has_disability,
-            )  # fmt: skip
+                registration.concerns,
+                age=age,
+                unaccompanied=registration.unaccompanied,
+                separated=registration.separated,
+                has_disability=registration.child.has_disability,
+            )
             dedup_key = domain.duplicate_key(registration)
-            duplicates = (await store.possible_duplicates(conn, dedup_key, agency.id)
-                          if dedup_key else [])  # fmt: skip
+            duplicates = (
+                await store.possible_duplicates(conn, dedup_key, agency.id) if dedup_key else []
+            )
             region = registration.location.region
-            reference = domain.reference_code(region, now.year, await reserve_number(region, now.year))
+            reference = domain.reference_code(
+                region, now.year, await reserve_number(region, now.year)
+            )
             case_id = uuid.uuid4()
             inserted = await store.insert_case(
-                conn, case_id=case_id, reference=reference, agency_id=agency.id,
-                external_id=registration.external_id, country=registration.location.country,
-                region=region, risk_level=risk.value, registration=body, dedup_key=dedup_key,
-                possible_duplicate_of=duplicates, registered_at=now,
-            )  # fmt: skip
+                conn,
+                case_id=case_id,
+                reference=reference,
+                agency_id=agency.id,
+                external_id=registration.external_id,
+                country=registration.location.country,
+                region=region,
+                risk_level=risk.value,
+                registration=body,
+                dedup_key=dedup_key,
+                possible_duplicate_of=duplicates,
+                registered_at=now,
+            )
             if not inserted:  # a concurrent twin request committed first
-                raise Problem(409, "Concurrent duplicate request",
-                              "The same external_id is being registered right now; retry.")  # fmt: skip
+                raise Problem(
+                    409,
+                    "Concurrent duplicate request",
+                    "The same external_id is being registered right now; retry.",
+                )
             if idempotency_key is not None:
-                await store.save_idempotency_key(conn, agency.id, idempotency_key,
-                                                 request_hash, case_id)  # fmt: skip
+                await store.save_idempotency_key(
+                    conn, agency.id, idempotency_key, request_hash, case_id
+                )
             event = domain.case_created(
-                case_id=case_id, reference=reference, agency_id=agency.id, registered_at=now,
-                reg=registration, age=age, risk=risk, possible_duplicate_of=duplicates,
-            )  # fmt: skip
-            await enqueue(conn, event.topic, to_cloud_event(event, source=source,
-                                                            traceparent=traceparent))  # fmt: skip
-        log.info("case registered", case_id=str(case_id), reference=reference,
-                 agency_id=agency.id, risk_level=risk.value,
-                 possible_duplicate=bool(duplicates), trace_id=trace_id_of(traceparent))  # fmt: skip
-        return CaseReceipt(case_id=case_id, reference=reference, risk_level=risk,
-                           possible_duplicate=bool(duplicates),
-                           possible_duplicate_of=duplicates, registered_at=now)  # fmt: skip
+                case_id=case_id,
+                reference=reference,
+                agency_id=agency.id,
+                registered_at=now,
+                reg=registration,
+                age=age,
+                risk=risk,
+                possible_duplicate_of=duplicates,
+            )
+            await enqueue(
+                conn, event.topic, to_cloud_event(event, source=source, traceparent=traceparent)
+            )
+        log.info(
+            "case registered",
+            case_id=str(case_id),
+            reference=reference,
+            agency_id=agency.id,
+            risk_level=risk.value,
+            possible_duplicate=bool(duplicates),
+            trace_id=trace_id_of(traceparent),
+        )
+        return CaseReceipt(
+            case_id=case_id,
+            reference=reference,
+            risk_level=risk,
+            possible_duplicate=bool(duplicates),
+            possible_duplicate_of=duplicates,
+            registered_at=now,
+        )
 
     async def reserve_number(region: str, year: int) -> int:
         """Reference numbers come from a short transaction of their own, so concurrent
@@ -169,30 +225,52 @@ def build_router(
         response.headers["Idempotent-Replayed"] = "true"
         return _receipt(case)
 
-    @router.get("/v1/cases/{case_id}", response_model=CaseView, tags=["cases"],
-                summary="Read a case this agency registered")  # fmt: skip
-    async def read_case(case_id: str, agency: Annotated[Agency, Depends(current_agency)]) -> CaseView:
+    @router.get(
+        "/v1/cases/{case_id}",
+        response_model=CaseView,
+        tags=["cases"],
+        summary="Read a case this agency registered",
+    )
+    async def read_case(
+        case_id: str, agency: Annotated[Agency, Depends(current_agency)]
+    ) -> CaseView:
         async with pool().acquire() as conn:
             case = await store.get_case(conn, _parse_case_id(case_id))
         if case is None or case.agency_id != agency.id:
             raise not_found("case")
         return CaseView(
-            **_receipt(case).model_dump(), external_id=case.external_id,
-            consent_status=case.consent_status, consent_withdrawn_at=case.consent_withdrawn_at,
+            **_receipt(case).model_dump(),
+            external_id=case.external_id,
+            consent_status=case.consent_status,
+            consent_withdrawn_at=case.consent_withdrawn_at,
             registration=case.registration,
-        )  # fmt: skip
+        )
 
-    @router.post("/v1/cases/{case_id}/consent-withdrawal", response_model=CaseReceipt,
-                 tags=["cases"], summary="Record that consent to share the case was withdrawn")  # fmt: skip
+    @router.post(
+        "/v1/cases/{case_id}/consent-withdrawal",
+        response_model=CaseReceipt,
+        tags=["cases"],
+        summary="Record that consent to share the case was withdrawn",
+    )
     async def withdraw_consent(
-        case_id: str, withdrawal: ConsentWithdrawal,
+        case_id: str,
+        withdrawal: ConsentWithdrawal,
         agency: Annotated[Agency, Depends(current_agency)],
-    ) -> CaseReceipt:  # fmt: skip
+    ) -> CaseReceipt:
         at = withdrawal.withdrawn_at or domain.utcnow()
         if at.tzinfo is None:
-            raise Problem(422, "Invalid request", "Invalid fields: withdrawn_at",
-                          errors=[{"field": "withdrawn_at", "message": "needs a time zone offset",
-                                   "type": "value_error"}])  # fmt: skip
+            raise Problem(
+                422,
+                "Invalid request",
+                "Invalid fields: withdrawn_at",
+                errors=[
+                    {
+                        "field": "withdrawn_at",
+                        "message": "needs a time zone offset",
+                        "type": "value_error",
+                    }
+                ],
+            )
         async with pool().acquire() as conn, conn.transaction():
             case = await store.get_case(conn, _parse_case_id(case_id), lock=True)
             if case is None or case.agency_id != agency.id:
@@ -200,16 +278,22 @@ def build_router(
             if case.consent_status != "withdrawn":
                 await store.withdraw_consent(conn, case.case_id, at)
                 event = CaseConsentWithdrawnV1(
-                    case_id=case.case_id, reference=case.reference,
-                    registering_agency_id=case.agency_id, withdrawn_at=at,
-                )  # fmt: skip
+                    case_id=case.case_id,
+                    reference=case.reference,
+                    registering_agency_id=case.agency_id,
+                    withdrawn_at=at,
+                )
                 await enqueue(conn, event.topic, to_cloud_event(event, source=source))
                 log.info("consent withdrawn", case_id=str(case.case_id), agency_id=agency.id)
         return _receipt(case)
 
-    @router.get("/internal/v1/cases/{case_id}/identity", response_model=IdentityDisclosure,
-                tags=["internal"], include_in_schema=True,
-                summary="Identifying details for an authorised recipient (audited)")  # fmt: skip
+    @router.get(
+        "/internal/v1/cases/{case_id}/identity",
+        response_model=IdentityDisclosure,
+        tags=["internal"],
+        include_in_schema=True,
+        summary="Identifying details for an authorised recipient (audited)",
+    )
     async def disclose_identity(
         case_id: str,
         on_behalf_of: str,
@@ -225,20 +309,39 @@ def build_router(
             if case is None:
                 raise not_found("case")
             if case.consent_status == "withdrawn":
-                raise Problem(409, "Consent withdrawn",
-                              "Identifying details are no longer disclosed for this case.")  # fmt: skip
-            await store.record_disclosure(conn, case_id=case.case_id, requested_by=principal.id,
-                                          on_behalf_of=on_behalf_of, referral_id=referral_id,
-                                          purpose=purpose[:200])  # fmt: skip
+                raise Problem(
+                    409,
+                    "Consent withdrawn",
+                    "Identifying details are no longer disclosed for this case.",
+                )
+            await store.record_disclosure(
+                conn,
+                case_id=case.case_id,
+                requested_by=principal.id,
+                on_behalf_of=on_behalf_of,
+                referral_id=referral_id,
+                purpose=purpose[:200],
+            )
         reg = case.registration
-        log.info("identity disclosed", case_id=str(case.case_id), to_agency=on_behalf_of,
-                 referral_id=str(referral_id) if referral_id else None)  # fmt: skip
-        return IdentityDisclosure(case_id=case.case_id, reference=case.reference,
-                                  child=reg["child"], location=reg["location"],
-                                  guardian=reg.get("guardian"))  # fmt: skip
+        log.info(
+            "identity disclosed",
+            case_id=str(case.case_id),
+            to_agency=on_behalf_of,
+            referral_id=str(referral_id) if referral_id else None,
+        )
+        return IdentityDisclosure(
+            case_id=case.case_id,
+            reference=case.reference,
+            child=reg["child"],
+            location=reg["location"],
+            guardian=reg.get("guardian"),
+        )
 
-    @router.get("/internal/v1/caseworkers/{agency_id}/{staff_id}", tags=["internal"],
-                summary="Contact details of a caseworker, for notifications")  # fmt: skip
+    @router.get(
+        "/internal/v1/caseworkers/{agency_id}/{staff_id}",
+        tags=["internal"],
+        summary="Contact details of a caseworker, for notifications",
+    )
     async def caseworker_contact(
         agency_id: str, staff_id: str, _: Annotated[Agency, Depends(internal_principal)]
     ) -> dict[str, Any]:

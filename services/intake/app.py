@@ -1,6 +1,5 @@
 """Intake service wiring: settings, runtime, API."""
 
-
 from pathlib import Path
 from typing import Annotated
 
@@ -49,15 +48,23 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     runtime.install_request_metrics(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(runtime.health_router())
-    app.include_router(build_router(lambda: runtime.pool, current_agency, internal_principal,
-                                    settings.event_source))  # fmt: skip
+    app.include_router(
+        build_router(
+            lambda: runtime.pool, current_agency, internal_principal, settings.event_source
+        )
+    )
     return app
 
 
 def main() -> None:
     settings = IntakeSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -44,15 +44,18 @@ from contracts.events import CaseCreatedV1, ConsentV1, StaffId
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Phone = Annotated[
-    str, StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$"), Field(description="E.164, e.g. +51987654321")
+    str,
+    StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$"),
+    Field(description="E.164, e.g. +51987654321"),
 ]
 Email = Annotated[
     str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$", max_length=254)
 ]
 ExternalId = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"),
+    str,
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"),
     Field(description="The registering system's own id for this case"),
-]  # fmt: skip
+]
 
 MAX_AGE_YEARS = 17
 CLOCK_SKEW = timedelta(minutes=10)
@@ -195,19 +198,27 @@ def check_dates(reg: CaseRegistration, now: datetime) -> int:
         age = age_in_years(reg.child.birth_date, today)
         if age > MAX_AGE_YEARS:
             raise RegistrationError("child.birth_date", "Enlace registers children under 18")
-        if reg.child.estimated_age_years is not None and abs(reg.child.estimated_age_years - age) > 1:
+        if (
+            reg.child.estimated_age_years is not None
+            and abs(reg.child.estimated_age_years - age) > 1
+        ):
             raise RegistrationError("child.estimated_age_years", "contradicts birth_date")
     else:
         assert reg.child.estimated_age_years is not None
         age = reg.child.estimated_age_years
-    for field, moment in (("consent.recorded_at", reg.consent.recorded_at),
-                          ("consent.best_interest.decided_at",
-                           reg.consent.best_interest.decided_at if reg.consent.best_interest
-                           else None)):  # fmt: skip
+    for field, moment in (
+        ("consent.recorded_at", reg.consent.recorded_at),
+        (
+            "consent.best_interest.decided_at",
+            reg.consent.best_interest.decided_at if reg.consent.best_interest else None,
+        ),
+    ):
         if moment is None:
             continue
         if moment.tzinfo is None:
-            raise RegistrationError(field, "needs a time zone offset (e.g. 2026-11-23T10:00:00-05:00)")
+            raise RegistrationError(
+                field, "needs a time zone offset (e.g. 2026-11-23T10:00:00-05:00)"
+            )
         if moment > now + CLOCK_SKEW:
             raise RegistrationError(field, "is in the future")
         if reg.child.birth_date is not None and moment.date() < reg.child.birth_date:
@@ -232,9 +243,13 @@ _BASE_RISK: dict[ConcernCode, RiskLevel] = {
 
 
 def assess_risk(
-    concerns: list[ConcernCode], *, age: int, unaccompanied: bool, separated: bool,
+    concerns: list[ConcernCode],
+    *,
+    age: int,
+    unaccompanied: bool,
+    separated: bool,
     has_disability: bool,
-) -> RiskLevel:  # fmt: skip
+) -> RiskLevel:
     level = RiskLevel.highest(RiskLevel.LOW, *(_BASE_RISK[c] for c in concerns))
     if (unaccompanied or separated) and age < 12:
         level = RiskLevel.highest(level, RiskLevel.HIGH)
@@ -259,8 +274,13 @@ def duplicate_key(reg: CaseRegistration) -> str | None:
     Only with an exact birth date; an estimated age is too loose to match on."""
     if reg.child.birth_date is None:
         return None
-    basis = "|".join((normalise_name(reg.child.given_names, reg.child.family_names),
-                      reg.child.birth_date.isoformat(), reg.location.region))  # fmt: skip
+    basis = "|".join(
+        (
+            normalise_name(reg.child.given_names, reg.child.family_names),
+            reg.child.birth_date.isoformat(),
+            reg.location.region,
+        )
+    )
     return hashlib.sha256(basis.encode()).hexdigest()
 
 
@@ -270,9 +290,16 @@ def reference_code(region: str, year: int, sequence: int) -> str:
 
 
 def case_created(
-    *, case_id: UUID, reference: str, agency_id: str, registered_at: datetime,
-    reg: CaseRegistration, age: int, risk: RiskLevel, possible_duplicate_of: list[UUID],
-) -> CaseCreatedV1:  # fmt: skip
+    *,
+    case_id: UUID,
+    reference: str,
+    agency_id: str,
+    registered_at: datetime,
+    reg: CaseRegistration,
+    age: int,
+    risk: RiskLevel,
+    possible_duplicate_of: list[UUID],
+) -> CaseCreatedV1:
     """The shared-topic view of a case: codes only, no direct identifier."""
     consent = reg.consent
     return CaseCreatedV1(

@@ -30,14 +30,18 @@ class StoredCase:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> StoredCase:
         return cls(
-            case_id=row["case_id"], reference=row["reference"], agency_id=row["agency_id"],
-            external_id=row["external_id"], risk_level=row["risk_level"],
+            case_id=row["case_id"],
+            reference=row["reference"],
+            agency_id=row["agency_id"],
+            external_id=row["external_id"],
+            risk_level=row["risk_level"],
             registration=row["registration"],
             possible_duplicate_of=list(row["possible_duplicate_of"]),
             consent_status=row["consent_status"],
             consent_withdrawn_at=row["consent_withdrawn_at"],
-            registered_at=row["registered_at"], version=row["version"],
-        )  # fmt: skip
+            registered_at=row["registered_at"],
+            version=row["version"],
+        )
 
 
 async def get_case(conn: Conn, case_id: UUID, *, lock: bool = False) -> StoredCase | None:
@@ -53,13 +57,12 @@ async def find_by_external_id(conn: Conn, agency_id: str, external_id: str) -> S
     return StoredCase.from_row(row) if row else None
 
 
-async def find_idempotency_key(
-    conn: Conn, agency_id: str, key: str
-) -> tuple[str, UUID] | None:
+async def find_idempotency_key(conn: Conn, agency_id: str, key: str) -> tuple[str, UUID] | None:
     row = await conn.fetchrow(
         "SELECT request_hash, case_id FROM idempotency_keys WHERE agency_id = $1 AND key = $2",
-        agency_id, key,
-    )  # fmt: skip
+        agency_id,
+        key,
+    )
     return (row["request_hash"], row["case_id"]) if row else None
 
 
@@ -68,16 +71,20 @@ async def save_idempotency_key(
 ) -> None:
     await conn.execute(
         "INSERT INTO idempotency_keys (agency_id, key, request_hash, case_id) VALUES ($1,$2,$3,$4)",
-        agency_id, key, request_hash, case_id,
-    )  # fmt: skip
+        agency_id,
+        key,
+        request_hash,
+        case_id,
+    )
 
 
 async def possible_duplicates(conn: Conn, dedup_key: str, agency_id: str) -> list[UUID]:
     rows = await conn.fetch(
         """SELECT case_id FROM cases WHERE dedup_key = $1 AND agency_id <> $2
            ORDER BY registered_at LIMIT 20""",
-        dedup_key, agency_id,
-    )  # fmt: skip
+        dedup_key,
+        agency_id,
+    )
     return [r["case_id"] for r in rows]
 
 
@@ -92,10 +99,20 @@ async def next_reference_number(conn: Conn, prefix: str) -> int:
 
 
 async def insert_case(
-    conn: Conn, *, case_id: UUID, reference: str, agency_id: str, external_id: str,
-    country: str, region: str, risk_level: str, registration: dict[str, Any],
-    dedup_key: str | None, possible_duplicate_of: list[UUID], registered_at: datetime,
-) -> bool:  # fmt: skip
+    conn: Conn,
+    *,
+    case_id: UUID,
+    reference: str,
+    agency_id: str,
+    external_id: str,
+    country: str,
+    region: str,
+    risk_level: str,
+    registration: dict[str, Any],
+    dedup_key: str | None,
+    possible_duplicate_of: list[UUID],
+    registered_at: datetime,
+) -> bool:
     """False when (agency, external_id) already exists: a concurrent twin request won."""
     inserted = await conn.fetchval(
         """INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
@@ -104,9 +121,18 @@ async def insert_case(
            VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
            ON CONFLICT (agency_id, external_id) DO NOTHING
            RETURNING true""",
-        case_id, reference, agency_id, external_id, country, region, risk_level,
-        registration, dedup_key, possible_duplicate_of, registered_at,
-    )  # fmt: skip
+        case_id,
+        reference,
+        agency_id,
+        external_id,
+        country,
+        region,
+        risk_level,
+        registration,
+        dedup_key,
+        possible_duplicate_of,
+        registered_at,
+    )
     return bool(inserted)
 
 
@@ -115,19 +141,29 @@ async def withdraw_consent(conn: Conn, case_id: UUID, at: datetime) -> None:
         """UPDATE cases SET consent_status = 'withdrawn', consent_withdrawn_at = $2,
                             version = version + 1
            WHERE case_id = $1""",
-        case_id, at,
-    )  # fmt: skip
+        case_id,
+        at,
+    )
 
 
 async def record_disclosure(
-    conn: Conn, *, case_id: UUID, requested_by: str, on_behalf_of: str,
-    referral_id: UUID | None, purpose: str,
-) -> None:  # fmt: skip
+    conn: Conn,
+    *,
+    case_id: UUID,
+    requested_by: str,
+    on_behalf_of: str,
+    referral_id: UUID | None,
+    purpose: str,
+) -> None:
     await conn.execute(
         """INSERT INTO disclosures (case_id, requested_by, on_behalf_of, referral_id, purpose)
            VALUES ($1, $2, $3, $4, $5)""",
-        case_id, requested_by, on_behalf_of, referral_id, purpose,
-    )  # fmt: skip
+        case_id,
+        requested_by,
+        on_behalf_of,
+        referral_id,
+        purpose,
+    )
 
 
 async def latest_caseworker(conn: Conn, agency_id: str, staff_id: str) -> dict[str, Any] | None:
@@ -135,6 +171,7 @@ async def latest_caseworker(conn: Conn, agency_id: str, staff_id: str) -> dict[s
         """SELECT registration->'caseworker' AS caseworker FROM cases
            WHERE agency_id = $1 AND registration->'caseworker'->>'id' = $2
            ORDER BY registered_at DESC LIMIT 1""",
-        agency_id, staff_id,
-    )  # fmt: skip
+        agency_id,
+        staff_id,
+    )
     return row["caseworker"] if row else None

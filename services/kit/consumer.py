@@ -11,7 +11,8 @@ When the batch transaction fails, each event is retried alone:
   long as it takes, without committing the offset;
 - a record that cannot be decoded or validated goes to the dead-letter topic at once;
 - any other error is retried alone a bounded number of times (`max_attempts`, after
-  the failed batch attempt) with exponential backoff and jitter, then dead-lettered with the error in `x-error-*` headers.
+  the failed batch attempt) with exponential backoff and jitter, then dead-lettered
+  with the error in `x-error-*` headers.
 A bad record therefore never blocks its partition and is never silently dropped.
 """
 
@@ -128,12 +129,14 @@ class EventConsumer:
             event_type = _header(record, "ce_type")
             if event_type is not None and event_type not in self.subscription.handlers:
                 # Routed on the header alone: a type we do not handle is not even parsed.
-                self._metrics.events_consumed.labels(self.subscription.topic, event_type,
-                                                     "ignored").inc()  # fmt: skip
+                self._metrics.events_consumed.labels(
+                    self.subscription.topic, event_type, "ignored"
+                ).inc()
                 continue
             try:
-                decoded.append((record, CloudEvent.from_record(record.key, record.value,
-                                                               record.headers)))  # fmt: skip
+                decoded.append(
+                    (record, CloudEvent.from_record(record.key, record.value, record.headers))
+                )
             except EnvelopeError as exc:
                 await self._dead_letter(record, None, exc, attempts=1)
         wanted = decoded
@@ -142,14 +145,14 @@ class EventConsumer:
         try:
             outcomes = await self._apply_all([e for _, e in wanted])
         except Exception as exc:  # fall back to one at a time to isolate the bad record
-            log.info("batch failed; applying one by one", error=describe_error(exc),
-                     batch=len(wanted))  # fmt: skip
+            log.info(
+                "batch failed; applying one by one", error=describe_error(exc), batch=len(wanted)
+            )
             for record, event in wanted:
                 await self._apply_one_with_retries(record, event)
             return
         for event, outcome in zip([e for _, e in wanted], outcomes, strict=True):
-            self._metrics.events_consumed.labels(self.subscription.topic, event.type,
-                                                 outcome).inc()  # fmt: skip
+            self._metrics.events_consumed.labels(self.subscription.topic, event.type, outcome).inc()
 
     async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
         """The whole batch in one transaction; event ids recorded in one statement."""
@@ -158,8 +161,10 @@ class EventConsumer:
                 """INSERT INTO processed_events (consumer, event_id, event_type)
                    SELECT $1, id, type FROM unnest($2::text[], $3::text[]) AS e(id, type)
                    ON CONFLICT DO NOTHING RETURNING event_id""",
-                self.subscription.consumer_name, [e.id for e in events], [e.type for e in events],
-            )  # fmt: skip
+                self.subscription.consumer_name,
+                [e.id for e in events],
+                [e.type for e in events],
+            )
             fresh = {row["event_id"] for row in rows}
             outcomes: list[str] = []
             for event in events:
@@ -173,17 +178,21 @@ class EventConsumer:
 
     async def _run_handler(self, conn: Conn, event: CloudEvent) -> None:
         with structlog.contextvars.bound_contextvars(
-            event_id=event.id, case_id=event.subject, trace_id=event.trace_id,
+            event_id=event.id,
+            case_id=event.subject,
+            trace_id=event.trace_id,
             event_type=event.type,
-        ):  # fmt: skip
+        ):
             await self.subscription.handlers[event.type](conn, event)
 
     async def _apply(self, conn: Conn, event: CloudEvent) -> str:
         first_time = await conn.fetchval(
             """INSERT INTO processed_events (consumer, event_id, event_type)
                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
-            self.subscription.consumer_name, event.id, event.type,
-        )  # fmt: skip
+            self.subscription.consumer_name,
+            event.id,
+            event.type,
+        )
         if not first_time:
             return "duplicate"
         await self._run_handler(conn, event)
@@ -199,26 +208,36 @@ class EventConsumer:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     outcome = await self._apply(conn, event)
-                self._metrics.events_consumed.labels(self.subscription.topic, event.type,
-                                                     outcome).inc()  # fmt: skip
+                self._metrics.events_consumed.labels(
+                    self.subscription.topic, event.type, outcome
+                ).inc()
                 return
             except POISON as exc:
-                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
-                                                    "poison").inc()  # fmt: skip
+                self._metrics.handler_errors.labels(
+                    self.subscription.topic, event.type, "poison"
+                ).inc()
                 await self._dead_letter(record, event, exc, attempts=attempt)
                 return
             except TRANSIENT as exc:
                 # Infrastructure, not the record: wait it out; the offset stays put.
                 attempt -= 1
-                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
-                                                    "transient").inc()  # fmt: skip
-                log.warning("transient error; retrying", error=describe_error(exc),
-                            event_id=event.id)  # fmt: skip
+                self._metrics.handler_errors.labels(
+                    self.subscription.topic, event.type, "transient"
+                ).inc()
+                log.warning(
+                    "transient error; retrying", error=describe_error(exc), event_id=event.id
+                )
             except Exception as exc:
-                self._metrics.handler_errors.labels(self.subscription.topic, event.type,
-                                                    "error").inc()  # fmt: skip
-                log.warning("handler failed", error=describe_error(exc), attempt=attempt,
-                            event_id=event.id, case_id=event.subject)  # fmt: skip
+                self._metrics.handler_errors.labels(
+                    self.subscription.topic, event.type, "error"
+                ).inc()
+                log.warning(
+                    "handler failed",
+                    error=describe_error(exc),
+                    attempt=attempt,
+                    event_id=event.id,
+                    case_id=event.subject,
+                )
                 if attempt >= self._max_attempts:
                     await self._dead_letter(record, event, exc, attempts=attempt)
                     return
@@ -250,12 +269,14 @@ class EventConsumer:
         while True:
             try:
                 producer = await self._producer()
-                await (await producer.send(dlq, value=record.value, key=record.key,
-                                           headers=headers))  # fmt: skip
+                await (
+                    await producer.send(dlq, value=record.value, key=record.key, headers=headers)
+                )
                 break
             except Exception as send_exc:  # broker trouble: the offset must not move on
-                log.warning("dead-letter publish failed; retrying",
-                            error=send_exc.__class__.__name__)  # fmt: skip
+                log.warning(
+                    "dead-letter publish failed; retrying", error=send_exc.__class__.__name__
+                )
                 if self.stopping.is_set():
                     raise asyncio.CancelledError("stopping before dead-lettering") from send_exc
                 await asyncio.sleep(1.0)
@@ -264,15 +285,24 @@ class EventConsumer:
                 await self._pool.execute(
                     """INSERT INTO processed_events (consumer, event_id, event_type, outcome, error)
                        VALUES ($1, $2, $3, 'dead_lettered', $4) ON CONFLICT DO NOTHING""",
-                    self.subscription.consumer_name, event.id, event.type, error,
-                )  # fmt: skip
+                    self.subscription.consumer_name,
+                    event.id,
+                    event.type,
+                    error,
+                )
         self._metrics.dead_lettered.labels(self.subscription.topic).inc()
         self._metrics.events_consumed.labels(
             self.subscription.topic, event.type if event else "undecodable", "dead_lettered"
         ).inc()
-        log.error("record dead-lettered", dlq=dlq, error=error, attempts=attempts,
-                  event_id=event.id if event else None, partition=record.partition,
-                  offset=record.offset)  # fmt: skip
+        log.error(
+            "record dead-lettered",
+            dlq=dlq,
+            error=error,
+            attempts=attempts,
+            event_id=event.id if event else None,
+            partition=record.partition,
+            offset=record.offset,
+        )
 
 
 def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
@@ -292,8 +322,14 @@ async def _undecoded(message: Any) -> None:
     return None
 
 
-def register(broker: KafkaBroker, consumer: EventConsumer, *, group_id: str,
-             batch_size: int, auto_offset_reset: str) -> None:  # fmt: skip
+def register(
+    broker: KafkaBroker,
+    consumer: EventConsumer,
+    *,
+    group_id: str,
+    batch_size: int,
+    auto_offset_reset: str,
+) -> None:
     """Subscribe `consumer` on the broker: batch polls, manual commit after the DB commit."""
 
     async def on_batch(message: KafkaMessage) -> None:

@@ -100,13 +100,20 @@ def agency_dependency(registry: AgencyRegistry) -> Callable[..., Awaitable[Agenc
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Agency:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Problem(401, "Authentication required",
-                          "Send the agency API key as 'Authorization: Bearer <key>'.",
-                          headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+            raise Problem(
+                401,
+                "Authentication required",
+                "Send the agency API key as 'Authorization: Bearer <key>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         agency = registry.authenticate(credentials.credentials)
         if agency is None:
-            raise Problem(401, "Invalid API key", "The API key is not recognised.",
-                          headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
+            raise Problem(
+                401,
+                "Invalid API key",
+                "The API key is not recognised.",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         return agency
 
     return current_agency
@@ -134,8 +141,12 @@ class Problem(HTTPException):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "about:blank", "title": self.title,
-                                "status": self.status_code, "detail": self.detail}  # fmt: skip
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status_code,
+            "detail": self.detail,
+        }
         if self.errors:
             body["errors"] = self.errors
         body.update(self.extra)
@@ -159,11 +170,18 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def validation_problem(exc: RequestValidationError) -> Problem:
     errors = list(exc.errors())
     if any(err.get("type") == "json_invalid" for err in errors):
-        return Problem(400, "Malformed JSON", "The request body is not valid JSON.",
-                       errors=[{"field": "body", "message": "invalid JSON"}])  # fmt: skip
+        return Problem(
+            400,
+            "Malformed JSON",
+            "The request body is not valid JSON.",
+            errors=[{"field": "body", "message": "invalid JSON"}],
+        )
     fields = [
-        {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", ""),
-         "type": err.get("type", "")}  # fmt: skip
+        {
+            "field": _field_path(tuple(err.get("loc", ()))),
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
         for err in errors
     ]
     names = ", ".join(sorted({f["field"] for f in fields}))
@@ -174,8 +192,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def problem_response(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         problem = exc if isinstance(exc, Problem) else Problem(exc.status_code, str(exc.detail))
-        return JSONResponse(problem.body(), status_code=problem.status_code,
-                            headers=problem.headers, media_type=PROBLEM_JSON)  # fmt: skip
+        return JSONResponse(
+            problem.body(),
+            status_code=problem.status_code,
+            headers=problem.headers,
+            media_type=PROBLEM_JSON,
+        )
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -230,12 +252,21 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, guarded_send)
 
     async def _too_large(self, send: Send) -> None:
-        body = Problem(413, "Request body too large",
-                       f"The body exceeds {self.max_bytes} bytes.",
-                       errors=[{"field": "body", "message": "too large"}]).body()  # fmt: skip
+        body = Problem(
+            413,
+            "Request body too large",
+            f"The body exceeds {self.max_bytes} bytes.",
+            errors=[{"field": "body", "message": "too large"}],
+        ).body()
         payload = orjson.dumps(body)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM_JSON.encode()),
-                                (b"content-length", str(len(payload)).encode())]})  # fmt: skip
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
-

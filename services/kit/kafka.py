@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -34,13 +36,13 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
                 await admin.create_topics(
-                    [NewTopic(n, num_partitions=partitions, replication_factor=replication)
-                     for n in missing]  # fmt: skip
+                    [
+                        NewTopic(n, num_partitions=partitions, replication_factor=replication)
+                        for n in missing
+                    ]
                 )
-            except TopicAlreadyExistsError:
-                pass  # a concurrent creator won the race
     finally:
         await admin.close()
     return names

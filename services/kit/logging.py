@@ -15,12 +15,32 @@ from structlog.types import EventDict, WrappedLogger
 
 PII_KEYS = frozenset(
     {
-        "name", "names", "first_name", "last_name", "given_name", "family_name", "surname",
-        "full_name", "birth_date", "date_of_birth", "dob", "phone", "phone_number", "mobile",
-        "address", "email", "document", "documents", "document_number", "passport",
-        "guardian", "identity", "child", "body",
+        "name",
+        "names",
+        "first_name",
+        "last_name",
+        "given_name",
+        "family_name",
+        "surname",
+        "full_name",
+        "birth_date",
+        "date_of_birth",
+        "dob",
+        "phone",
+        "phone_number",
+        "mobile",
+        "address",
+        "email",
+        "document",
+        "documents",
+        "document_number",
+        "passport",
+        "guardian",
+        "identity",
+        "child",
+        "body",
     }
-)  # fmt: skip
+)
 
 
 def drop_personal_data(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

@@ -194,8 +194,12 @@ class OutboxRelay:
             except Exception as exc:  # broker down, timeouts, fenced producer...
                 self._metrics.publish_failures.inc()
                 self.last_error = f"kafka: {exc.__class__.__name__}"
-                log.warning("outbox publish failed; will retry", error=self.last_error,
-                            retry_in=round(backoff, 2), pending=len(rows))  # fmt: skip
+                log.warning(
+                    "outbox publish failed; will retry",
+                    error=self.last_error,
+                    retry_in=round(backoff, 2),
+                    pending=len(rows),
+                )
                 await self._close_producer()  # a fresh producer id after any failure
                 if await self._sleep(backoff + random.uniform(0, backoff / 2)):
                     return total
@@ -208,7 +212,9 @@ class OutboxRelay:
                 continue  # partial: the failed rows are retried in the next round
         return total
 
-    async def _publish_batch(self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]) -> int:
+    async def _publish_batch(
+        self, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]
+    ) -> int:
         started = time.perf_counter()
         futures = []
         for row in rows:

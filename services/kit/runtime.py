@@ -77,18 +77,21 @@ class ServiceRuntime:
     async def start(self) -> None:
         configure_logging(self.settings.log_level)
         s = self.settings
-        self._pool = await create_pool(s.database_url, min_size=s.db_pool_min,
-                                       max_size=s.db_pool_max)  # fmt: skip
+        self._pool = await create_pool(
+            s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
+        )
         await migrate(self._pool, self.migrations, s.service_name)
         lock_key = int.from_bytes(
-            hashlib.sha256(f"outbox-relay:{s.service_name}".encode()).digest()[:8], "big",
+            hashlib.sha256(f"outbox-relay:{s.service_name}".encode()).digest()[:8],
+            "big",
             signed=True,
-        )  # fmt: skip
+        )
         self.relay = OutboxRelay(
             pool=self._pool,
             dsn=s.database_url,
             producer_factory=lambda: make_producer(
-                s.kafka_bootstrap_servers, f"{s.service_name}-relay"),
+                s.kafka_bootstrap_servers, f"{s.service_name}-relay"
+            ),
             namespace=s.topic_namespace,
             lock_key=lock_key,
             metrics=self.metrics,
@@ -116,7 +119,9 @@ class ServiceRuntime:
         if self.relay is not None:
             await self.relay.stop()
         grace = self.settings.shutdown_grace_seconds
-        _, pending = await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
+        _, pending = (
+            await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
+        )
         for task in pending:
             task.cancel()
         for task in pending:
@@ -163,8 +168,9 @@ class ServiceRuntime:
         relay keeps its own."""
         async with self._producer_lock:
             if self._producer is None:
-                producer = make_producer(self.settings.kafka_bootstrap_servers,
-                                         f"{self.settings.service_name}-direct")  # fmt: skip
+                producer = make_producer(
+                    self.settings.kafka_bootstrap_servers, f"{self.settings.service_name}-direct"
+                )
                 try:
                     await producer.start()
                 except BaseException:
@@ -178,27 +184,41 @@ class ServiceRuntime:
         s = self.settings
         delay = 0.5
         while not self.stopping.is_set():
-            broker = KafkaBroker(s.kafka_bootstrap_servers, client_id=s.service_name,
-                                 graceful_timeout=s.shutdown_grace_seconds,
-                                 logger=FASTSTREAM_LOGGER)  # fmt: skip
+            broker = KafkaBroker(
+                s.kafka_bootstrap_servers,
+                client_id=s.service_name,
+                graceful_timeout=s.shutdown_grace_seconds,
+                logger=FASTSTREAM_LOGGER,
+            )
             consumers = [
                 EventConsumer(
-                    subscription=sub, pool=self.pool, producer=self.producer,
-                    namespace=s.topic_namespace, metrics=self.metrics,
+                    subscription=sub,
+                    pool=self.pool,
+                    producer=self.producer,
+                    namespace=s.topic_namespace,
+                    metrics=self.metrics,
                     max_attempts=s.consumer_max_attempts,
                     backoff_initial=s.consumer_backoff_initial_seconds,
                     backoff_max=s.consumer_backoff_max_seconds,
                 )
                 for sub in self.subscriptions
-            ]  # fmt: skip
+            ]
             for consumer in consumers:
-                register(broker, consumer, group_id=s.group_id, batch_size=s.consumer_batch_size,
-                         auto_offset_reset=s.consumer_auto_offset_reset)  # fmt: skip
+                register(
+                    broker,
+                    consumer,
+                    group_id=s.group_id,
+                    batch_size=s.consumer_batch_size,
+                    auto_offset_reset=s.consumer_auto_offset_reset,
+                )
             try:
                 await broker.start()
             except Exception as exc:
-                log.warning("kafka not reachable; subscribers will retry",
-                            error=exc.__class__.__name__, retry_in=delay)  # fmt: skip
+                log.warning(
+                    "kafka not reachable; subscribers will retry",
+                    error=exc.__class__.__name__,
+                    retry_in=delay,
+                )
                 with contextlib.suppress(Exception):
                     await broker.stop()
                 if await self.sleep(delay):
@@ -242,24 +262,28 @@ class ServiceRuntime:
 
         @router.get("/readyz", summary="Database and Kafka really reachable")
         async def readyz(response: Response) -> dict[str, Any]:
-            database, kafka = await asyncio.gather(self.database_reachable(),
-                                                   self.kafka_reachable())  # fmt: skip
+            database, kafka = await asyncio.gather(
+                self.database_reachable(), self.kafka_reachable()
+            )
             subscribers = self.broker_connected or not self.subscriptions
             ready = database and kafka and subscribers
             response.status_code = 200 if ready else 503
             return {
                 "status": "ready" if ready else "not ready",
-                "checks": {"database": database, "kafka": kafka, "subscribers": subscribers,
-                           "outbox_relay_leader": bool(self.relay and self.relay.is_leader)},
-            }  # fmt: skip
+                "checks": {
+                    "database": database,
+                    "kafka": kafka,
+                    "subscribers": subscribers,
+                    "outbox_relay_leader": bool(self.relay and self.relay.is_leader),
+                },
+            }
 
         @router.get("/metrics", summary="Prometheus metrics")
         async def metrics() -> Response:
             if self.relay is not None:
                 with contextlib.suppress(Exception):
                     await self.relay.backlog()
-            return Response(generate_latest(self.metrics.registry),
-                            media_type=CONTENT_TYPE_LATEST)  # fmt: skip
+            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
 

@@ -170,26 +170,41 @@ def _role(referral: store.StoredReferral, agency: Agency) -> Party | None:
 
 
 def _allowed(referral: store.StoredReferral, role: Party) -> list[Action]:
-    return [a for a, t in TRANSITIONS.items()
-            if t.party is role and referral.state in t.from_states]  # fmt: skip
+    return [
+        a for a, t in TRANSITIONS.items() if t.party is role and referral.state in t.from_states
+    ]
 
 
 def _view(referral: store.StoredReferral, role: Party) -> ReferralView:
     f = referral.facts
     return ReferralView(
-        referral_id=f.referral_id, case_id=f.case_id, reference=f.reference,
-        state=referral.state, version=referral.version, from_agency_id=f.from_agency_id,
-        to_agency_id=f.to_agency_id, service_id=f.service_id, service_type=f.service_type,
-        urgency=f.urgency, case_country=f.case_country, case_region=f.case_region,
-        service_country=f.service_country, cross_border=f.cross_border,
-        routing_rule=referral.routing_rule, mandatory=referral.mandatory,
+        referral_id=f.referral_id,
+        case_id=f.case_id,
+        reference=f.reference,
+        state=referral.state,
+        version=referral.version,
+        from_agency_id=f.from_agency_id,
+        to_agency_id=f.to_agency_id,
+        service_id=f.service_id,
+        service_type=f.service_type,
+        urgency=f.urgency,
+        case_country=f.case_country,
+        case_region=f.case_region,
+        service_country=f.service_country,
+        cross_border=f.cross_border,
+        routing_rule=referral.routing_rule,
+        mandatory=referral.mandatory,
         respond_by=referral.respond_by,
-        rejection_reason=referral.rejection_reason, closure_outcome=referral.closure_outcome,
+        rejection_reason=referral.rejection_reason,
+        closure_outcome=referral.closure_outcome,
         cancellation_reason=referral.cancellation_reason,
         best_interest=referral.best_interest if role is Party.SENDER else None,
-        created_at=referral.created_at, sent_at=referral.sent_at, updated_at=referral.updated_at,
-        your_role=role, allowed_actions=_allowed(referral, role),
-    )  # fmt: skip
+        created_at=referral.created_at,
+        sent_at=referral.sent_at,
+        updated_at=referral.updated_at,
+        your_role=role,
+        allowed_actions=_allowed(referral, role),
+    )
 
 
 def _etag(version: int) -> str:
@@ -223,8 +238,12 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
 
 
 def _invalid(field: str, message: str) -> Problem:
-    return Problem(422, "Invalid request", f"Invalid fields: {field}",
-                   errors=[{"field": field, "message": message, "type": "value_error"}])
+    return Problem(
+        422,
+        "Invalid request",
+        f"Invalid fields: {field}",
+        errors=[{"field": field, "message": message, "type": "value_error"}],
+    )
 
 
 def _check_decision(decision: BestInterestDecision | None, now: datetime, field: str) -> None:
@@ -239,19 +258,23 @@ def _check_decision(decision: BestInterestDecision | None, now: datetime, field:
 def _consent_problem(case: store.StoredCase, service_type: ServiceType) -> Problem:
     consent = case.event.consent
     return Problem(
-        409, "Consent does not cover this referral",
+        409,
+        "Consent does not cover this referral",
         f"The case's recorded consent (basis {consent.basis.value}"
         + (f", scope {consent.scope.value}" if consent.scope else "")
         + f") does not cover sharing it for {service_type.value}. Record a best-interest "
         "decision (best_interest: decided_by, decided_at, reason) to send it.",
         reason="consent_does_not_cover_service",
-    )  # fmt: skip
+    )
 
 
 def _withdrawn_problem() -> Problem:
-    return Problem(409, "Consent withdrawn",
-                   "Consent to share this case was withdrawn; it cannot be referred.",
-                   reason="consent_withdrawn")  # fmt: skip
+    return Problem(
+        409,
+        "Consent withdrawn",
+        "Consent to share this case was withdrawn; it cannot be referred.",
+        reason="consent_withdrawn",
+    )
 
 
 @dataclass
@@ -269,19 +292,27 @@ class ApiContext:
 # --- router ----------------------------------------------------------------------------------
 
 
-def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency]],
-                 operations: Callable[..., Awaitable[Agency]]) -> APIRouter:  # fmt: skip
+def build_router(
+    ctx: ApiContext,
+    current_agency: Callable[..., Awaitable[Agency]],
+    operations: Callable[..., Awaitable[Agency]],
+) -> APIRouter:
     router = APIRouter()
     CurrentAgency = Annotated[Agency, Depends(current_agency)]
     Operations = Annotated[Agency, Depends(operations)]
-    IfMatch = Annotated[str | None, Header(alias="If-Match",
-                                           description="ETag of the version you saw")]  # fmt: skip
+    IfMatch = Annotated[
+        str | None, Header(alias="If-Match", description="ETag of the version you saw")
+    ]
     Traceparent = Annotated[str | None, Header(alias="traceparent", include_in_schema=False)]
 
     # --- directory ------------------------------------------------------------------------
 
-    @router.get("/v1/services", response_model=list[ServiceView], tags=["directory"],
-                summary="Services of the directory, by type and where they take cases from")
+    @router.get(
+        "/v1/services",
+        response_model=list[ServiceView],
+        tags=["directory"],
+        summary="Services of the directory, by type and where they take cases from",
+    )
     async def list_services(
         _: CurrentAgency,
         type: Annotated[ServiceType | None, Query()] = None,
@@ -300,28 +331,45 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
             if accepting is not None and s.accepting_referrals != accepting:
                 continue
             if country is not None and not (
-                s.coverage.admits(country, region) if region
+                s.coverage.admits(country, region)
+                if region
                 else country in s.coverage.countries or country in s.coverage.accepts_from_countries
-            ):  # fmt: skip
+            ):
                 continue
             org = offer.organization
-            out.append(ServiceView(
-                organization={"id": org.id, "name": org.name, "kind": org.kind.value,
-                              "country": org.country},
-                service=s.model_dump(mode="json"),
-            ))  # fmt: skip
+            out.append(
+                ServiceView(
+                    organization={
+                        "id": org.id,
+                        "name": org.name,
+                        "kind": org.kind.value,
+                        "country": org.country,
+                    },
+                    service=s.model_dump(mode="json"),
+                )
+            )
         return out
 
-    @router.get("/v1/admin/directory", response_model=DirectoryView, tags=["admin"],
-                summary="The whole directory (operations only)")  # fmt: skip
+    @router.get(
+        "/v1/admin/directory",
+        response_model=DirectoryView,
+        tags=["admin"],
+        summary="The whole directory (operations only)",
+    )
     async def read_directory(_: Operations) -> DirectoryView:
-        return DirectoryView(version=ctx.directory.version,
-                             organizations=ctx.directory.directory.organizations)  # fmt: skip
+        return DirectoryView(
+            version=ctx.directory.version, organizations=ctx.directory.directory.organizations
+        )
 
-    @router.put("/v1/admin/directory/organizations/{organization_id}", response_model=Organization,
-                tags=["admin"], summary="Add or replace an organisation and its services")
-    async def put_organization(organization_id: str, organization: Organization,
-                               response: Response, _: Operations) -> Organization:  # fmt: skip
+    @router.put(
+        "/v1/admin/directory/organizations/{organization_id}",
+        response_model=Organization,
+        tags=["admin"],
+        summary="Add or replace an organisation and its services",
+    )
+    async def put_organization(
+        organization_id: str, organization: Organization, response: Response, _: Operations
+    ) -> Organization:
         if organization.id != organization_id:
             raise _invalid("id", f"must equal the id in the path ({organization_id})")
         if organization.id not in ctx.directory.known_agencies:
@@ -340,8 +388,12 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
         log.info("directory organisation saved", organization_id=organization.id, created=created)
         return organization
 
-    @router.delete("/v1/admin/directory/organizations/{organization_id}", status_code=204,
-                   tags=["admin"], summary="Remove an organisation from the directory")  # fmt: skip
+    @router.delete(
+        "/v1/admin/directory/organizations/{organization_id}",
+        status_code=204,
+        tags=["admin"],
+        summary="Remove an organisation from the directory",
+    )
     async def delete_organization(organization_id: str, _: Operations) -> Response:
         async with store.transaction(ctx.pool_of()) as conn:
             await _lock_directory(conn)
@@ -355,8 +407,12 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
 
     # --- referrals: reading -----------------------------------------------------------------
 
-    @router.get("/v1/referrals", response_model=ReferralPage, tags=["referrals"],
-                summary="Referrals addressed to, or sent by, your agency (oldest first)")
+    @router.get(
+        "/v1/referrals",
+        response_model=ReferralPage,
+        tags=["referrals"],
+        summary="Referrals addressed to, or sent by, your agency (oldest first)",
+    )
     async def list_referrals(
         agency: CurrentAgency,
         direction: Annotated[str | None, Query(pattern="^(incoming|outgoing)$")] = None,
@@ -368,9 +424,14 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
         after = _decode_cursor(cursor) if cursor else None
         async with store.connection(ctx.pool_of()) as conn:
             page = await store.list_referrals(
-                conn, agency_id=agency.id, direction=direction,
-                states=[s.value for s in state or []], case_id=case_id, after=after, limit=limit,
-            )  # fmt: skip
+                conn,
+                agency_id=agency.id,
+                direction=direction,
+                states=[s.value for s in state or []],
+                case_id=case_id,
+                after=after,
+                limit=limit,
+            )
         items = []
         for referral in page.items:
             role = _role(referral, agency)
@@ -379,9 +440,13 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
         next_cursor = _encode_cursor(page.items[-1]) if page.has_more and page.items else None
         return ReferralPage(items=items, next_cursor=next_cursor)
 
-    @router.get("/v1/referrals/{referral_id}", response_model=ReferralView, tags=["referrals"],
-                summary="One referral; with the child's identifying details for the "
-                        "receiving agency once it accepted (audited)")  # fmt: skip
+    @router.get(
+        "/v1/referrals/{referral_id}",
+        response_model=ReferralView,
+        tags=["referrals"],
+        summary="One referral; with the child's identifying details for the "
+        "receiving agency once it accepted (audited)",
+    )
     async def read_referral(referral_id: str, agency: CurrentAgency) -> JSONResponse:
         async with store.connection(ctx.pool_of()) as conn:
             referral = await store.get_referral(conn, _parse_id(referral_id))
@@ -395,8 +460,9 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
             view.identity, view.identity_status = await _disclose(referral, case, agency)
         return JSONResponse(view.model_dump(mode="json"), headers={"ETag": _etag(view.version)})
 
-    async def _disclose(referral: store.StoredReferral, case: store.StoredCase,
-                        agency: Agency) -> tuple[Identity | None, str]:  # fmt: skip
+    async def _disclose(
+        referral: store.StoredReferral, case: store.StoredCase, agency: Agency
+    ) -> tuple[Identity | None, str]:
         if case.consent_withdrawn_at is not None:
             return None, "consent_withdrawn"
         if referral.state not in DISCLOSING_STATES:
@@ -405,40 +471,65 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
         try:
             answer = await ctx.intake().get(
                 f"/internal/v1/cases/{referral.case_id}/identity",
-                params={"on_behalf_of": agency.id, "purpose": purpose,
-                        "referral_id": str(referral.referral_id)},
+                params={
+                    "on_behalf_of": agency.id,
+                    "purpose": purpose,
+                    "referral_id": str(referral.referral_id),
+                },
                 headers={"Authorization": f"Bearer {ctx.internal_api_key}"},
-            )  # fmt: skip
+            )
         except httpx.HTTPError as exc:
-            log.warning("intake unreachable for a disclosure", error=exc.__class__.__name__,
-                        referral_id=str(referral.referral_id))  # fmt: skip
+            log.warning(
+                "intake unreachable for a disclosure",
+                error=exc.__class__.__name__,
+                referral_id=str(referral.referral_id),
+            )
             return None, "unavailable"
         if answer.status_code == 409:
             return None, "consent_withdrawn"
         if answer.status_code != 200:
-            log.warning("intake refused a disclosure", status=answer.status_code,
-                        referral_id=str(referral.referral_id))  # fmt: skip
+            log.warning(
+                "intake refused a disclosure",
+                status=answer.status_code,
+                referral_id=str(referral.referral_id),
+            )
             return None, "unavailable"
         body = answer.json()
-        identity = Identity(child=body["child"], location=body["location"],
-                            guardian=body.get("guardian"))  # fmt: skip
+        identity = Identity(
+            child=body["child"], location=body["location"], guardian=body.get("guardian")
+        )
         fields = ["child", "location"] + (["guardian"] if identity.guardian else [])
         async with store.connection(ctx.pool_of()) as conn:
             await store.record_disclosure(
-                conn, referral_id=referral.referral_id, case_id=referral.case_id,
-                agency_id=agency.id, fields=fields, purpose=purpose, at=ctx.clock.now(),
-            )  # fmt: skip
+                conn,
+                referral_id=referral.referral_id,
+                case_id=referral.case_id,
+                agency_id=agency.id,
+                fields=fields,
+                purpose=purpose,
+                at=ctx.clock.now(),
+            )
         ctx.metrics.disclosures.inc()
-        log.info("identity disclosed", referral_id=str(referral.referral_id),
-                 case_id=str(referral.case_id), to_agency=agency.id)  # fmt: skip
+        log.info(
+            "identity disclosed",
+            referral_id=str(referral.referral_id),
+            case_id=str(referral.case_id),
+            to_agency=agency.id,
+        )
         return identity, "disclosed"
 
     # --- referrals: by hand -------------------------------------------------------------------
 
-    @router.post("/v1/referrals", status_code=201, response_model=ReferralView,
-                 tags=["referrals"], summary="Refer one of your cases to a service by hand")
-    async def create_referral(body: NewReferralBody, agency: CurrentAgency,
-                              traceparent: Traceparent = None) -> JSONResponse:  # fmt: skip
+    @router.post(
+        "/v1/referrals",
+        status_code=201,
+        response_model=ReferralView,
+        tags=["referrals"],
+        summary="Refer one of your cases to a service by hand",
+    )
+    async def create_referral(
+        body: NewReferralBody, agency: CurrentAgency, traceparent: Traceparent = None
+    ) -> JSONResponse:
         now = ctx.clock.now()
         _check_decision(body.best_interest, now, "best_interest")
         offer = next((o for o in ctx.directory.offers if o.service.id == body.service_id), None)
@@ -460,43 +551,71 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
                 raise _invalid("service_id", f"the child is not eligible ({refused})")
             if case.consent_withdrawn_at is not None:
                 raise _withdrawn_problem()
-            if body.best_interest is None and not consent_covers(profile.consent,
-                                                                 offer.service.type):  # fmt: skip
+            if body.best_interest is None and not consent_covers(
+                profile.consent, offer.service.type
+            ):
                 raise _consent_problem(case, offer.service.type)
             if await store.has_open_referral(conn, case.case_id, offer.service.id):
-                raise Problem(409, "Already referred",
-                              "This case has an open referral to this service.",
-                              reason="duplicate_referral")  # fmt: skip
+                raise Problem(
+                    409,
+                    "Already referred",
+                    "This case has an open referral to this service.",
+                    reason="duplicate_referral",
+                )
             facts = ReferralFacts(
-                referral_id=uuid4(), case_id=case.case_id, reference=case.reference,
-                from_agency_id=agency.id, to_agency_id=offer.organization.id,
-                service_id=offer.service.id, service_type=offer.service.type,
-                urgency=body.urgency or profile.risk_level, case_country=profile.country,
+                referral_id=uuid4(),
+                case_id=case.case_id,
+                reference=case.reference,
+                from_agency_id=agency.id,
+                to_agency_id=offer.organization.id,
+                service_id=offer.service.id,
+                service_type=offer.service.type,
+                urgency=body.urgency or profile.risk_level,
+                case_country=profile.country,
                 case_region=profile.region,
                 service_country=offer.service_country(profile.country),
-            )  # fmt: skip
+            )
             new = lifecycle.new_by_hand(
-                facts, now=now, deadlines=ctx.deadlines,
+                facts,
+                now=now,
+                deadlines=ctx.deadlines,
                 best_interest=body.best_interest.model_dump(mode="json")
-                if body.best_interest else None,
-            )  # fmt: skip
+                if body.best_interest
+                else None,
+            )
             await store.insert_referrals(conn, [new])
-            await lifecycle.publish(conn, [lifecycle.initial_event(new)], source=ctx.source,
-                                    traceparent=new_traceparent(trace_id_of(traceparent)))
+            await lifecycle.publish(
+                conn,
+                [lifecycle.initial_event(new)],
+                source=ctx.source,
+                traceparent=new_traceparent(trace_id_of(traceparent)),
+            )
             referral = await store.get_referral(conn, facts.referral_id)
         assert referral is not None
         ctx.metrics.referrals_created.labels("sent", facts.service_type.value).inc()
-        log.info("referral sent by hand", referral_id=str(facts.referral_id),
-                 case_id=str(facts.case_id), to_agency=facts.to_agency_id)  # fmt: skip
+        log.info(
+            "referral sent by hand",
+            referral_id=str(facts.referral_id),
+            case_id=str(facts.case_id),
+            to_agency=facts.to_agency_id,
+        )
         view = _view(referral, Party.SENDER)
-        return JSONResponse(view.model_dump(mode="json"), status_code=201,
-                            headers={"ETag": _etag(view.version),
-                                     "Location": f"/v1/referrals/{facts.referral_id}"})  # fmt: skip
+        return JSONResponse(
+            view.model_dump(mode="json"),
+            status_code=201,
+            headers={"ETag": _etag(view.version), "Location": f"/v1/referrals/{facts.referral_id}"},
+        )
 
     # --- referrals: lifecycle -----------------------------------------------------------------
 
-    async def _step(referral_id: str, agency: Agency, action: Action, if_match: str | None,
-                    traceparent: str | None, **details: Any) -> JSONResponse:  # fmt: skip
+    async def _step(
+        referral_id: str,
+        agency: Agency,
+        action: Action,
+        if_match: str | None,
+        traceparent: str | None,
+        **details: Any,
+    ) -> JSONResponse:
         now = ctx.clock.now()
         transition = TRANSITIONS[action]
         rid = _parse_id(referral_id)
@@ -510,89 +629,190 @@ def build_router(ctx: ApiContext, current_agency: Callable[..., Awaitable[Agency
             assert case is not None
             role = _role(referral, agency)
             if role is not transition.party:
-                raise Problem(403, "Not your step",
-                              f"Only the {transition.party.value} agency can {action.value} "
-                              "a referral.")  # fmt: skip
+                raise Problem(
+                    403,
+                    "Not your step",
+                    f"Only the {transition.party.value} agency can {action.value} a referral.",
+                )
             if if_match is not None and not _matches(if_match, referral.version):
-                raise Problem(412, "Stale version",
-                              f"The referral is at version {referral.version} "
-                              f"(ETag {_etag(referral.version)}); read it again.",
-                              current_version=referral.version)  # fmt: skip
+                raise Problem(
+                    412,
+                    "Stale version",
+                    f"The referral is at version {referral.version} "
+                    f"(ETag {_etag(referral.version)}); read it again.",
+                    current_version=referral.version,
+                )
             try:
                 next_state(referral.state, action)
             except TransitionNotAllowed as exc:
-                raise Problem(409, "Transition not allowed", str(exc),
-                              current_state=exc.current.value,
-                              allowed_from=[s.value for s in exc.allowed_from]) from None
+                raise Problem(
+                    409,
+                    "Transition not allowed",
+                    str(exc),
+                    current_state=exc.current.value,
+                    allowed_from=[s.value for s in exc.allowed_from],
+                ) from None
             if action is Action.CONFIRM:
                 await _check_consent(conn, case, referral, details, now)
             updated = await lifecycle.transition(
-                conn, referral, action, now=now, deadlines=ctx.deadlines, source=ctx.source,
-                traceparent=new_traceparent(trace_id_of(traceparent)), **details,
-            )  # fmt: skip
-        log.info("referral transition", referral_id=str(rid), action=action.value,
-                 state=updated.state.value, version=updated.version, agency_id=agency.id)
+                conn,
+                referral,
+                action,
+                now=now,
+                deadlines=ctx.deadlines,
+                source=ctx.source,
+                traceparent=new_traceparent(trace_id_of(traceparent)),
+                **details,
+            )
+        log.info(
+            "referral transition",
+            referral_id=str(rid),
+            action=action.value,
+            state=updated.state.value,
+            version=updated.version,
+            agency_id=agency.id,
+        )
         view = _view(updated, transition.party)
         return JSONResponse(view.model_dump(mode="json"), headers={"ETag": _etag(view.version)})
 
-    async def _check_consent(conn: Connection, case: store.StoredCase,
-                             referral: store.StoredReferral, details: dict[str, Any],
-                             now: datetime) -> None:  # fmt: skip
+    async def _check_consent(
+        conn: Connection,
+        case: store.StoredCase,
+        referral: store.StoredReferral,
+        details: dict[str, Any],
+        now: datetime,
+    ) -> None:
         if case.consent_withdrawn_at is not None:
             raise _withdrawn_problem()
         decision = details.get("best_interest")
-        if decision is None and referral.best_interest is None and not consent_covers(
-            case.event.consent, referral.facts.service_type
+        if (
+            decision is None
+            and referral.best_interest is None
+            and not consent_covers(case.event.consent, referral.facts.service_type)
         ):
             raise _consent_problem(case, referral.facts.service_type)
 
-    @router.post("/v1/referrals/{referral_id}/confirm", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Sender: send a proposed referral")  # fmt: skip
-    async def confirm(referral_id: str, agency: CurrentAgency, body: ConfirmBody | None = None,
-                      if_match: IfMatch = None, traceparent: Traceparent = None) -> JSONResponse:
+    @router.post(
+        "/v1/referrals/{referral_id}/confirm",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Sender: send a proposed referral",
+    )
+    async def confirm(
+        referral_id: str,
+        agency: CurrentAgency,
+        body: ConfirmBody | None = None,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
         decision = body.best_interest if body else None
         _check_decision(decision, ctx.clock.now(), "best_interest")
-        return await _step(referral_id, agency, Action.CONFIRM, if_match, traceparent,
-                           best_interest=decision.model_dump(mode="json") if decision else None)
+        return await _step(
+            referral_id,
+            agency,
+            Action.CONFIRM,
+            if_match,
+            traceparent,
+            best_interest=decision.model_dump(mode="json") if decision else None,
+        )
 
-    @router.post("/v1/referrals/{referral_id}/acknowledge", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Receiver: acknowledge receipt")  # fmt: skip
-    async def acknowledge(referral_id: str, agency: CurrentAgency, if_match: IfMatch = None,
-                          traceparent: Traceparent = None) -> JSONResponse:  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/acknowledge",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Receiver: acknowledge receipt",
+    )
+    async def acknowledge(
+        referral_id: str,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
         return await _step(referral_id, agency, Action.ACKNOWLEDGE, if_match, traceparent)
 
-    @router.post("/v1/referrals/{referral_id}/accept", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Receiver: accept the referral")  # fmt: skip
-    async def accept(referral_id: str, agency: CurrentAgency, if_match: IfMatch = None,
-                     traceparent: Traceparent = None) -> JSONResponse:  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/accept",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Receiver: accept the referral",
+    )
+    async def accept(
+        referral_id: str,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
         return await _step(referral_id, agency, Action.ACCEPT, if_match, traceparent)
 
-    @router.post("/v1/referrals/{referral_id}/reject", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Receiver: reject, with a reason")  # fmt: skip
-    async def reject(referral_id: str, body: RejectBody, agency: CurrentAgency,
-                     if_match: IfMatch = None, traceparent: Traceparent = None) -> JSONResponse:
-        return await _step(referral_id, agency, Action.REJECT, if_match, traceparent,
-                           rejection_reason=body.reason)  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/reject",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Receiver: reject, with a reason",
+    )
+    async def reject(
+        referral_id: str,
+        body: RejectBody,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
+        return await _step(
+            referral_id, agency, Action.REJECT, if_match, traceparent, rejection_reason=body.reason
+        )
 
-    @router.post("/v1/referrals/{referral_id}/start", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Receiver: the service has started")  # fmt: skip
-    async def start(referral_id: str, agency: CurrentAgency, if_match: IfMatch = None,
-                    traceparent: Traceparent = None) -> JSONResponse:  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/start",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Receiver: the service has started",
+    )
+    async def start(
+        referral_id: str,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
         return await _step(referral_id, agency, Action.START, if_match, traceparent)
 
-    @router.post("/v1/referrals/{referral_id}/close", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Receiver: close the loop, with the outcome")
-    async def close(referral_id: str, body: CloseBody, agency: CurrentAgency,
-                    if_match: IfMatch = None, traceparent: Traceparent = None) -> JSONResponse:
-        return await _step(referral_id, agency, Action.CLOSE, if_match, traceparent,
-                           outcome=body.outcome)  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/close",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Receiver: close the loop, with the outcome",
+    )
+    async def close(
+        referral_id: str,
+        body: CloseBody,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
+        return await _step(
+            referral_id, agency, Action.CLOSE, if_match, traceparent, outcome=body.outcome
+        )
 
-    @router.post("/v1/referrals/{referral_id}/cancel", response_model=ReferralView,
-                 tags=["lifecycle"], summary="Sender: cancel (or drop a proposal)")  # fmt: skip
-    async def cancel(referral_id: str, body: CancelBody, agency: CurrentAgency,
-                     if_match: IfMatch = None, traceparent: Traceparent = None) -> JSONResponse:
-        return await _step(referral_id, agency, Action.CANCEL, if_match, traceparent,
-                           cancellation_reason=body.reason)  # fmt: skip
+    @router.post(
+        "/v1/referrals/{referral_id}/cancel",
+        response_model=ReferralView,
+        tags=["lifecycle"],
+        summary="Sender: cancel (or drop a proposal)",
+    )
+    async def cancel(
+        referral_id: str,
+        body: CancelBody,
+        agency: CurrentAgency,
+        if_match: IfMatch = None,
+        traceparent: Traceparent = None,
+    ) -> JSONResponse:
+        return await _step(
+            referral_id,
+            agency,
+            Action.CANCEL,
+            if_match,
+            traceparent,
+            cancellation_reason=body.reason,
+        )
 
     return router
 

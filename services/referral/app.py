@@ -67,8 +67,7 @@ def _agency_ids(path: Path) -> list[str]:
     return [AgencyConfig.model_validate(a).id for a in raw.get("agencies", [])]
 
 
-def _directory_worker(directory: DirectoryCache, seed: Directory,
-                      refresh_seconds: float) -> Worker:  # fmt: skip
+def _directory_worker(directory: DirectoryCache, seed: Directory, refresh_seconds: float) -> Worker:
     async def directory_worker(runtime: ServiceRuntime) -> None:
         """Seed the directory, load it, then follow edits made by any replica."""
         async with store.connection(runtime.pool) as conn:
@@ -85,9 +84,12 @@ def _directory_worker(directory: DirectoryCache, seed: Directory,
     return directory_worker
 
 
-def create_app(settings: ReferralSettings | None = None, *,
-               intake_client: httpx.AsyncClient | None = None,
-               clock: Clock | None = None) -> FastAPI:  # fmt: skip
+def create_app(
+    settings: ReferralSettings | None = None,
+    *,
+    intake_client: httpx.AsyncClient | None = None,
+    clock: Clock | None = None,
+) -> FastAPI:
     settings = settings or ReferralSettings()
     clock = clock or SystemClock()
     agencies = AgencyRegistry.load(settings.agencies_file)
@@ -98,8 +100,14 @@ def create_app(settings: ReferralSettings | None = None, *,
 
     runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
     metrics = ReferralMetrics(runtime.metrics.registry)
-    handlers = Handlers(rules=rules, directory=directory, deadlines=settings.deadlines,
-                        clock=clock, source=settings.event_source, metrics=metrics)  # fmt: skip
+    handlers = Handlers(
+        rules=rules,
+        directory=directory,
+        deadlines=settings.deadlines,
+        clock=clock,
+        source=settings.event_source,
+        metrics=metrics,
+    )
     runtime.subscriptions = [handlers.subscription() for _ in range(settings.case_consumers)]
     runtime.workers = [_directory_worker(directory, seed, settings.directory_refresh_seconds)]
 
@@ -134,18 +142,29 @@ def create_app(settings: ReferralSettings | None = None, *,
     runtime.install_request_metrics(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(runtime.health_router())
-    ctx = ApiContext(pool_of=lambda: runtime.pool, directory=directory,
-                     deadlines=settings.deadlines, clock=clock, source=settings.event_source,
-                     metrics=metrics, intake=lambda: client,
-                     internal_api_key=settings.internal_api_key)  # fmt: skip
+    ctx = ApiContext(
+        pool_of=lambda: runtime.pool,
+        directory=directory,
+        deadlines=settings.deadlines,
+        clock=clock,
+        source=settings.event_source,
+        metrics=metrics,
+        intake=lambda: client,
+        internal_api_key=settings.internal_api_key,
+    )
     app.include_router(build_router(ctx, current_agency, operations))
     return app
 
 
 def main() -> None:
     settings = ReferralSettings()
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port,
-                log_config=None, access_log=False)  # fmt: skip
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ class DirectoryCache:
 
     def read_seed(self, path: Path) -> Directory:
         """The seed file, validated (agency ids included); raises DirectoryError."""
-        return load_directory(path.read_text(), known_agencies=self.known_agencies,
-                              source=str(path.name))  # fmt: skip
+        return load_directory(
+            path.read_text(), known_agencies=self.known_agencies, source=str(path.name)
+        )
 
     async def seed(self, conn: Conn, seed: Directory) -> int:
         documents = [o.model_dump(mode="json") for o in seed.organizations]
@@ -45,8 +46,12 @@ class DirectoryCache:
         directory = Directory.model_validate({"organizations": documents})
         self.directory, self.offers, self.version = directory, directory.offers(), version
         self.loaded.set()
-        log.info("directory loaded", version=version, organizations=len(documents),
-                 services=len(self.offers))  # fmt: skip
+        log.info(
+            "directory loaded",
+            version=version,
+            organizations=len(documents),
+            services=len(self.offers),
+        )
         return True
 
     async def wait_loaded(self) -> None:

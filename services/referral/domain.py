@@ -135,8 +135,10 @@ class Coverage(_Strict):
     def is_domestic_for(self, country: str, region: str) -> bool:
         if country not in self.countries:
             return False
-        return not self.regions or region in self.regions or not any(
-            region_country(r) == country for r in self.regions
+        return (
+            not self.regions
+            or region in self.regions
+            or not any(region_country(r) == country for r in self.regions)
         )
 
     def admits(self, country: str, region: str) -> bool:
@@ -227,8 +229,10 @@ class Directory(_Strict):
         return next((o for o in self.organizations if o.id == org_id), None)
 
     def offers(self) -> list[Offer]:
-        return [Offer(o, s, i) for i, (o, s) in
-                enumerate((o, s) for o in self.organizations for s in o.services)]  # fmt: skip
+        return [
+            Offer(o, s, i)
+            for i, (o, s) in enumerate((o, s) for o in self.organizations for s in o.services)
+        ]
 
     def with_organization(self, org: Organization) -> Directory:
         """A copy with `org` added or replaced (validated again)."""
@@ -264,11 +268,15 @@ def _load_yaml(text: str, source: str) -> Any:
         raise DirectoryError(f"{source}: not valid YAML: {exc}") from None
 
 
-def load_directory(text: str, *, known_agencies: Iterable[str] | None = None,
-                   source: str = "directory.yaml") -> Directory:  # fmt: skip
+def load_directory(
+    text: str, *, known_agencies: Iterable[str] | None = None, source: str = "directory.yaml"
+) -> Directory:
     raw = _load_yaml(text, source)
-    labels = {i: f"id {o.get('id')!r}" for i, o in enumerate(raw.get("organizations") or [])
-              if isinstance(o, dict)}  # fmt: skip
+    labels = {
+        i: f"id {o.get('id')!r}"
+        for i, o in enumerate(raw.get("organizations") or [])
+        if isinstance(o, dict)
+    }
     try:
         directory = Directory.model_validate(raw)
     except ValidationError as exc:
@@ -321,14 +329,23 @@ class CaseProfile:
     @classmethod
     def from_event(cls, event: CaseCreatedV1) -> CaseProfile:
         return cls(
-            case_id=event.case_id, reference=event.reference,
-            registering_agency_id=event.registering_agency_id, country=event.country,
-            region=event.region, age_band=event.age_band, sex=event.sex,
-            nationality=event.nationality, languages=tuple(event.languages),
-            unaccompanied=event.unaccompanied, separated=event.separated,
-            has_disability=event.has_disability, concerns=tuple(event.concerns),
-            needs=tuple(event.needs), risk_level=event.risk_level, consent=event.consent,
-        )  # fmt: skip
+            case_id=event.case_id,
+            reference=event.reference,
+            registering_agency_id=event.registering_agency_id,
+            country=event.country,
+            region=event.region,
+            age_band=event.age_band,
+            sex=event.sex,
+            nationality=event.nationality,
+            languages=tuple(event.languages),
+            unaccompanied=event.unaccompanied,
+            separated=event.separated,
+            has_disability=event.has_disability,
+            concerns=tuple(event.concerns),
+            needs=tuple(event.needs),
+            risk_level=event.risk_level,
+            consent=event.consent,
+        )
 
     @property
     def migrant(self) -> bool:
@@ -407,8 +424,11 @@ class RoutingRules(_Strict):
 
 def load_rules(text: str, *, source: str = "routing.yaml") -> RoutingRules:
     raw = _load_yaml(text, source)
-    labels = {i: f"id {r.get('id')!r}" for i, r in enumerate(raw.get("rules") or [])
-              if isinstance(r, dict)}  # fmt: skip
+    labels = {
+        i: f"id {r.get('id')!r}"
+        for i, r in enumerate(raw.get("rules") or [])
+        if isinstance(r, dict)
+    }
     try:
         return RoutingRules.model_validate(raw)
     except ValidationError as exc:
@@ -511,16 +531,25 @@ def plan_routing(case: CaseProfile, rules: RoutingRules, offers: list[Offer]) ->
             plan.served_internally.append(want.service_type)
             continue
         if not accepting:
-            reason = (UnmetReason.NO_SERVICE_IN_COVERAGE if not in_coverage
-                      else UnmetReason.NONE_ELIGIBLE if not eligible
-                      else UnmetReason.NONE_ACCEPTING)  # fmt: skip
+            reason = (
+                UnmetReason.NO_SERVICE_IN_COVERAGE
+                if not in_coverage
+                else UnmetReason.NONE_ELIGIBLE
+                if not eligible
+                else UnmetReason.NONE_ACCEPTING
+            )
             plan.unmet.append(UnmetNeed(want.service_type, want.rule_id, want.urgency, reason))
             continue
         best = min(accepting, key=lambda o: _rank(o, case))
-        plan.referrals.append(PlannedReferral(
-            offer=best, rule_id=want.rule_id, mandatory=want.mandatory, urgency=want.urgency,
-            send_now=want.mandatory and consent_covers(case.consent, want.service_type),
-        ))  # fmt: skip
+        plan.referrals.append(
+            PlannedReferral(
+                offer=best,
+                rule_id=want.rule_id,
+                mandatory=want.mandatory,
+                urgency=want.urgency,
+                send_now=want.mandatory and consent_covers(case.consent, want.service_type),
+            )
+        )
     return plan
 
 
@@ -542,8 +571,15 @@ class Party(StrEnum):
     RECEIVER = "receiving"
 
 
-OPEN_STATES = frozenset({ReferralState.PROPOSED, ReferralState.SENT, ReferralState.ACKNOWLEDGED,
-                         ReferralState.ACCEPTED, ReferralState.IN_PROGRESS})  # fmt: skip
+OPEN_STATES = frozenset(
+    {
+        ReferralState.PROPOSED,
+        ReferralState.SENT,
+        ReferralState.ACKNOWLEDGED,
+        ReferralState.ACCEPTED,
+        ReferralState.IN_PROGRESS,
+    }
+)
 DISCLOSING_STATES = frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS})
 _LIFECYCLE_ORDER = list(ReferralState)
 
@@ -557,24 +593,45 @@ class Transition:
 
 
 TRANSITIONS: dict[Action, Transition] = {
-    Action.CONFIRM: Transition(Party.SENDER, frozenset({ReferralState.PROPOSED}),
-                               ReferralState.SENT, ReferralSentV1),
-    Action.ACKNOWLEDGE: Transition(Party.RECEIVER, frozenset({ReferralState.SENT}),
-                                   ReferralState.ACKNOWLEDGED, ReferralAcknowledgedV1),
-    Action.ACCEPT: Transition(Party.RECEIVER, frozenset({ReferralState.ACKNOWLEDGED}),
-                              ReferralState.ACCEPTED, ReferralAcceptedV1),
-    Action.REJECT: Transition(Party.RECEIVER, frozenset({ReferralState.ACKNOWLEDGED}),
-                              ReferralState.REJECTED, ReferralRejectedV1),
-    Action.START: Transition(Party.RECEIVER, frozenset({ReferralState.ACCEPTED}),
-                             ReferralState.IN_PROGRESS, ReferralStartedV1),
+    Action.CONFIRM: Transition(
+        Party.SENDER, frozenset({ReferralState.PROPOSED}), ReferralState.SENT, ReferralSentV1
+    ),
+    Action.ACKNOWLEDGE: Transition(
+        Party.RECEIVER,
+        frozenset({ReferralState.SENT}),
+        ReferralState.ACKNOWLEDGED,
+        ReferralAcknowledgedV1,
+    ),
+    Action.ACCEPT: Transition(
+        Party.RECEIVER,
+        frozenset({ReferralState.ACKNOWLEDGED}),
+        ReferralState.ACCEPTED,
+        ReferralAcceptedV1,
+    ),
+    Action.REJECT: Transition(
+        Party.RECEIVER,
+        frozenset({ReferralState.ACKNOWLEDGED}),
+        ReferralState.REJECTED,
+        ReferralRejectedV1,
+    ),
+    Action.START: Transition(
+        Party.RECEIVER,
+        frozenset({ReferralState.ACCEPTED}),
+        ReferralState.IN_PROGRESS,
+        ReferralStartedV1,
+    ),
     # Closing straight from accepted covers outcomes reached before the service
     # started (declined by family, child unreachable, transferred).
-    Action.CLOSE: Transition(Party.RECEIVER,
-                             frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS}),
-                             ReferralState.CLOSED, ReferralClosedV1),
-    Action.CANCEL: Transition(Party.SENDER, OPEN_STATES, ReferralState.CANCELLED,
-                              ReferralCancelledV1),
-}  # fmt: skip
+    Action.CLOSE: Transition(
+        Party.RECEIVER,
+        frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS}),
+        ReferralState.CLOSED,
+        ReferralClosedV1,
+    ),
+    Action.CANCEL: Transition(
+        Party.SENDER, OPEN_STATES, ReferralState.CANCELLED, ReferralCancelledV1
+    ),
+}
 
 
 class TransitionNotAllowed(Exception):
@@ -629,25 +686,46 @@ class ReferralFacts:
     def cross_border(self) -> bool:
         return self.case_country != self.service_country
 
-    def event(self, model: type[ReferralEventV1], *, state: ReferralState, version: int,
-              occurred_at: datetime, **extra: Any) -> ReferralEventV1:  # fmt: skip
+    def event(
+        self,
+        model: type[ReferralEventV1],
+        *,
+        state: ReferralState,
+        version: int,
+        occurred_at: datetime,
+        **extra: Any,
+    ) -> ReferralEventV1:
         return model(
-            referral_id=self.referral_id, case_id=self.case_id, reference=self.reference,
-            state=state, version=version, from_agency_id=self.from_agency_id,
-            to_agency_id=self.to_agency_id, service_id=self.service_id,
-            service_type=self.service_type, urgency=self.urgency,
-            case_country=self.case_country, case_region=self.case_region,
-            service_country=self.service_country, cross_border=self.cross_border,
-            occurred_at=occurred_at, **extra,
-        )  # fmt: skip
+            referral_id=self.referral_id,
+            case_id=self.case_id,
+            reference=self.reference,
+            state=state,
+            version=version,
+            from_agency_id=self.from_agency_id,
+            to_agency_id=self.to_agency_id,
+            service_id=self.service_id,
+            service_type=self.service_type,
+            urgency=self.urgency,
+            case_country=self.case_country,
+            case_region=self.case_region,
+            service_country=self.service_country,
+            cross_border=self.cross_border,
+            occurred_at=occurred_at,
+            **extra,
+        )
 
 
 def facts_for(case: CaseProfile, planned: PlannedReferral, referral_id: UUID) -> ReferralFacts:
     return ReferralFacts(
-        referral_id=referral_id, case_id=case.case_id, reference=case.reference,
-        from_agency_id=case.registering_agency_id, to_agency_id=planned.offer.organization.id,
-        service_id=planned.offer.service.id, service_type=planned.service_type,
-        urgency=planned.urgency, case_country=case.country, case_region=case.region,
+        referral_id=referral_id,
+        case_id=case.case_id,
+        reference=case.reference,
+        from_agency_id=case.registering_agency_id,
+        to_agency_id=planned.offer.organization.id,
+        service_id=planned.offer.service.id,
+        service_type=planned.service_type,
+        urgency=planned.urgency,
+        case_country=case.country,
+        case_region=case.region,
         service_country=planned.offer.service_country(case.country),
-    )  # fmt: skip
-
+    )

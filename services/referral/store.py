@@ -45,10 +45,13 @@ class StoredCase:
 
 
 def _case(row: asyncpg.Record) -> StoredCase:
-    return StoredCase(case_id=row["case_id"], reference=row["reference"],
-                      registering_agency_id=row["registering_agency_id"],
-                      profile=row["profile"],
-                      consent_withdrawn_at=row["consent_withdrawn_at"])  # fmt: skip
+    return StoredCase(
+        case_id=row["case_id"],
+        reference=row["reference"],
+        registering_agency_id=row["registering_agency_id"],
+        profile=row["profile"],
+        consent_withdrawn_at=row["consent_withdrawn_at"],
+    )
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,33 @@ class StoredReferral:
 
 def _referral(row: asyncpg.Record) -> StoredReferral:
     facts = ReferralFacts(
-        referral_id=row["referral_id"], case_id=row["case_id"], reference=row["reference"],
-        from_agency_id=row["from_agency_id"], to_agency_id=row["to_agency_id"],
-        service_id=row["service_id"], service_type=ServiceType(row["service_type"]),
-        urgency=RiskLevel(row["urgency"]), case_country=row["case_country"],
-        case_region=row["case_region"], service_country=row["service_country"],
-    )  # fmt: skip
+        referral_id=row["referral_id"],
+        case_id=row["case_id"],
+        reference=row["reference"],
+        from_agency_id=row["from_agency_id"],
+        to_agency_id=row["to_agency_id"],
+        service_id=row["service_id"],
+        service_type=ServiceType(row["service_type"]),
+        urgency=RiskLevel(row["urgency"]),
+        case_country=row["case_country"],
+        case_region=row["case_region"],
+        service_country=row["service_country"],
+    )
     return StoredReferral(
-        facts=facts, state=ReferralState(row["state"]), version=row["version"],
-        routing_rule=row["routing_rule"], mandatory=row["mandatory"],
-        respond_by=row["respond_by"], rejection_reason=row["rejection_reason"],
-        closure_outcome=row["closure_outcome"], cancellation_reason=row["cancellation_reason"],
-        best_interest=row["best_interest"], created_at=row["created_at"],
-        sent_at=row["sent_at"], updated_at=row["updated_at"],
-    )  # fmt: skip
+        facts=facts,
+        state=ReferralState(row["state"]),
+        version=row["version"],
+        routing_rule=row["routing_rule"],
+        mandatory=row["mandatory"],
+        respond_by=row["respond_by"],
+        rejection_reason=row["rejection_reason"],
+        closure_outcome=row["closure_outcome"],
+        cancellation_reason=row["cancellation_reason"],
+        best_interest=row["best_interest"],
+        created_at=row["created_at"],
+        sent_at=row["sent_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 # --- cases ------------------------------------------------------------------------------
@@ -104,9 +120,14 @@ async def insert_case(conn: Conn, event: CaseCreatedV1, routed_at: datetime) -> 
                               profile, routed_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (case_id) DO NOTHING RETURNING true""",
-        event.case_id, event.reference, event.registering_agency_id, event.country,
-        event.region, event.model_dump(mode="json"), routed_at,
-    )  # fmt: skip
+        event.case_id,
+        event.reference,
+        event.registering_agency_id,
+        event.country,
+        event.region,
+        event.model_dump(mode="json"),
+        routed_at,
+    )
     return bool(inserted)
 
 
@@ -124,8 +145,9 @@ async def mark_consent_withdrawn(conn: Conn, case_id: UUID, at: datetime) -> Non
     await conn.execute(
         """UPDATE cases SET consent_withdrawn_at = $2
            WHERE case_id = $1 AND consent_withdrawn_at IS NULL""",
-        case_id, at,
-    )  # fmt: skip
+        case_id,
+        at,
+    )
 
 
 # --- referrals ----------------------------------------------------------------------------
@@ -152,11 +174,26 @@ class NewReferral:
     def row(self) -> tuple[Any, ...]:
         f = self.facts
         sent_at = self.created_at if self.state is ReferralState.SENT else None
-        return (f.referral_id, f.case_id, f.reference, f.from_agency_id, f.to_agency_id,
-                f.service_id, f.service_type.value, f.urgency.value, f.case_country,
-                f.case_region, f.service_country, self.state.value, self.routing_rule,
-                self.mandatory, self.respond_by, self.best_interest, self.created_at,
-                sent_at)  # fmt: skip
+        return (
+            f.referral_id,
+            f.case_id,
+            f.reference,
+            f.from_agency_id,
+            f.to_agency_id,
+            f.service_id,
+            f.service_type.value,
+            f.urgency.value,
+            f.case_country,
+            f.case_region,
+            f.service_country,
+            self.state.value,
+            self.routing_rule,
+            self.mandatory,
+            self.respond_by,
+            self.best_interest,
+            self.created_at,
+            sent_at,
+        )
 
 
 async def insert_referrals(conn: Conn, referrals: list[NewReferral]) -> None:
@@ -167,14 +204,35 @@ async def insert_referrals(conn: Conn, referrals: list[NewReferral]) -> None:
 _REFERRAL_COLUMNS = """referral_id, case_id, reference, from_agency_id, to_agency_id, service_id,
     service_type, urgency, case_country, case_region, service_country, state, routing_rule,
     mandatory, respond_by, best_interest, created_at, sent_at"""
-_UNNEST_TYPES = ("uuid", "uuid", "text", "text", "text", "text", "text", "text", "text", "text",
-                 "text", "text", "text", "bool", "timestamptz", "jsonb", "timestamptz",
-                 "timestamptz")  # fmt: skip
+_UNNEST_TYPES = (
+    "uuid",
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "bool",
+    "timestamptz",
+    "jsonb",
+    "timestamptz",
+    "timestamptz",
+)
 
 
-async def insert_routed_case(conn: Conn, event_data: dict[str, Any],
-                             event: CaseCreatedV1, referrals: list[NewReferral],
-                             routed_at: datetime) -> bool:  # fmt: skip
+async def insert_routed_case(
+    conn: Conn,
+    event_data: dict[str, Any],
+    event: CaseCreatedV1,
+    referrals: list[NewReferral],
+    routed_at: datetime,
+) -> bool:
     """Insert a new case and its routed referrals in one round trip; False (and nothing
     written) when the case is already known: it was routed before. The inserted case
     row stays locked until commit: it is the per-case lock."""
@@ -192,9 +250,15 @@ async def insert_routed_case(conn: Conn, event_data: dict[str, Any],
                 SELECT r.*, 1, $7 FROM unnest({unnest}) AS r
                 WHERE EXISTS (SELECT 1 FROM new_case))
             SELECT count(*) > 0 FROM new_case""",
-        event.case_id, event.reference, event.registering_agency_id, event.country,
-        event.region, event_data, routed_at, *[list(c) for c in columns],
-    )  # fmt: skip
+        event.case_id,
+        event.reference,
+        event.registering_agency_id,
+        event.country,
+        event.region,
+        event_data,
+        routed_at,
+        *[list(c) for c in columns],
+    )
     return bool(inserted)
 
 
@@ -202,8 +266,9 @@ async def has_open_referral(conn: Conn, case_id: UUID, service_id: str) -> bool:
     found = await conn.fetchval(
         """SELECT true FROM referrals WHERE case_id = $1 AND service_id = $2
            AND state IN ('proposed', 'sent', 'acknowledged', 'accepted', 'in_progress')""",
-        case_id, service_id,
-    )  # fmt: skip
+        case_id,
+        service_id,
+    )
     return bool(found)
 
 
@@ -218,16 +283,22 @@ async def open_referrals_of_case(conn: Conn, case_id: UUID) -> list[StoredReferr
            AND state IN ('proposed', 'sent', 'acknowledged', 'accepted', 'in_progress')
            ORDER BY created_at, referral_id""",
         case_id,
-    )  # fmt: skip
+    )
     return [_referral(r) for r in rows]
 
 
 async def save_transition(
-    conn: Conn, referral: StoredReferral, *, state: ReferralState, at: datetime,
-    respond_by: datetime | None = None, rejection_reason: str | None = None,
-    closure_outcome: str | None = None, cancellation_reason: str | None = None,
+    conn: Conn,
+    referral: StoredReferral,
+    *,
+    state: ReferralState,
+    at: datetime,
+    respond_by: datetime | None = None,
+    rejection_reason: str | None = None,
+    closure_outcome: str | None = None,
+    cancellation_reason: str | None = None,
     best_interest: dict[str, Any] | None = None,
-) -> StoredReferral:  # fmt: skip
+) -> StoredReferral:
     row = await conn.fetchrow(
         """UPDATE referrals SET
                state = $2, version = version + 1, updated_at = $3,
@@ -239,9 +310,16 @@ async def save_transition(
                best_interest = COALESCE($8, best_interest)
            WHERE referral_id = $1 AND version = $9
            RETURNING *""",
-        referral.referral_id, state.value, at, respond_by, rejection_reason, closure_outcome,
-        cancellation_reason, best_interest, referral.version,
-    )  # fmt: skip
+        referral.referral_id,
+        state.value,
+        at,
+        respond_by,
+        rejection_reason,
+        closure_outcome,
+        cancellation_reason,
+        best_interest,
+        referral.version,
+    )
     if row is None:  # callers hold the case lock, so this would be a bug, not a race
         raise RuntimeError("referral changed under the case lock")
     return _referral(row)
@@ -254,9 +332,15 @@ class Page:
 
 
 async def list_referrals(
-    conn: Conn, *, agency_id: str, direction: str | None,
-    states: list[str], case_id: UUID | None, after: tuple[datetime, UUID] | None, limit: int,
-) -> Page:  # fmt: skip
+    conn: Conn,
+    *,
+    agency_id: str,
+    direction: str | None,
+    states: list[str],
+    case_id: UUID | None,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> Page:
     """Referrals addressed to (once sent) or sent by `agency_id`, oldest first."""
     incoming = "(to_agency_id = $1 AND sent_at IS NOT NULL)"
     outgoing = "from_agency_id = $1"
@@ -267,20 +351,38 @@ async def list_referrals(
               AND ($3::uuid IS NULL OR case_id = $3)
               AND ($4::timestamptz IS NULL OR (created_at, referral_id) > ($4, $5::uuid))
               ORDER BY created_at, referral_id LIMIT $6"""
-    rows = await conn.fetch(sql, agency_id, states, case_id, after[0] if after else None,
-                            after[1] if after else None, limit + 1)  # fmt: skip
+    rows = await conn.fetch(
+        sql,
+        agency_id,
+        states,
+        case_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit + 1,
+    )
     return Page([_referral(r) for r in rows[:limit]], has_more=len(rows) > limit)
 
 
 async def record_disclosure(
-    conn: Conn, *, referral_id: UUID, case_id: UUID, agency_id: str,
-    fields: list[str], purpose: str, at: datetime,
-) -> None:  # fmt: skip
+    conn: Conn,
+    *,
+    referral_id: UUID,
+    case_id: UUID,
+    agency_id: str,
+    fields: list[str],
+    purpose: str,
+    at: datetime,
+) -> None:
     await conn.execute(
         """INSERT INTO disclosures (referral_id, case_id, agency_id, fields, purpose, disclosed_at)
            VALUES ($1, $2, $3, $4, $5, $6)""",
-        referral_id, case_id, agency_id, fields, purpose, at,
-    )  # fmt: skip
+        referral_id,
+        case_id,
+        agency_id,
+        fields,
+        purpose,
+        at,
+    )
 
 
 # --- directory ----------------------------------------------------------------------------
@@ -306,8 +408,10 @@ async def seed_directory(conn: Conn, documents: list[dict[str, Any]]) -> int:
         inserted = await conn.fetchval(
             """INSERT INTO directory_organizations (organization_id, position, document)
                VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
-            doc["id"], position, doc,
-        )  # fmt: skip
+            doc["id"],
+            position,
+            doc,
+        )
         added += bool(inserted)
     if added:
         await bump_directory_version(conn)
@@ -321,8 +425,9 @@ async def upsert_organization(conn: Conn, document: dict[str, Any]) -> bool:
            VALUES ($1, (SELECT COALESCE(max(position), 0) + 1 FROM directory_organizations), $2)
            ON CONFLICT (organization_id) DO UPDATE SET document = $2, updated_at = now()
            RETURNING (xmax = 0)""",
-        document["id"], document,
-    )  # fmt: skip
+        document["id"],
+        document,
+    )
     await bump_directory_version(conn)
     return bool(created)
 

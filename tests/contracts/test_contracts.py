@@ -19,14 +19,22 @@ from contracts.topics import Topic
 
 CONTRACTS = Path(generate.__file__).parent
 EXPECTED_TYPES = {
-    "case.created", "referral.sent", "referral.acknowledged", "referral.accepted",
-    "referral.rejected", "referral.closed", "referral.cancelled", "referral.overdue",
-    "followup.due", "notification.sent", "notification.failed",
-}  # fmt: skip
+    "case.created",
+    "referral.sent",
+    "referral.acknowledged",
+    "referral.accepted",
+    "referral.rejected",
+    "referral.closed",
+    "referral.cancelled",
+    "referral.overdue",
+    "followup.due",
+    "notification.sent",
+    "notification.failed",
+}
 
 
 def test_every_required_event_type_is_published() -> None:
-    assert EXPECTED_TYPES <= set(EVENT_MODELS)
+    assert set(EVENT_MODELS) >= EXPECTED_TYPES
 
 
 def test_committed_schemas_and_asyncapi_are_current() -> None:
@@ -66,21 +74,28 @@ def test_no_schema_carries_an_identifier(event_type: str) -> None:
 
 def test_an_event_model_cannot_declare_a_name_field() -> None:
     with pytest.raises(PiiInEventError, match="child_name"):
+
         class Leaky(EventData):
             event_type: ClassVar[str] = "leaky"
             topic: ClassVar[Topic] = Topic.CASES
             child_name: str = Field(pattern="^.*$")
 
 
-@pytest.mark.parametrize("field", ["phone", "birth_date", "home_address", "document_number", "email"])
+@pytest.mark.parametrize(
+    "field", ["phone", "birth_date", "home_address", "document_number", "email"]
+)
 def test_an_event_model_cannot_declare_identifier_fields(field: str) -> None:
     with pytest.raises(PiiInEventError):
-        type("Leaky", (EventData,), {"__annotations__": {field: "str"}, "event_type": "x",
-                                      "topic": Topic.CASES})  # fmt: skip
+        type(
+            "Leaky",
+            (EventData,),
+            {"__annotations__": {field: "str"}, "event_type": "x", "topic": Topic.CASES},
+        )
 
 
 def test_an_event_model_cannot_carry_free_text() -> None:
     with pytest.raises(PiiInEventError, match="free-text"):
+
         class Chatty(EventData):
             event_type: ClassVar[str] = "chatty"
             topic: ClassVar[Topic] = Topic.CASES
@@ -114,16 +129,34 @@ def test_new_optional_field_and_new_enum_value_are_compatible() -> None:
     ("change", "expected"),
     [
         (lambda s: s["properties"].pop("reason"), "reason: field removed or renamed"),
-        (lambda s: s["properties"].__setitem__("reasons", s["properties"].pop("reason")),
-         "reason: field removed or renamed"),
-        (lambda s: s["properties"].__setitem__("version", {"type": "string"}), "version: type narrowed"),
-        (lambda s: s["required"].append("extra") or s["properties"].__setitem__("extra", {"type": "string"}),
-         "extra: new required field"),
+        (
+            lambda s: s["properties"].__setitem__("reasons", s["properties"].pop("reason")),
+            "reason: field removed or renamed",
+        ),
+        (
+            lambda s: s["properties"].__setitem__("version", {"type": "string"}),
+            "version: type narrowed",
+        ),
+        (
+            lambda s: (
+                s["required"].append("extra")
+                or s["properties"].__setitem__("extra", {"type": "string"})
+            ),
+            "extra: new required field",
+        ),
         (lambda s: s["$defs"]["RejectionReason"]["enum"].remove("no_capacity"), "values removed"),
         (lambda s: s["properties"]["version"].__setitem__("minimum", 5), "minimum raised"),
         (lambda s: s["required"].remove("reason"), "reason: no longer required"),
     ],
-    ids=["removed", "renamed", "type-narrowed", "new-required", "enum-narrowed", "bound", "optional"],
+    ids=[
+        "removed",
+        "renamed",
+        "type-narrowed",
+        "new-required",
+        "enum-narrowed",
+        "bound",
+        "optional",
+    ],
 )
 def test_breaking_changes_are_detected(change: Any, expected: str) -> None:
     problems = breaking_changes(BASE, _mutated(change))

@@ -41,17 +41,23 @@ class Service:
         self.app.state.timers.wake()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def followup_dsn(databases: Callable[[str], Any]) -> str:
     dsn: str = await databases("followup")
     return dsn
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def followup(infra: Infra, namespace: str, followup_dsn: str) -> AsyncIterator[Service]:
     clock = MovableClock(T0)
-    settings = service_settings(FollowupSettings, infra, namespace, followup_dsn,
-                                timer_poll_seconds=0.2, report_metrics_refresh_seconds=3600)
+    settings = service_settings(
+        FollowupSettings,
+        infra,
+        namespace,
+        followup_dsn,
+        timer_poll_seconds=0.2,
+        report_metrics_refresh_seconds=3600,
+    )
     app = create_app(settings, clock=clock)
     async with running(app) as client:
         db = await asyncpg.create_pool(followup_dsn, min_size=1, max_size=3)
@@ -73,14 +79,17 @@ class Publisher:
         ids = []
         for model in models:
             event = to_cloud_event(model, source="/enlace/test")
-            await self._producer.send_and_wait(namespaced(self._namespace, model.topic),
-                                               value=event.value(), key=event.key,
-                                               headers=event.headers())  # fmt: skip
+            await self._producer.send_and_wait(
+                namespaced(self._namespace, model.topic),
+                value=event.value(),
+                key=event.key,
+                headers=event.headers(),
+            )
             ids.append(event.id)
         return ids
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     started = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True)
     await started.start()
@@ -88,7 +97,7 @@ async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
     await started.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def publish(producer: AIOKafkaProducer, namespace: str) -> Publisher:
     return Publisher(producer, namespace)
 
@@ -119,7 +128,8 @@ class Referral:
     case_id: uuid.UUID = field(default_factory=uuid.uuid4)
     referral_id: uuid.UUID = field(default_factory=uuid.uuid4)
     reference: str = field(
-        default_factory=lambda: f"PE-PIU-2026-{random.randint(0, 999_999):06d}")  # any valid code
+        default_factory=lambda: f"PE-PIU-2026-{random.randint(0, 999_999):06d}"
+    )  # any valid code
     version: int = 1
 
     def _common(self, state: ReferralState, at: datetime, version: int | None) -> dict[str, Any]:
@@ -127,19 +137,35 @@ class Referral:
             self.version += 1
             version = self.version
         return dict(
-            case_id=self.case_id, referral_id=self.referral_id, reference=self.reference,
-            state=state, version=version, from_agency_id=self.from_agency,
-            to_agency_id=self.to_agency, service_id=f"{self.to_agency}-svc",
-            service_type=self.service_type, urgency=self.urgency,
-            case_country=self.region[:2], case_region=self.region,
-            service_country=self.region[:2], cross_border=False, occurred_at=at,
+            case_id=self.case_id,
+            referral_id=self.referral_id,
+            reference=self.reference,
+            state=state,
+            version=version,
+            from_agency_id=self.from_agency,
+            to_agency_id=self.to_agency,
+            service_id=f"{self.to_agency}-svc",
+            service_type=self.service_type,
+            urgency=self.urgency,
+            case_country=self.region[:2],
+            case_region=self.region,
+            service_country=self.region[:2],
+            cross_border=False,
+            occurred_at=at,
         )
 
-    def sent(self, at: datetime, respond_within: timedelta = timedelta(hours=4),
-             version: int | None = None) -> ev.ReferralSentV1:
-        return ev.ReferralSentV1(**self._common(ReferralState.SENT, at, version),
-                                 routing_rule="nearest", mandatory=True,
-                                 respond_by=at + respond_within)
+    def sent(
+        self,
+        at: datetime,
+        respond_within: timedelta = timedelta(hours=4),
+        version: int | None = None,
+    ) -> ev.ReferralSentV1:
+        return ev.ReferralSentV1(
+            **self._common(ReferralState.SENT, at, version),
+            routing_rule="nearest",
+            mandatory=True,
+            respond_by=at + respond_within,
+        )
 
     def acknowledged(self, at: datetime, version: int | None = None) -> ev.ReferralAcknowledgedV1:
         return ev.ReferralAcknowledgedV1(**self._common(ReferralState.ACKNOWLEDGED, at, version))
@@ -150,21 +176,38 @@ class Referral:
     def started(self, at: datetime, version: int | None = None) -> ev.ReferralStartedV1:
         return ev.ReferralStartedV1(**self._common(ReferralState.IN_PROGRESS, at, version))
 
-    def closed(self, at: datetime, outcome: str = "service_provided",
-               version: int | None = None) -> ev.ReferralClosedV1:
-        return ev.ReferralClosedV1(**self._common(ReferralState.CLOSED, at, version),
-                                   outcome=outcome)
+    def closed(
+        self, at: datetime, outcome: str = "service_provided", version: int | None = None
+    ) -> ev.ReferralClosedV1:
+        return ev.ReferralClosedV1(
+            **self._common(ReferralState.CLOSED, at, version), outcome=outcome
+        )
 
-    def case_created(self, at: datetime, risk: RiskLevel, caseworker: str = "cw-17"
-                     ) -> ev.CaseCreatedV1:
+    def case_created(
+        self, at: datetime, risk: RiskLevel, caseworker: str = "cw-17"
+    ) -> ev.CaseCreatedV1:
         return ev.CaseCreatedV1(
-            case_id=self.case_id, reference=self.reference,
-            registering_agency_id=self.from_agency, registered_at=at,
-            country=self.region[:2], region=self.region, age_band="15-17", sex="female",
-            nationality="VE", languages=["es"], unaccompanied=True, separated=False,
-            has_disability=False, concerns=["sexual_violence"], needs=[self.service_type],
+            case_id=self.case_id,
+            reference=self.reference,
+            registering_agency_id=self.from_agency,
+            registered_at=at,
+            country=self.region[:2],
+            region=self.region,
+            age_band="15-17",
+            sex="female",
+            nationality="VE",
+            languages=["es"],
+            unaccompanied=True,
+            separated=False,
+            has_disability=False,
+            concerns=["sexual_violence"],
+            needs=[self.service_type],
             risk_level=risk,
-            consent={"basis": "consent", "scope": "all_referral_services",
-                     "given_by": "child", "recorded_at": at},
+            consent={
+                "basis": "consent",
+                "scope": "all_referral_services",
+                "given_by": "child",
+                "recorded_at": at,
+            },
             caseworker_id=caseworker,
         )

@@ -24,20 +24,28 @@ SCHEMAS = Path(__file__).parents[2] / "contracts" / "schemas"
 async def projected(service: Service, referral: Referral, version: int) -> None:
     """Wait until the service has applied the referral's events up to `version`."""
     await poll_until(
-        lambda: service.db.fetchval("SELECT version FROM referrals WHERE referral_id = $1",
-                                    referral.referral_id),
-        lambda v: v is not None and v >= version, what=f"referral at version {version}",
-    )  # fmt: skip
+        lambda: service.db.fetchval(
+            "SELECT version FROM referrals WHERE referral_id = $1", referral.referral_id
+        ),
+        lambda v: v is not None and v >= version,
+        what=f"referral at version {version}",
+    )
 
 
 def overdue(records: list[Record], referral: Referral) -> list[Record]:
-    return [r for r in records if r.type == "referral.overdue"
-            and r.value["referral_id"] == str(referral.referral_id)]  # fmt: skip
+    return [
+        r
+        for r in records
+        if r.type == "referral.overdue" and r.value["referral_id"] == str(referral.referral_id)
+    ]
 
 
 async def wait_overdue(topics: TopicReader, referral: Referral, count: int) -> list[Record]:
-    records = await topics.wait_for(Topic.REFERRALS, lambda rs: len(overdue(rs, referral)) >= count,
-                                    what=f"{count} referral.overdue")  # fmt: skip
+    records = await topics.wait_for(
+        Topic.REFERRALS,
+        lambda rs: len(overdue(rs, referral)) >= count,
+        what=f"{count} referral.overdue",
+    )
     return overdue(records, referral)
 
 
@@ -53,12 +61,15 @@ async def _quiet(service: Service, now: Any) -> bool:
     if timers.last_pass_at is None or timers.last_pass_at < now:
         return False
     due = await service.db.fetchval(
-        "SELECT count(*) FROM timers WHERE status = 'pending' AND fire_at <= $1", now)
+        "SELECT count(*) FROM timers WHERE status = 'pending' AND fire_at <= $1", now
+    )
     return bool(due == 0 and await service.db.fetchval("SELECT count(*) FROM outbox") == 0)
 
 
 async def test_unacknowledged_critical_referral_escalates_at_4h_then_8h(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
     referral = Referral(urgency=RiskLevel.CRITICAL)
     sent_at = followup.clock.now()
@@ -95,7 +106,9 @@ async def test_unacknowledged_critical_referral_escalates_at_4h_then_8h(
 
 
 async def test_acknowledged_in_time_produces_no_overdue(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
     on_time, ignored = Referral(), Referral()  # `ignored` proves the loop did run
     start = followup.clock.now()
@@ -115,7 +128,9 @@ async def test_acknowledged_in_time_produces_no_overdue(
     assert overdue(await topics.read(Topic.REFERRALS), on_time) == []
     statuses = await followup.db.fetch(
         "SELECT deadline, status, finished_by, fired_count FROM timers WHERE referral_id = $1 "
-        "ORDER BY started_at", on_time.referral_id)
+        "ORDER BY started_at",
+        on_time.referral_id,
+    )
     assert [(r["deadline"], r["status"], r["finished_by"], r["fired_count"]) for r in statuses] == [
         ("acknowledge", "finished", "referral.acknowledged", 0),
         ("decide", "finished", "referral.accepted", 0),
@@ -124,7 +139,9 @@ async def test_acknowledged_in_time_produces_no_overdue(
 
 
 async def test_decide_deadline_runs_from_the_acknowledgement(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
     referral = Referral(urgency=RiskLevel.HIGH)
     sent_at = followup.clock.now()
@@ -141,7 +158,9 @@ async def test_decide_deadline_runs_from_the_acknowledgement(
 
 
 async def test_late_and_out_of_order_events_never_resurrect_a_deadline(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
     referral = Referral(urgency=RiskLevel.CRITICAL)
     t = followup.clock.now()
@@ -152,20 +171,28 @@ async def test_late_and_out_of_order_events_never_resurrect_a_deadline(
     ids = await publish(sent, accepted, late_ack, sent)
     await poll_until(
         lambda: followup.db.fetchval(
-            "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])", ids),
-        lambda n: n == 4, what="all four events applied",
-    )  # fmt: skip
+            "SELECT count(*) FROM processed_events WHERE event_id = ANY($1::text[])", ids
+        ),
+        lambda n: n == 4,
+        what="all four events applied",
+    )
     acknowledged_at = await followup.db.fetchval(
-        "SELECT acknowledged_at FROM referrals WHERE referral_id = $1", referral.referral_id)
+        "SELECT acknowledged_at FROM referrals WHERE referral_id = $1", referral.referral_id
+    )
     assert acknowledged_at == t + 30 * timedelta(minutes=1)  # the late fact is still recorded
-    row = await followup.db.fetchrow("SELECT state, version FROM referrals WHERE referral_id = $1",
-                                     referral.referral_id)  # fmt: skip
+    row = await followup.db.fetchrow(
+        "SELECT state, version FROM referrals WHERE referral_id = $1", referral.referral_id
+    )
     assert row is not None
     assert (row["state"], row["version"]) == ("accepted", 4)
 
     await followup.advance(9 * H)
     await settled(followup)
     assert overdue(await topics.read(Topic.REFERRALS), referral) == []
-    timers = {r["deadline"]: r["status"] for r in await followup.db.fetch(
-        "SELECT deadline, status FROM timers WHERE referral_id = $1", referral.referral_id)}
+    timers = {
+        r["deadline"]: r["status"]
+        for r in await followup.db.fetch(
+            "SELECT deadline, status FROM timers WHERE referral_id = $1", referral.referral_id
+        )
+    }
     assert timers == {"acknowledge": "finished", "start_service": "pending"}  # no decide ever

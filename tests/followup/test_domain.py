@@ -33,21 +33,40 @@ def test_default_acknowledge_deadlines_by_urgency(policy: domain.DeadlinePolicy)
 def test_sent_starts_acknowledge_at_the_earlier_of_promise_and_policy(
     policy: domain.DeadlinePolicy,
 ) -> None:
-    plan = domain.plan_transition(policy, "referral.sent", urgency=RiskLevel.CRITICAL,
-                                  occurred_at=T0, is_latest=True, respond_by=T0 + 4 * H)
+    plan = domain.plan_transition(
+        policy,
+        "referral.sent",
+        urgency=RiskLevel.CRITICAL,
+        occurred_at=T0,
+        is_latest=True,
+        respond_by=T0 + 4 * H,
+    )
     assert plan.starts == (domain.DeadlineStart(DeadlineKind.ACKNOWLEDGE, T0, T0 + 4 * H),)
-    sooner = domain.plan_transition(policy, "referral.sent", urgency=RiskLevel.LOW,
-                                    occurred_at=T0, is_latest=True, respond_by=T0 + 2 * H)
+    sooner = domain.plan_transition(
+        policy,
+        "referral.sent",
+        urgency=RiskLevel.LOW,
+        occurred_at=T0,
+        is_latest=True,
+        respond_by=T0 + 2 * H,
+    )
     assert sooner.starts[0].due_at == T0 + 2 * H  # a promise made to the recipient stands
-    later = domain.plan_transition(policy, "referral.sent", urgency=RiskLevel.CRITICAL,
-                                   occurred_at=T0, is_latest=True, respond_by=T0 + 48 * H)
+    later = domain.plan_transition(
+        policy,
+        "referral.sent",
+        urgency=RiskLevel.CRITICAL,
+        occurred_at=T0,
+        is_latest=True,
+        respond_by=T0 + 48 * H,
+    )
     assert later.starts[0].due_at == T0 + 4 * H  # ...but is never extended here
 
 
 def test_each_transition_finishes_what_it_satisfies(policy: domain.DeadlinePolicy) -> None:
     def plan(event_type: str) -> domain.TransitionPlan:
-        return domain.plan_transition(policy, event_type, urgency=RiskLevel.HIGH,
-                                      occurred_at=T0, is_latest=True)
+        return domain.plan_transition(
+            policy, event_type, urgency=RiskLevel.HIGH, occurred_at=T0, is_latest=True
+        )
 
     ack = plan("referral.acknowledged")
     assert ack.finishes == {DeadlineKind.ACKNOWLEDGE}
@@ -64,8 +83,9 @@ def test_each_transition_finishes_what_it_satisfies(policy: domain.DeadlinePolic
 
 
 def test_a_stale_event_never_starts_a_deadline(policy: domain.DeadlinePolicy) -> None:
-    stale = domain.plan_transition(policy, "referral.acknowledged", urgency=RiskLevel.HIGH,
-                                   occurred_at=T0, is_latest=False)
+    stale = domain.plan_transition(
+        policy, "referral.acknowledged", urgency=RiskLevel.HIGH, occurred_at=T0, is_latest=False
+    )
     assert stale.starts == ()
     assert stale.finishes == {DeadlineKind.ACKNOWLEDGE}  # finishing is always safe
     assert stale.milestones == {"acknowledged_at": T0}
@@ -108,14 +128,30 @@ def test_percentile_interpolates_like_percentile_cont() -> None:
     assert domain.percentile(list(map(float, range(1, 11))), 90) == pytest.approx(9.1)
 
 
-def _facts(frm: str, to: str, *, ack_h: float | None, close_h: float | None = None,
-           outcome: str | None = None, overdue: bool = False, service: str = "shelter",
-           region: str = "PE-PIU", sent: datetime = T0) -> domain.ReferralFacts:  # fmt: skip
+def _facts(
+    frm: str,
+    to: str,
+    *,
+    ack_h: float | None,
+    close_h: float | None = None,
+    outcome: str | None = None,
+    overdue: bool = False,
+    service: str = "shelter",
+    region: str = "PE-PIU",
+    sent: datetime = T0,
+) -> domain.ReferralFacts:
     return domain.ReferralFacts(
-        referral_id=uuid.uuid4(), from_agency_id=frm, to_agency_id=to, service_type=service,
-        region=region, urgency="critical", sent_at=sent, acknowledge_due_at=sent + 4 * H,
+        referral_id=uuid.uuid4(),
+        from_agency_id=frm,
+        to_agency_id=to,
+        service_type=service,
+        region=region,
+        urgency="critical",
+        sent_at=sent,
+        acknowledge_due_at=sent + 4 * H,
         acknowledged_at=None if ack_h is None else sent + ack_h * H,
-        closed_at=None if close_h is None else sent + close_h * H, outcome=outcome,
+        closed_at=None if close_h is None else sent + close_h * H,
+        outcome=outcome,
         overdue_now=overdue,
     )
 
@@ -123,10 +159,22 @@ def _facts(frm: str, to: str, *, ack_h: float | None, close_h: float | None = No
 def test_report_figures_for_an_agency_and_for_operations() -> None:
     facts = [
         _facts("ong-amanecer", "upe-piura", ack_h=1, close_h=48, outcome="service_provided"),
-        _facts("ong-amanecer", "cem-piura", ack_h=6, close_h=100, outcome="child_unreachable",
-               service="violence_emergency_care"),
-        _facts("upe-piura", "ong-amanecer", ack_h=None, overdue=True, region="PE-TUM",
-               sent=T0 + timedelta(days=40)),
+        _facts(
+            "ong-amanecer",
+            "cem-piura",
+            ack_h=6,
+            close_h=100,
+            outcome="child_unreachable",
+            service="violence_emergency_care",
+        ),
+        _facts(
+            "upe-piura",
+            "ong-amanecer",
+            ack_h=None,
+            overdue=True,
+            region="PE-TUM",
+            sent=T0 + timedelta(days=40),
+        ),
         _facts("cem-lima", "upe-lima", ack_h=2, region="PE-LIM"),
     ]
     mine = domain.referral_report(facts, "ong-amanecer")

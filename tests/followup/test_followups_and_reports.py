@@ -18,8 +18,12 @@ DAY = timedelta(days=1)
 
 
 async def case_projected(service: Service, referral: Referral) -> None:
-    await poll_until(lambda: service.db.fetchval("SELECT count(*) FROM cases WHERE case_id = $1",
-                                                 referral.case_id), what="case.created applied")
+    await poll_until(
+        lambda: service.db.fetchval(
+            "SELECT count(*) FROM cases WHERE case_id = $1", referral.case_id
+        ),
+        what="case.created applied",
+    )
 
 
 def of_case(records: list[Record], referral: Referral, event_type: str) -> list[Record]:
@@ -27,22 +31,27 @@ def of_case(records: list[Record], referral: Referral, event_type: str) -> list[
 
 
 async def test_post_closure_check_is_due_completed_and_reopened(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
-    referral = Referral(urgency=RiskLevel.MEDIUM, from_agency="ong-amanecer",
-                        to_agency="cem-piura")  # fmt: skip
+    referral = Referral(urgency=RiskLevel.MEDIUM, from_agency="ong-amanecer", to_agency="cem-piura")
     t = followup.clock.now()
     await publish(referral.case_created(t, RiskLevel.MEDIUM, caseworker="cw-amanecer-4"))
     await case_projected(followup, referral)
-    await publish(referral.sent(t, respond_within=72 * H), referral.acknowledged(t + H),
-                  referral.accepted(t + 2 * H), referral.started(t + 3 * H),
-                  referral.closed(t + 4 * DAY, outcome="service_provided"))  # fmt: skip
+    await publish(
+        referral.sent(t, respond_within=72 * H),
+        referral.acknowledged(t + H),
+        referral.accepted(t + 2 * H),
+        referral.started(t + 3 * H),
+        referral.closed(t + 4 * DAY, outcome="service_provided"),
+    )
     await projected(followup, referral, 6)
 
     await followup.advance(4 * DAY + 14 * DAY + H)
     records = await topics.wait_for(
-        Topic.FOLLOWUPS, lambda rs: bool(of_case(rs, referral, "followup.due")),
-        what="followup.due")  # fmt: skip
+        Topic.FOLLOWUPS, lambda rs: bool(of_case(rs, referral, "followup.due")), what="followup.due"
+    )
     (due,) = of_case(records, referral, "followup.due")
     assert due.value["kind"] == "post_closure_check"
     assert due.value["agency_id"] == "ong-amanecer"
@@ -58,23 +67,34 @@ async def test_post_closure_check_is_due_completed_and_reopened(
 
     # Another agency: exactly like a missing follow-up; nothing written.
     other = await followup.client.post(url, json=outcome, headers=auth("cem-piura"))
-    missing = await followup.client.post("/v1/followups/00000000-0000-0000-0000-000000000000"
-                                         "/complete", json=outcome, headers=auth("cem-piura"))
+    missing = await followup.client.post(
+        "/v1/followups/00000000-0000-0000-0000-000000000000/complete",
+        json=outcome,
+        headers=auth("cem-piura"),
+    )
     assert other.status_code == missing.status_code == 404
     assert other.json()["detail"] == missing.json()["detail"]
 
-    bad = await followup.client.post(url, json={**outcome, "current_risk": "extreme",
-                                                "child_reached": "maybe"},
-                                     headers=auth("ong-amanecer"))  # fmt: skip
+    bad = await followup.client.post(
+        url,
+        json={**outcome, "current_risk": "extreme", "child_reached": "maybe"},
+        headers=auth("ong-amanecer"),
+    )
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"current_risk", "child_reached"}
     contradiction = await followup.client.post(
-        url, json={**outcome, "service_received": True, "reopen": True},
-        headers=auth("ong-amanecer"))  # fmt: skip
+        url,
+        json={**outcome, "service_received": True, "reopen": True},
+        headers=auth("ong-amanecer"),
+    )
     assert contradiction.status_code == 422
     assert contradiction.json()["errors"][0]["field"] == "reopen"
-    assert await followup.db.fetchval(
-        "SELECT status FROM followups WHERE followup_id = $1::uuid", followup_id) == "due"
+    assert (
+        await followup.db.fetchval(
+            "SELECT status FROM followups WHERE followup_id = $1::uuid", followup_id
+        )
+        == "due"
+    )
 
     done = await followup.client.post(url, json=outcome, headers=auth("ong-amanecer"))
     assert done.status_code == 200, done.text
@@ -86,8 +106,10 @@ async def test_post_closure_check_is_due_completed_and_reopened(
     assert again.status_code == 409
 
     records = await topics.wait_for(
-        Topic.FOLLOWUPS, lambda rs: bool(of_case(rs, referral, "followup.completed")),
-        what="followup.completed")  # fmt: skip
+        Topic.FOLLOWUPS,
+        lambda rs: bool(of_case(rs, referral, "followup.completed")),
+        what="followup.completed",
+    )
     (completed,) = of_case(records, referral, "followup.completed")
     assert completed.value["reopened"] is True
     assert completed.value["current_risk"] == "high"
@@ -96,28 +118,41 @@ async def test_post_closure_check_is_due_completed_and_reopened(
     # The reopened check falls due a week later, with the risk the caseworker reported.
     await followup.advance(7 * DAY + H)
     records = await topics.wait_for(
-        Topic.FOLLOWUPS, lambda rs: len(of_case(rs, referral, "followup.due")) >= 2,
-        what="the reopened follow-up due")  # fmt: skip
+        Topic.FOLLOWUPS,
+        lambda rs: len(of_case(rs, referral, "followup.due")) >= 2,
+        what="the reopened follow-up due",
+    )
     reopened = of_case(records, referral, "followup.due")[1].value
     assert reopened["followup_id"] == body["reopened_as"]
     assert reopened["risk_level"] == "high"
 
 
 async def test_high_risk_case_is_reviewed_weekly_until_its_referrals_close(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
-    referral = Referral(urgency=RiskLevel.HIGH, from_agency="comunidad-segura-gt",
-                        to_agency="uavt-gt", region="GT-01")  # fmt: skip
+    referral = Referral(
+        urgency=RiskLevel.HIGH,
+        from_agency="comunidad-segura-gt",
+        to_agency="uavt-gt",
+        region="GT-01",
+    )
     t = followup.clock.now()
     await publish(referral.case_created(t, RiskLevel.CRITICAL, caseworker="cw-cs-2"))
     await case_projected(followup, referral)
-    await publish(referral.sent(t, respond_within=24 * H), referral.acknowledged(t + H),
-                  referral.accepted(t + 2 * H))  # fmt: skip
+    await publish(
+        referral.sent(t, respond_within=24 * H),
+        referral.acknowledged(t + H),
+        referral.accepted(t + 2 * H),
+    )
     await projected(followup, referral, 4)
     await followup.advance(7 * DAY + H)
     records = await topics.wait_for(
-        Topic.FOLLOWUPS, lambda rs: bool(of_case(rs, referral, "followup.due")),
-        what="periodic review")  # fmt: skip
+        Topic.FOLLOWUPS,
+        lambda rs: bool(of_case(rs, referral, "followup.due")),
+        what="periodic review",
+    )
     (review,) = of_case(records, referral, "followup.due")
     assert review.value["kind"] == "periodic_review"
     assert review.value["agency_id"] == "comunidad-segura-gt"
@@ -129,24 +164,38 @@ async def test_high_risk_case_is_reviewed_weekly_until_its_referrals_close(
     await settled(followup)
     records = await topics.read(Topic.FOLLOWUPS)
     assert [r.value["kind"] for r in of_case(records, referral, "followup.due")] == [
-        "periodic_review"]  # no second review: every referral of the case is closed
+        "periodic_review"
+    ]  # no second review: every referral of the case is closed
 
 
 async def test_referral_report_and_metrics(
-    followup: Service, publish: Any, topics: TopicReader,
+    followup: Service,
+    publish: Any,
+    topics: TopicReader,
 ) -> None:
     # A region and service type no other test uses, so the figures are exact.
     def hn(to: str) -> Referral:
-        return Referral(urgency=RiskLevel.CRITICAL, from_agency="red-reencuentro", to_agency=to,
-                        region="HN-CR", service_type=ServiceType.FAMILY_TRACING)
+        return Referral(
+            urgency=RiskLevel.CRITICAL,
+            from_agency="red-reencuentro",
+            to_agency=to,
+            region="HN-CR",
+            service_type=ServiceType.FAMILY_TRACING,
+        )
 
     fast, slow, silent = hn("uavt-hn"), hn("uavt-hn"), hn("albergue-nueva-vida-hn")
     t = followup.clock.now()
-    await publish(fast.sent(t), fast.acknowledged(t + H), fast.accepted(t + 2 * H),
-                  fast.closed(t + 10 * H, outcome="service_provided"),
-                  slow.sent(t), slow.acknowledged(t + 6 * H), slow.accepted(t + 7 * H),
-                  slow.closed(t + 30 * H, outcome="child_unreachable"),
-                  silent.sent(t))  # fmt: skip
+    await publish(
+        fast.sent(t),
+        fast.acknowledged(t + H),
+        fast.accepted(t + 2 * H),
+        fast.closed(t + 10 * H, outcome="service_provided"),
+        slow.sent(t),
+        slow.acknowledged(t + 6 * H),
+        slow.accepted(t + 7 * H),
+        slow.closed(t + 30 * H, outcome="child_unreachable"),
+        silent.sent(t),
+    )
     for referral, version in ((fast, 5), (slow, 5), (silent, 2)):
         await projected(followup, referral, version)
     await followup.advance(31 * H)
@@ -177,19 +226,20 @@ async def test_referral_report_and_metrics(
 
     bad = await followup.client.get(
         "/v1/reports/referrals?region=XX-ZZZZ&period_from=2026-05-01&period_to=2026-04-01",
-        headers=auth("red-reencuentro"))  # fmt: skip
+        headers=auth("red-reencuentro"),
+    )
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"query.region"}
     backwards = await followup.client.get(
         "/v1/reports/referrals?period_from=2026-05-01&period_to=2026-04-01",
-        headers=auth("red-reencuentro"))  # fmt: skip
+        headers=auth("red-reencuentro"),
+    )
     assert backwards.status_code == 422
     assert backwards.json()["errors"][0]["field"] == "query.period_from"
     unauthenticated = await followup.client.get("/v1/reports/referrals")
     assert unauthenticated.status_code == 401
 
-    await followup.app.state.metrics.refresh(followup.app.state.runtime.pool,
-                                             followup.clock.now())  # fmt: skip
+    await followup.app.state.metrics.refresh(followup.app.state.runtime.pool, followup.clock.now())
     text = (await followup.client.get("/metrics")).text
     labels = 'region="HN-CR",service_type="family_tracing"'
     assert f"enlace_followup_referrals_sent{{{labels}}} 3.0" in text
@@ -197,8 +247,10 @@ async def test_referral_report_and_metrics(
     assert f"enlace_followup_referrals_overdue_now{{{labels}}} 1.0" in text
     assert f"enlace_followup_referrals_closed_with_service_provided{{{labels}}} 1.0" in text
     # Histogram and quantile labels come out in alphabetical order.
-    assert f'enlace_followup_time_to_acknowledge_seconds_bucket{{le="14400.0",{labels}}} 1.0' \
-        in text  # fmt: skip
+    assert (
+        f'enlace_followup_time_to_acknowledge_seconds_bucket{{le="14400.0",{labels}}} 1.0' in text
+    )
     assert f"enlace_followup_time_to_close_seconds_count{{{labels}}} 2.0" in text
-    assert (f'enlace_followup_time_to_acknowledge_quantile_seconds{{quantile="0.5",{labels}}} '
-            "12600.0") in text  # fmt: skip
+    assert (
+        f'enlace_followup_time_to_acknowledge_quantile_seconds{{quantile="0.5",{labels}}} 12600.0'
+    ) in text

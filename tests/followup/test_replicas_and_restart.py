@@ -44,39 +44,57 @@ def fired(counter: PromCounter) -> float:
 
 async def all_settled(db: asyncpg.Pool, now: datetime) -> bool:
     due = await db.fetchval(
-        "SELECT count(*) FROM timers WHERE status = 'pending' AND fire_at <= $1", now)
+        "SELECT count(*) FROM timers WHERE status = 'pending' AND fire_at <= $1", now
+    )
     return bool(due == 0 and await db.fetchval("SELECT count(*) FROM outbox") == 0)
 
 
 async def test_two_replicas_fire_each_due_timer_once(
-    infra: Infra, own_namespace: str, databases: Callable[[str], Any], producer: AIOKafkaProducer,
-) -> None:  # fmt: skip
+    infra: Infra,
+    own_namespace: str,
+    databases: Callable[[str], Any],
+    producer: AIOKafkaProducer,
+) -> None:
     namespace = own_namespace
     publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka_bootstrap, namespace)
     dsn = await databases("followup")
     group = f"{namespace}-followup-pair-{uuid.uuid4().hex[:6]}"
     clocks = [MovableClock(T0), MovableClock(T0)]
-    settings = service_settings(FollowupSettings, infra, namespace, dsn, timer_batch_size=4,
-                                timer_concurrency=2, timer_poll_seconds=0.2)
+    settings = service_settings(
+        FollowupSettings,
+        infra,
+        namespace,
+        dsn,
+        timer_batch_size=4,
+        timer_concurrency=2,
+        timer_poll_seconds=0.2,
+    )
     settings = settings.model_copy(update={"consumer_group": group})  # one group, two members
     apps = [create_app(settings, clock=clock) for clock in clocks]
     referrals = [Referral() for _ in range(30)]
     db = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     async with running(apps[0]), running(apps[1]):
         await publish(*(r.sent(T0) for r in referrals))
-        await poll_until(lambda: db.fetchval("SELECT count(*) FROM timers WHERE kind = 'deadline'"),
-                         lambda n: n == 30, what="30 acknowledge timers")  # fmt: skip
+        await poll_until(
+            lambda: db.fetchval("SELECT count(*) FROM timers WHERE kind = 'deadline'"),
+            lambda n: n == 30,
+            what="30 acknowledge timers",
+        )
         for level, hours in ((1, 4), (2, 8)):
             for clock, app in zip(clocks, apps, strict=True):
                 clock.set(T0 + hours * H + timedelta(minutes=1))
                 app.state.timers.wake()
             expected = 30 * level
             await topics.wait_for(
-                Topic.REFERRALS, lambda rs: len(overdue_of(rs, referrals)) >= expected,  # noqa: B023
-                what=f"level {level} for all 30")  # fmt: skip
+                Topic.REFERRALS,
+                lambda rs: len(overdue_of(rs, referrals)) >= expected,  # noqa: B023
+                what=f"level {level} for all 30",
+            )
             now = clocks[0].now()
-            await poll_until(lambda: all_settled(db, now),  # noqa: B023 (awaited right here)
-                             what="nothing due and nothing unpublished")  # fmt: skip
+            await poll_until(
+                lambda: all_settled(db, now),  # noqa: B023 (awaited right here)
+                what="nothing due and nothing unpublished",
+            )
         per_replica = [fired(app.state.metrics.timers_fired) for app in apps]
     await db.close()
 
@@ -97,8 +115,13 @@ def _free_port() -> int:
 
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.followup"], cwd=REPO, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.followup"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 async def _healthy(port: int) -> bool:
@@ -110,18 +133,28 @@ async def _healthy(port: int) -> bool:
 
 
 async def test_killed_with_timers_due_emits_every_due_event_once_after_restart(
-    infra: Infra, own_namespace: str, databases: Callable[[str], Any], producer: AIOKafkaProducer,
+    infra: Infra,
+    own_namespace: str,
+    databases: Callable[[str], Any],
+    producer: AIOKafkaProducer,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     namespace = own_namespace
     publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka_bootstrap, namespace)
     dsn = await databases("followup")
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": dsn, "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
-           "ENLACE_TOPIC_NAMESPACE": namespace, "ENLACE_HTTP_PORT": str(port),
-           "ENLACE_CONSUMER_GROUP": f"{namespace}-followup-kill-{uuid.uuid4().hex[:6]}",
-           "ENLACE_TIMER_BATCH_SIZE": "1", "ENLACE_TIMER_CONCURRENCY": "1",
-           "ENLACE_OUTBOX_FALLBACK_POLL_SECONDS": "0.5", "ENLACE_LOG_LEVEL": "WARNING"}  # fmt: skip
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "ENLACE_TOPIC_NAMESPACE": namespace,
+        "ENLACE_HTTP_PORT": str(port),
+        "ENLACE_CONSUMER_GROUP": f"{namespace}-followup-kill-{uuid.uuid4().hex[:6]}",
+        "ENLACE_TIMER_BATCH_SIZE": "1",
+        "ENLACE_TIMER_CONCURRENCY": "1",
+        "ENLACE_OUTBOX_FALLBACK_POLL_SECONDS": "0.5",
+        "ENLACE_LOG_LEVEL": "WARNING",
+    }
     log = tmp_path / "followup.log"
     # Real clock in a subprocess: referrals sent 9 h ago are past both escalation levels.
     sent_at = datetime.now(UTC) - 9 * H
@@ -134,24 +167,42 @@ async def test_killed_with_timers_due_emits_every_due_event_once_after_restart(
     try:
         await poll_until(lambda: _healthy(port), timeout=30, what="service up")
         await publish(*(r.sent(sent_at) for r in referrals))
-        await poll_until(lambda: db.fetchval(f"{ours} AND kind = 'deadline'", ids),
-                         lambda n: n == 40, timeout=30, what="40 timers stored")  # fmt: skip
+        await poll_until(
+            lambda: db.fetchval(f"{ours} AND kind = 'deadline'", ids),
+            lambda n: n == 40,
+            timeout=30,
+            what="40 timers stored",
+        )
         # Kill it mid-way: some timers fired (one per transaction), most still due.
-        await poll_until(lambda: db.fetchval(
-            "SELECT coalesce(sum(fired_count), 0) FROM timers WHERE referral_id = ANY($1)", ids),
-            lambda n: n >= 5, timeout=30, what="the first firings")  # fmt: skip
+        await poll_until(
+            lambda: db.fetchval(
+                "SELECT coalesce(sum(fired_count), 0) FROM timers WHERE referral_id = ANY($1)", ids
+            ),
+            lambda n: n >= 5,
+            timeout=30,
+            what="the first firings",
+        )
         first.send_signal(signal.SIGKILL)  # no shutdown, no flush, no goodbye
         first.wait(timeout=10)
         fired_before = await db.fetchval(
-            "SELECT coalesce(sum(fired_count), 0) FROM timers WHERE referral_id = ANY($1)", ids)
+            "SELECT coalesce(sum(fired_count), 0) FROM timers WHERE referral_id = ANY($1)", ids
+        )
         unpublished = await db.fetchval("SELECT count(*) FROM outbox")
 
         second = _start(env, log)
         try:
-            await poll_until(lambda: db.fetchval(f"{ours} AND status = 'escalated'", ids),
-                lambda n: n == 40, timeout=30, what="every timer through both levels")  # fmt: skip
-            await poll_until(lambda: db.fetchval("SELECT count(*) FROM outbox"),
-                             lambda n: n == 0, timeout=30, what="outbox published")  # fmt: skip
+            await poll_until(
+                lambda: db.fetchval(f"{ours} AND status = 'escalated'", ids),
+                lambda n: n == 40,
+                timeout=30,
+                what="every timer through both levels",
+            )
+            await poll_until(
+                lambda: db.fetchval("SELECT count(*) FROM outbox"),
+                lambda n: n == 0,
+                timeout=30,
+                what="outbox published",
+            )
         finally:
             second.send_signal(signal.SIGTERM)
             await asyncio.to_thread(second.wait, 30)
@@ -175,5 +226,7 @@ async def test_killed_with_timers_due_emits_every_due_event_once_after_restart(
     assert republished <= unpublished
     for event_id in (i for i, n in copies.items() if n > 1):
         assert len({str(r.value) for r in records if r.headers["ce_id"] == event_id}) == 1
-    print(f"fired before the kill: {fired_before}/80, unpublished at the kill: {unpublished}, "
-          f"republished copies: {republished}")
+    print(
+        f"fired before the kill: {fired_before}/80, unpublished at the kill: {unpublished}, "
+        f"republished copies: {republished}"
+    )

@@ -11,13 +11,13 @@ from tests.conftest import running, service_settings
 from tests.infra import Infra
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def intake_dsn(databases: Callable[[str], Any]) -> str:
     dsn: str = await databases("intake")
     return dsn
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def intake(infra: Infra, namespace: str, intake_dsn: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(service_settings(IntakeSettings, infra, namespace, intake_dsn))
     async with running(app) as client:

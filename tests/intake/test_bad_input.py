@@ -19,13 +19,16 @@ from tests.helpers import auth
 @pytest.fixture
 async def nothing_written(intake_dsn: str) -> AsyncIterator[None]:
     """Counts rows before and after the test: bad input must change none of them."""
+
     async def counts() -> tuple[int, ...]:
         conn = await asyncpg.connect(intake_dsn)
         try:
-            return tuple([
-                await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
-                for table in ("cases", "outbox", "idempotency_keys", "reference_counters")
-            ])  # fmt: skip
+            return tuple(
+                [
+                    await conn.fetchval(f"SELECT count(*) FROM {table}")
+                    for table in ("cases", "outbox", "idempotency_keys", "reference_counters")
+                ]
+            )
         finally:
             await conn.close()
 
@@ -73,13 +76,21 @@ TOO_OLD = date.today().replace(year=date.today().year - 19).isoformat()
         ("child.birth_date", "2010-02-30", "child.birth_date"),
         ("child.birth_date", FUTURE, "child.birth_date"),
         ("child.birth_date", TOO_OLD, "child.birth_date"),
-        ("consent.recorded_at", (datetime.now(UTC) + timedelta(days=2)).isoformat(), "consent.recorded_at"),
+        (
+            "consent.recorded_at",
+            (datetime.now(UTC) + timedelta(days=2)).isoformat(),
+            "consent.recorded_at",
+        ),
         ("consent.recorded_at", "2026-01-01T10:00:00", "consent.recorded_at"),
         ("child.unexpected", "x", "child.unexpected"),
     ],
 )
-async def test_invalid_field_is_named(intake: httpx.AsyncClient, path: str, value: Any, field: str) -> None:
-    response = await intake.post("/v1/cases", json=with_change(path, value), headers=auth("ong-amanecer"))
+async def test_invalid_field_is_named(
+    intake: httpx.AsyncClient, path: str, value: Any, field: str
+) -> None:
+    response = await intake.post(
+        "/v1/cases", json=with_change(path, value), headers=auth("ong-amanecer")
+    )
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
@@ -90,8 +101,11 @@ async def test_invalid_field_is_named(intake: httpx.AsyncClient, path: str, valu
 
 @pytest.mark.usefixtures("nothing_written")
 async def test_malformed_json(intake: httpx.AsyncClient) -> None:
-    response = await intake.post("/v1/cases", content=b'{"external_id": "x",',
-                                 headers={**auth("ong-amanecer"), "content-type": "application/json"})  # fmt: skip
+    response = await intake.post(
+        "/v1/cases",
+        content=b'{"external_id": "x",',
+        headers={**auth("ong-amanecer"), "content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert response.json()["errors"] == [{"field": "body", "message": "invalid JSON"}]
 
@@ -113,14 +127,18 @@ async def test_oversize_streamed_body_without_length(intake: httpx.AsyncClient) 
             yield b"y" * 1024
         yield b'"}'
 
-    response = await intake.post("/v1/cases", content=chunks(),
-                                 headers={**auth("ong-amanecer"), "content-type": "application/json"})  # fmt: skip
+    response = await intake.post(
+        "/v1/cases",
+        content=chunks(),
+        headers={**auth("ong-amanecer"), "content-type": "application/json"},
+    )
     assert response.status_code == 413
 
 
 @pytest.mark.usefixtures("nothing_written")
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-a-key"},
-                                     {"Authorization": "Basic dXNlcjpwYXNz"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer not-a-key"}, {"Authorization": "Basic dXNlcjpwYXNz"}]
+)
 async def test_missing_or_wrong_key(intake: httpx.AsyncClient, headers: dict[str, str]) -> None:
     response = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=headers)
     assert response.status_code == 401
@@ -131,8 +149,10 @@ async def test_missing_or_wrong_key(intake: httpx.AsyncClient, headers: dict[str
 @pytest.mark.usefixtures("nothing_written")
 async def test_best_interest_basis_needs_who_when_why(intake: httpx.AsyncClient) -> None:
     body = piura_adolescent_girl()
-    body["consent"] = {"basis": "best_interest_decision",
-                       "recorded_at": datetime.now(UTC).isoformat()}  # fmt: skip
+    body["consent"] = {
+        "basis": "best_interest_decision",
+        "recorded_at": datetime.now(UTC).isoformat(),
+    }
     response = await intake.post("/v1/cases", json=body, headers=auth("ong-amanecer"))
     assert response.status_code == 422
     assert "best_interest" in response.json()["errors"][0]["message"]

@@ -39,18 +39,29 @@ def _free_port() -> int:
 class PrivateBroker:
     def __init__(self) -> None:
         self.port, self.controller_port = _free_port(), _free_port()
-        self.env = {**os.environ, "ENLACE_KAFKA_INSTANCE": INSTANCE,
-                    "ENLACE_KAFKA_PORT": str(self.port),
-                    "ENLACE_KAFKA_CONTROLLER_PORT": str(self.controller_port)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "ENLACE_KAFKA_INSTANCE": INSTANCE,
+            "ENLACE_KAFKA_PORT": str(self.port),
+            "ENLACE_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+        }
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def _run(self, *args: str) -> None:
-        result = subprocess.run([str(REPO / "deploy/local/kafka.sh"), *args], env=self.env,
-                                capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
-        assert result.returncode == 0, f"kafka.sh {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        result = subprocess.run(
+            [str(REPO / "deploy/local/kafka.sh"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        assert result.returncode == 0, (
+            f"kafka.sh {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        )
 
     def start(self) -> None:
         self._run("start")
@@ -62,8 +73,9 @@ class PrivateBroker:
 @pytest.fixture(scope="module")
 def broker(infra: Infra) -> Iterator[PrivateBroker]:
     if not infra.can_restart_kafka:
-        pytest.skip("needs the local runtime to run a private broker (servers came from "
-                    f"{infra.source})")  # fmt: skip
+        pytest.skip(
+            f"needs the local runtime to run a private broker (servers came from {infra.source})"
+        )
     shutil.rmtree(REPO / ".local" / INSTANCE, ignore_errors=True)
     private = PrivateBroker()
     private.start()
@@ -78,24 +90,29 @@ async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
 ) -> None:
     namespace = "outage"
     await ensure_topics(broker.bootstrap, namespace, partitions=3)
-    settings = service_settings(IntakeSettings, infra, namespace, await databases("intake"),
-                                relay_retry_max_seconds=1.0)  # fmt: skip
+    settings = service_settings(
+        IntakeSettings, infra, namespace, await databases("intake"), relay_retry_max_seconds=1.0
+    )
     settings.kafka_bootstrap_servers = broker.bootstrap
     topics = TopicReader(broker.bootstrap, namespace)
     async with running(create_app(settings)) as intake:
-        before = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+        before = await intake.post(
+            "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+        )
         await topics.for_case(Topic.CASES, before.json()["case_id"], 1)
 
         broker.stop()
         case_ids: list[str] = []
         for _ in range(8):
-            created = await intake.post("/v1/cases", json=piura_adolescent_girl(),
-                                        headers=auth("ong-amanecer"))  # fmt: skip
+            created = await intake.post(
+                "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+            )
             assert created.status_code == 201, created.text
             case_ids.append(created.json()["case_id"])
         for case_id in case_ids:
-            withdrawn = await intake.post(f"/v1/cases/{case_id}/consent-withdrawal", json={},
-                                          headers=auth("ong-amanecer"))  # fmt: skip
+            withdrawn = await intake.post(
+                f"/v1/cases/{case_id}/consent-withdrawal", json={}, headers=auth("ong-amanecer")
+            )
             assert withdrawn.status_code == 200
         ready = await intake.get("/readyz")
         assert ready.status_code == 503
@@ -103,9 +120,13 @@ async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
 
         broker.start()
         records = await topics.wait_for(
-            Topic.CASES, lambda rs: {r.subject for r in rs if r.type == "case.consent_withdrawn"}
-            >= set(case_ids), timeout=60, what="every event after the broker came back",
-        )  # fmt: skip
+            Topic.CASES,
+            lambda rs: (
+                {r.subject for r in rs if r.type == "case.consent_withdrawn"} >= set(case_ids)
+            ),
+            timeout=60,
+            what="every event after the broker came back",
+        )
 
     mine = [r for r in records if r.subject in case_ids]
     ids = Counter(r.headers["ce_id"] for r in mine)

@@ -31,15 +31,23 @@ async def test_same_external_id_returns_the_original_case(
     assert again.status_code == 200
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
-    assert await _count(intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1",
-                        body["external_id"]) == 1  # fmt: skip
+    assert (
+        await _count(
+            intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1", body["external_id"]
+        )
+        == 1
+    )
     # exactly one event: wait for a later case's event, then count ours
-    marker = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    marker = await intake.post(
+        "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+    )
     await topics.for_case(Topic.CASES, marker.json()["case_id"], 1)
     assert len(await topics.for_case(Topic.CASES, first.json()["case_id"], 1)) == 1
 
 
-async def test_same_external_id_from_another_agency_is_another_case(intake: httpx.AsyncClient) -> None:
+async def test_same_external_id_from_another_agency_is_another_case(
+    intake: httpx.AsyncClient,
+) -> None:
     body = piura_adolescent_girl()
     first = await intake.post("/v1/cases", json=body, headers=auth("ong-amanecer"))
     other = await intake.post("/v1/cases", json=body, headers=auth("demuna-piura"))
@@ -60,8 +68,12 @@ async def test_idempotency_key(intake: httpx.AsyncClient, intake_dsn: str) -> No
     misuse = await intake.post("/v1/cases", json=changed, headers=headers)
     assert misuse.status_code == 422
     assert misuse.json()["errors"][0]["field"] == "header.Idempotency-Key"
-    assert await _count(intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1",
-                        changed["external_id"]) == 0  # fmt: skip
+    assert (
+        await _count(
+            intake_dsn, "SELECT count(*) FROM cases WHERE external_id = $1", changed["external_id"]
+        )
+        == 0
+    )
 
 
 async def test_possible_duplicate_from_another_agency_is_flagged_not_merged(
@@ -71,8 +83,11 @@ async def test_possible_duplicate_from_another_agency_is_flagged_not_merged(
     original["child"]["family_names"] = f"Rojas Méndez {uuid.uuid4().hex[:8]}"
     first = await intake.post("/v1/cases", json=original, headers=auth("ong-amanecer"))
     twin = piura_adolescent_girl()
-    twin["child"] = {**original["child"], "given_names": "daniela  VALENTINA",
-                     "family_names": original["child"]["family_names"].upper().replace("É", "E")}
+    twin["child"] = {
+        **original["child"],
+        "given_names": "daniela  VALENTINA",
+        "family_names": original["child"]["family_names"].upper().replace("É", "E"),
+    }
     second = await intake.post("/v1/cases", json=twin, headers=auth("cem-piura"))
     assert second.status_code == 201
     receipt = second.json()
@@ -89,7 +104,9 @@ async def test_possible_duplicate_from_another_agency_is_flagged_not_merged(
 
 
 async def test_only_the_registering_agency_reads_a_case(intake: httpx.AsyncClient) -> None:
-    created = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    created = await intake.post(
+        "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+    )
     case_id = created.json()["case_id"]
     own = await intake.get(f"/v1/cases/{case_id}", headers=auth("ong-amanecer"))
     assert own.status_code == 200
@@ -105,7 +122,9 @@ async def test_only_the_registering_agency_reads_a_case(intake: httpx.AsyncClien
 async def test_identity_disclosure_is_internal_only_and_audited(
     intake: httpx.AsyncClient, intake_dsn: str
 ) -> None:
-    created = await intake.post("/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer"))
+    created = await intake.post(
+        "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+    )
     case_id = created.json()["case_id"]
     url = f"/internal/v1/cases/{case_id}/identity"
     params = {"on_behalf_of": "upe-piura", "purpose": "accepted referral"}
@@ -114,11 +133,16 @@ async def test_identity_disclosure_is_internal_only_and_audited(
     disclosed = await intake.get(url, params=params, headers=auth("svc-referral"))
     assert disclosed.status_code == 200
     assert disclosed.json()["child"]["family_names"] == "Rojas Méndez"
-    assert await _count(intake_dsn, "SELECT count(*) FROM disclosures WHERE case_id = $1",
-                        uuid.UUID(case_id)) == 1  # fmt: skip
+    assert (
+        await _count(
+            intake_dsn, "SELECT count(*) FROM disclosures WHERE case_id = $1", uuid.UUID(case_id)
+        )
+        == 1
+    )
 
-    withdrawn = await intake.post(f"/v1/cases/{case_id}/consent-withdrawal", json={},
-                                  headers=auth("ong-amanecer"))  # fmt: skip
+    withdrawn = await intake.post(
+        f"/v1/cases/{case_id}/consent-withdrawal", json={}, headers=auth("ong-amanecer")
+    )
     assert withdrawn.status_code == 200
     after = await intake.get(url, params=params, headers=auth("svc-referral"))
     assert after.status_code == 409

@@ -38,14 +38,22 @@ async def test_case_created_event_on_topic(intake: httpx.AsyncClient, topics: To
     assert record.value["region"] == "PE-PIU"
 
     raw = json.dumps(record.value) + json.dumps(record.headers)
-    for identifier in ("Daniela", "Rojas", "V-31234567", "+51987654321",
-                       body["child"]["birth_date"], "Veintiséis", "amanecer.example.org"):
+    for identifier in (
+        "Daniela",
+        "Rojas",
+        "V-31234567",
+        "+51987654321",
+        body["child"]["birth_date"],
+        "Veintiséis",
+        "amanecer.example.org",
+    ):
         assert identifier not in raw, f"{identifier!r} leaked onto the shared topic"
 
 
 async def test_trafficking_case_is_critical(intake: httpx.AsyncClient, topics: TopicReader) -> None:
-    response = await intake.post("/v1/cases", json=guatemala_trafficking_boy(),
-                                 headers=auth("comunidad-segura-gt"))
+    response = await intake.post(
+        "/v1/cases", json=guatemala_trafficking_boy(), headers=auth("comunidad-segura-gt")
+    )
     assert response.status_code == 201, response.text
     receipt = response.json()
     assert receipt["risk_level"] == "critical"

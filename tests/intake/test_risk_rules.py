@@ -34,10 +34,19 @@ from services.intake.domain import assess_risk, normalise_name, reference_code
         ([C.TRAFFICKING_INDICATORS], 5, True, False, False, R.CRITICAL),
     ],
 )
-def test_risk_rule(concerns: list[C], age: int, unaccompanied: bool, separated: bool,
-                   disability: bool, expected: R) -> None:  # fmt: skip
-    assert assess_risk(concerns, age=age, unaccompanied=unaccompanied, separated=separated,
-                       has_disability=disability) is expected  # fmt: skip
+def test_risk_rule(
+    concerns: list[C], age: int, unaccompanied: bool, separated: bool, disability: bool, expected: R
+) -> None:
+    assert (
+        assess_risk(
+            concerns,
+            age=age,
+            unaccompanied=unaccompanied,
+            separated=separated,
+            has_disability=disability,
+        )
+        is expected
+    )
 
 
 def test_name_normalisation_ignores_case_accents_spacing_and_order() -> None:

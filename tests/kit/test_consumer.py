@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -52,8 +51,9 @@ async def toy(
         if behaviour.fail_times.get(case, 0) > 0:
             behaviour.fail_times[case] -= 1
             raise TransientError("dependency down")
-        await conn.execute("INSERT INTO effects VALUES ($1, $2, $3)", event.id, case,
-                           event.data.get("note", ""))  # fmt: skip
+        await conn.execute(
+            "INSERT INTO effects VALUES ($1, $2, $3)", event.id, case, event.data.get("note", "")
+        )
 
     settings = ServiceSettings(
         service_name="toy",
@@ -66,9 +66,10 @@ async def toy(
         consumer_max_attempts=3,
     )
     runtime = ServiceRuntime(
-        settings, migrations=migrations,
+        settings,
+        migrations=migrations,
         subscriptions=[Subscription(Topic.NOTIFICATIONS, {"toy.happened": apply})],
-    )  # fmt: skip
+    )
     await runtime.start()
     try:
         yield runtime, behaviour
@@ -76,20 +77,28 @@ async def toy(
         await runtime.stop()
 
 
-async def _produce(infra: Infra, namespace: str, *records: tuple[bytes, bytes | None, list[tuple[str, bytes]]]) -> None:
+async def _produce(
+    infra: Infra, namespace: str, *records: tuple[bytes, bytes | None, list[tuple[str, bytes]]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
     await producer.start()
     try:
         for key, value, headers in records:
-            await producer.send_and_wait(namespaced(namespace, Topic.NOTIFICATIONS), value=value,
-                                         key=key, headers=headers)  # fmt: skip
+            await producer.send_and_wait(
+                namespaced(namespace, Topic.NOTIFICATIONS), value=value, key=key, headers=headers
+            )
     finally:
         await producer.stop()
 
 
 def _event(case_id: str, note: str = "x", event_id: str | None = None) -> CloudEvent:
-    return CloudEvent(type="toy.happened", source="/test", subject=case_id, data={"note": note},
-                      id=event_id or str(uuid.uuid4()))  # fmt: skip
+    return CloudEvent(
+        type="toy.happened",
+        source="/test",
+        subject=case_id,
+        data={"note": note},
+        id=event_id or str(uuid.uuid4()),
+    )
 
 
 def _record(event: CloudEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -97,19 +106,24 @@ def _record(event: CloudEvent) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
 
 
 async def _effects(runtime: ServiceRuntime, case_id: str) -> list[str]:
-    rows = await runtime.pool.fetch("SELECT note FROM effects WHERE case_id = $1 ORDER BY note", case_id)
+    rows = await runtime.pool.fetch(
+        "SELECT note FROM effects WHERE case_id = $1 ORDER BY note", case_id
+    )
     return [r["note"] for r in rows]
 
 
-async def test_redelivered_event_applies_once(toy: tuple[ServiceRuntime, Behaviour], infra: Infra,
-                                              namespace: str) -> None:  # fmt: skip
+async def test_redelivered_event_applies_once(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str
+) -> None:
     runtime, _ = toy
     case = str(uuid.uuid4())
     first = _event(case, "a")
-    await _produce(infra, namespace, _record(first), _record(first), _record(_event(case, "b")),
-                   _record(first))  # fmt: skip
-    notes = await poll_until(lambda: _effects(runtime, case), lambda n: len(n) >= 2,
-                             what="both distinct events applied")  # fmt: skip
+    await _produce(
+        infra, namespace, _record(first), _record(first), _record(_event(case, "b")), _record(first)
+    )
+    notes = await poll_until(
+        lambda: _effects(runtime, case), lambda n: len(n) >= 2, what="both distinct events applied"
+    )
     # a later marker proves the duplicates behind it were consumed, not just pending
     marker = _event(case, "c")
     await _produce(infra, namespace, _record(first), _record(marker))
@@ -124,19 +138,30 @@ async def test_poison_record_goes_to_dlq_and_does_not_block(
     case = str(uuid.uuid4())
     broken_headers = [(k, v) for k, v in _event(case).headers() if k != "ce_id"]
     after = _event(case, "after-poison")
-    await _produce(infra, namespace, (case.encode(), b"{not json", _event(case).headers()),
-                   (case.encode(), b"{}", broken_headers), _record(after))  # fmt: skip
-    await poll_until(lambda: _effects(runtime, case), lambda n: n == ["after-poison"],
-                     what="the record behind the poison ones")  # fmt: skip
+    await _produce(
+        infra,
+        namespace,
+        (case.encode(), b"{not json", _event(case).headers()),
+        (case.encode(), b"{}", broken_headers),
+        _record(after),
+    )
+    await poll_until(
+        lambda: _effects(runtime, case),
+        lambda n: n == ["after-poison"],
+        what="the record behind the poison ones",
+    )
     dead = await topics.wait_for(
-        Topic.NOTIFICATIONS.dlq, lambda rs: len([r for r in rs if r.key == case]) >= 2,
+        Topic.NOTIFICATIONS.dlq,
+        lambda rs: len([r for r in rs if r.key == case]) >= 2,
         what="two dead letters",
-    )  # fmt: skip
+    )
     mine = [r for r in dead if r.key == case]
     errors = sorted(r.headers["x-error-message"] for r in mine)
     assert errors[0].startswith("EnvelopeError: missing header ce_id")
     assert errors[1].startswith("EnvelopeError: value is not JSON")
-    assert all(r.headers["x-original-topic"] == namespaced(namespace, Topic.NOTIFICATIONS) for r in mine)
+    assert all(
+        r.headers["x-original-topic"] == namespaced(namespace, Topic.NOTIFICATIONS) for r in mine
+    )
     assert all("x-original-offset" in r.headers for r in mine)
 
 
@@ -147,7 +172,9 @@ async def test_transient_failures_are_retried_until_applied(
     case = str(uuid.uuid4())
     behaviour.fail_times[case] = 6  # more than max attempts: transient errors do not count
     await _produce(infra, namespace, _record(_event(case, "eventually")))
-    assert await poll_until(lambda: _effects(runtime, case), what="applied after retries") == ["eventually"]
+    assert await poll_until(lambda: _effects(runtime, case), what="applied after retries") == [
+        "eventually"
+    ]
     assert behaviour.attempts[case] >= 7
 
 
@@ -165,7 +192,8 @@ async def test_failing_handler_is_dead_lettered_after_bounded_retries(
     assert dead.headers["x-error-attempts"] == "3"
     assert behaviour.attempts[case] == 1 + 3  # the batch attempt, then 3 alone
     outcome = await runtime.pool.fetchval(
-        "SELECT outcome FROM processed_events WHERE event_id = $1", bad.id)  # fmt: skip
+        "SELECT outcome FROM processed_events WHERE event_id = $1", bad.id
+    )
     assert outcome == "dead_lettered"
     # the same record delivered again is not retried nor dead-lettered twice
     behaviour.always_fail.discard(case)

@@ -28,38 +28,48 @@ async def test_one_leader_publishes_in_order_and_a_standby_takes_over(
 
     def relay() -> OutboxRelay:
         return OutboxRelay(
-            pool=pool, dsn=dsn, namespace=namespace, lock_key=777, metrics=KitMetrics("relay"),
+            pool=pool,
+            dsn=dsn,
+            namespace=namespace,
+            lock_key=777,
+            metrics=KitMetrics("relay"),
             producer_factory=lambda: make_producer(infra.kafka_bootstrap, "test-relay"),
-            batch_size=50, fallback_poll_seconds=0.2,
-        )  # fmt: skip
+            batch_size=50,
+            fallback_poll_seconds=0.2,
+        )
 
     first, second = relay(), relay()
     tasks = [asyncio.create_task(first.run()), asyncio.create_task(second.run())]
     try:
         await poll_until(lambda: _leaders(first, second), lambda n: n == 1, what="a leader")
         cases = [str(uuid.uuid4()) for _ in range(5)]
-        events = [CloudEvent(type="test.step", source="/test", subject=case, data={"step": step})
-                  for step in range(40) for case in cases]  # fmt: skip
+        events = [
+            CloudEvent(type="test.step", source="/test", subject=case, data={"step": step})
+            for step in range(40)
+            for case in cases
+        ]
         async with pool.acquire() as conn:
             for start in range(0, len(events), 25):
                 async with conn.transaction():
-                    await enqueue(conn, Topic.FOLLOWUPS, *events[start:start + 25])
+                    await enqueue(conn, Topic.FOLLOWUPS, *events[start : start + 25])
         assert await _leaders(first, second) == 1
 
         leader, standby = (first, second) if first.is_leader else (second, first)
         records = await topics.wait_for(
-            Topic.FOLLOWUPS, lambda rs: len([r for r in rs if r.subject in cases]) >= 200,
+            Topic.FOLLOWUPS,
+            lambda rs: len([r for r in rs if r.subject in cases]) >= 200,
             what="200 events",
-        )  # fmt: skip
+        )
         await leader.stop()
         await poll_until(lambda: _leaders(standby), lambda n: n == 1, what="the standby to lead")
         late = CloudEvent(type="test.step", source="/test", subject=cases[0], data={"step": 40})
         async with pool.acquire() as conn, conn.transaction():
             await enqueue(conn, Topic.FOLLOWUPS, late)
         records = await topics.wait_for(
-            Topic.FOLLOWUPS, lambda rs: any(r.headers["ce_id"] == late.id for r in rs),
+            Topic.FOLLOWUPS,
+            lambda rs: any(r.headers["ce_id"] == late.id for r in rs),
             what="the event enqueued after the failover",
-        )  # fmt: skip
+        )
     finally:
         await first.stop()
         await second.stop()
@@ -70,8 +80,10 @@ async def test_one_leader_publishes_in_order_and_a_standby_takes_over(
     assert len(mine) == 201
     assert max(Counter(r.headers["ce_id"] for r in mine).values()) == 1
     for case in cases:
-        steps = [r.value["step"] for r in sorted((r for r in mine if r.subject == case),
-                                                  key=lambda r: r.offset)]  # fmt: skip
+        steps = [
+            r.value["step"]
+            for r in sorted((r for r in mine if r.subject == case), key=lambda r: r.offset)
+        ]
         assert steps == sorted(steps), f"case {case} out of order"
 
 

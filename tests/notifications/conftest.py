@@ -119,7 +119,7 @@ def _topic_of(event: CloudEvent) -> str:
     return model_for(event.type).topic
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def kafka(infra: Infra, namespace: str) -> AsyncIterator[Kafka]:
     producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
     await producer.start()
@@ -127,7 +127,7 @@ async def kafka(infra: Infra, namespace: str) -> AsyncIterator[Kafka]:
     await producer.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smtp(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server = LocalSmtpServer(
         port=free_port(), maildir=tmp_path_factory.mktemp("mail"), reject={REFUSED_MAILBOX}
@@ -137,7 +137,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def sms(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSmsProvider]:
     provider = LocalSmsProvider(
         record_dir=tmp_path_factory.mktemp("sms"), rejected_numbers={INVALID_NUMBER}
@@ -147,7 +147,7 @@ async def sms(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSm
         yield provider
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def intake(
     infra: Infra, namespace: str, databases: Callable[[str], Any]
 ) -> AsyncIterator[httpx.AsyncClient]:
@@ -194,7 +194,7 @@ async def serving_notifications(
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def notifications(
     infra: Infra,
     namespace: str,

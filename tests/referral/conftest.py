@@ -15,26 +15,30 @@ from tests.helpers import auth, poll_until
 from tests.infra import Infra
 
 
-@pytest.fixture(scope="session")
-async def intake(infra: Infra, namespace: str,
-                 databases: Callable[[str], Any]) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
+@pytest.fixture(scope="package")
+async def intake(
+    infra: Infra, namespace: str, databases: Callable[[str], Any]
+) -> AsyncIterator[httpx.AsyncClient]:
     dsn = await databases("intake")
-    async with running(create_intake(service_settings(IntakeSettings, infra, namespace,
-                                                      dsn))) as client:  # fmt: skip
+    async with running(
+        create_intake(service_settings(IntakeSettings, infra, namespace, dsn))
+    ) as client:
         yield client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def referral_dsn(databases: Callable[[str], Any]) -> str:
     dsn: str = await databases("referral")
     return dsn
 
 
-@pytest.fixture(scope="session")
-async def referral(infra: Infra, namespace: str, referral_dsn: str,
-                   intake: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:  # fmt: skip
-    settings = service_settings(ReferralSettings, infra, namespace, referral_dsn,
-                                directory_refresh_seconds=0.5)  # fmt: skip
+@pytest.fixture(scope="package")
+async def referral(
+    infra: Infra, namespace: str, referral_dsn: str, intake: httpx.AsyncClient
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = service_settings(
+        ReferralSettings, infra, namespace, referral_dsn, directory_refresh_seconds=0.5
+    )
     async with running(create_app(settings, intake_client=intake)) as client:
         yield client
 
@@ -55,19 +59,25 @@ async def register(intake: httpx.AsyncClient, body: dict[str, Any], agency: str)
     return case_id
 
 
-async def referrals_of(referral: httpx.AsyncClient, agency: str, case_id: str, count: int,
-                       **params: str) -> list[dict[str, Any]]:  # fmt: skip
+async def referrals_of(
+    referral: httpx.AsyncClient, agency: str, case_id: str, count: int, **params: str
+) -> list[dict[str, Any]]:
     """Poll the partner API until `agency` sees `count` referrals of the case."""
 
     async def probe() -> list[dict[str, Any]]:
-        response = await referral.get("/v1/referrals", headers=auth(agency),
-                                      params={"case_id": case_id, **params})  # fmt: skip
+        response = await referral.get(
+            "/v1/referrals", headers=auth(agency), params={"case_id": case_id, **params}
+        )
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
 
-    return await poll_until(probe, lambda items: len(items) >= count, timeout=30,
-                            what=f"{count} referrals of {case_id} for {agency}")  # fmt: skip
+    return await poll_until(
+        probe,
+        lambda items: len(items) >= count,
+        timeout=30,
+        what=f"{count} referrals of {case_id} for {agency}",
+    )
 
 
 def by_service(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

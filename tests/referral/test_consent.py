@@ -24,8 +24,9 @@ async def test_withdrawal_cancels_open_referrals_and_stops_disclosure(
         assert (await referral.post(f"{url}/{step}", headers=auth("cem-piura"))).status_code == 200
     assert (await referral.get(url, headers=auth("cem-piura"))).json()["identity"] is not None
 
-    withdrawal = await intake.post(f"/v1/cases/{case_id}/consent-withdrawal", json={},
-                                   headers=auth("ong-amanecer"))  # fmt: skip
+    withdrawal = await intake.post(
+        f"/v1/cases/{case_id}/consent-withdrawal", json={}, headers=auth("ong-amanecer")
+    )
     assert withdrawal.status_code == 200, withdrawal.text
 
     records = await topics.for_case(Topic.REFERRALS, case_id, 5 + 2 + 5)
@@ -39,8 +40,11 @@ async def test_withdrawal_cancels_open_referrals_and_stops_disclosure(
     assert after["state"] == "cancelled"
     assert after["identity"] is None
     assert after["identity_status"] == "consent_withdrawn"
-    again = await referral.post("/v1/referrals", headers=auth("ong-amanecer"),
-                                json={"case_id": case_id, "service_id": "cem-piura-atencion"})
+    again = await referral.post(
+        "/v1/referrals",
+        headers=auth("ong-amanecer"),
+        json={"case_id": case_id, "service_id": "cem-piura-atencion"},
+    )
     assert again.status_code == 409
     assert again.json()["reason"] == "consent_withdrawn"
 
@@ -50,11 +54,17 @@ async def test_consent_must_cover_the_service_or_a_best_interest_decision_is_doc
 ) -> None:
     now = datetime.now(UTC)
     body = piura_adolescent_girl(
-        concerns=["sexual_violence"], needs=[], unaccompanied=False,
-        consent={"basis": "consent", "scope": "listed_service_types",
-                 "service_types": ["psychosocial_support"], "given_by": "parent",
-                 "recorded_at": (now - timedelta(hours=1)).isoformat()},
-    )  # fmt: skip
+        concerns=["sexual_violence"],
+        needs=[],
+        unaccompanied=False,
+        consent={
+            "basis": "consent",
+            "scope": "listed_service_types",
+            "service_types": ["psychosocial_support"],
+            "given_by": "parent",
+            "recorded_at": (now - timedelta(hours=1)).isoformat(),
+        },
+    )
     case_id = await register(intake, body, "ong-amanecer")
     outgoing = by_service(await referrals_of(referral, "ong-amanecer", case_id, 2))
     cem = outgoing["cem-piura-atencion"]
@@ -67,15 +77,31 @@ async def test_consent_must_cover_the_service_or_a_best_interest_decision_is_doc
     assert refused.json()["reason"] == "consent_does_not_cover_service"
     assert "violence_emergency_care" in refused.json()["detail"]
 
-    future = await referral.post(url, headers=auth("ong-amanecer"), json={"best_interest": {
-        "decided_by": "psy-lucia", "decided_at": (now + timedelta(days=1)).isoformat(),
-        "reason": "Ongoing sexual violence at home; immediate protection needed."}})  # fmt: skip
+    future = await referral.post(
+        url,
+        headers=auth("ong-amanecer"),
+        json={
+            "best_interest": {
+                "decided_by": "psy-lucia",
+                "decided_at": (now + timedelta(days=1)).isoformat(),
+                "reason": "Ongoing sexual violence at home; immediate protection needed.",
+            }
+        },
+    )
     assert future.status_code == 422
     assert future.json()["errors"][0]["field"] == "best_interest.decided_at"
 
-    decided = await referral.post(url, headers=auth("ong-amanecer"), json={"best_interest": {
-        "decided_by": "psy-lucia", "decided_at": now.isoformat(),
-        "reason": "Ongoing sexual violence at home; immediate protection needed."}})  # fmt: skip
+    decided = await referral.post(
+        url,
+        headers=auth("ong-amanecer"),
+        json={
+            "best_interest": {
+                "decided_by": "psy-lucia",
+                "decided_at": now.isoformat(),
+                "reason": "Ongoing sexual violence at home; immediate protection needed.",
+            }
+        },
+    )
     assert decided.status_code == 200, decided.text
     assert decided.json()["best_interest"]["decided_by"] == "psy-lucia"
     records = await topics.for_case(Topic.REFERRALS, case_id, 3)

@@ -17,9 +17,13 @@ from tests.referral.conftest import register
 
 
 async def test_duplicate_case_created_routes_once(
-    intake: httpx.AsyncClient, referral: httpx.AsyncClient, topics: TopicReader,
-    infra: Infra, namespace: str, db: asyncpg.Connection,
-) -> None:  # fmt: skip
+    intake: httpx.AsyncClient,
+    referral: httpx.AsyncClient,
+    topics: TopicReader,
+    infra: Infra,
+    namespace: str,
+    db: asyncpg.Connection,
+) -> None:
     case_id = await register(intake, guatemala_trafficking_boy(), "comunidad-segura-gt")
     (created,) = await topics.for_case(Topic.CASES, case_id, 1)
     await topics.for_case(Topic.REFERRALS, case_id, 5)
@@ -42,10 +46,12 @@ async def test_duplicate_case_created_routes_once(
     # Same key, same partition: once the copy is processed, so was the redelivery.
     await poll_until(
         lambda: db.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1", copy_id),
-        lambda n: n == 1, what="the copy to be consumed",
-    )  # fmt: skip
-    count = await db.fetchval("SELECT count(*) FROM referrals WHERE case_id = $1",
-                              uuid.UUID(case_id))  # fmt: skip
+        lambda n: n == 1,
+        what="the copy to be consumed",
+    )
+    count = await db.fetchval(
+        "SELECT count(*) FROM referrals WHERE case_id = $1", uuid.UUID(case_id)
+    )
     assert count == 5
     records = [r for r in await topics.read(Topic.REFERRALS) if r.subject == case_id]
     assert len(records) == 5

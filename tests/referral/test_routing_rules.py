@@ -35,8 +35,12 @@ from services.referral.domain import (
 DEPLOY = Path(__file__).parents[2] / "deploy"
 DIRECTORY = load_directory((DEPLOY / "directory.yaml").read_text())
 RULES = load_rules((DEPLOY / "routing.yaml").read_text())
-ALL_SERVICES = ConsentV1(basis=ConsentBasis.CONSENT, scope=ConsentScope.ALL_REFERRAL_SERVICES,
-                         given_by=ConsentGiver.CHILD, recorded_at=datetime.now(UTC))  # fmt: skip
+ALL_SERVICES = ConsentV1(
+    basis=ConsentBasis.CONSENT,
+    scope=ConsentScope.ALL_REFERRAL_SERVICES,
+    given_by=ConsentGiver.CHILD,
+    recorded_at=datetime.now(UTC),
+)
 
 C = ConcernCode
 S = ServiceType
@@ -45,12 +49,23 @@ S = ServiceType
 def case(**overrides: object) -> CaseProfile:
     """A Peruvian boy in Piura with neglect only: no rule fires unless a test says so."""
     base = CaseProfile(
-        case_id=uuid.uuid4(), reference="PE-PIU-2026-000001", registering_agency_id="demuna-piura",
-        country="PE", region="PE-PIU", age_band=AgeBand.FROM_15_TO_17, sex=Sex.MALE,
-        nationality="PE", languages=("es",), unaccompanied=False, separated=False,
-        has_disability=False, concerns=(C.NEGLECT,), needs=(), risk_level=RiskLevel.MEDIUM,
+        case_id=uuid.uuid4(),
+        reference="PE-PIU-2026-000001",
+        registering_agency_id="demuna-piura",
+        country="PE",
+        region="PE-PIU",
+        age_band=AgeBand.FROM_15_TO_17,
+        sex=Sex.MALE,
+        nationality="PE",
+        languages=("es",),
+        unaccompanied=False,
+        separated=False,
+        has_disability=False,
+        concerns=(C.NEGLECT,),
+        needs=(),
+        risk_level=RiskLevel.MEDIUM,
         consent=ALL_SERVICES,
-    )  # fmt: skip
+    )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
@@ -99,16 +114,30 @@ def test_unknown_nationality_counts_as_migrant() -> None:
 
 
 def test_special_protection_pathway_is_peruvian() -> None:
-    plan = route(case(country="GT", region="GT-01", nationality="HN", unaccompanied=True,
-                      registering_agency_id="comunidad-segura-gt"))  # fmt: skip
+    plan = route(
+        case(
+            country="GT",
+            region="GT-01",
+            nationality="HN",
+            unaccompanied=True,
+            registering_agency_id="comunidad-segura-gt",
+        )
+    )
     assert S.SPECIAL_PROTECTION not in types(plan)
     assert S.SPECIAL_PROTECTION not in {u.service_type for u in plan.unmet}
 
 
 def test_trafficking_goes_to_the_national_victim_care_unit_at_critical_urgency() -> None:
-    plan = route(case(country="GT", region="GT-09", nationality="GT",
-                      concerns=(C.TRAFFICKING_INDICATORS,), risk_level=RiskLevel.HIGH,
-                      registering_agency_id="comunidad-segura-gt"))  # fmt: skip
+    plan = route(
+        case(
+            country="GT",
+            region="GT-09",
+            nationality="GT",
+            concerns=(C.TRAFFICKING_INDICATORS,),
+            risk_level=RiskLevel.HIGH,
+            registering_agency_id="comunidad-segura-gt",
+        )
+    )
     care = referral_for(plan, S.TRAFFICKING_VICTIM_CARE)
     assert care.offer.service.id == "uavt-gt-atencion"
     assert care.rule_id == "trafficking-national-victim-care"
@@ -155,13 +184,17 @@ def test_unaccompanied_child_is_proposed_a_shelter_if_eligible() -> None:
 
 
 def test_adolescent_girls_facing_violence_are_proposed_the_empowerment_programme() -> None:
-    girl = route(case(sex=Sex.FEMALE, age_band=AgeBand.FROM_12_TO_14,
-                      concerns=(C.GENDER_BASED_VIOLENCE,)))  # fmt: skip
-    assert referral_for(girl, S.EMPOWERMENT_PROGRAMME).offer.service.id == \
-        "ninas-lideres-empoderamiento"  # fmt: skip
+    girl = route(
+        case(sex=Sex.FEMALE, age_band=AgeBand.FROM_12_TO_14, concerns=(C.GENDER_BASED_VIOLENCE,))
+    )
+    assert (
+        referral_for(girl, S.EMPOWERMENT_PROGRAMME).offer.service.id
+        == "ninas-lideres-empoderamiento"
+    )
     assert S.EMPOWERMENT_PROGRAMME not in types(route(case(concerns=(C.GENDER_BASED_VIOLENCE,))))
-    young = route(case(sex=Sex.FEMALE, age_band=AgeBand.FROM_6_TO_11,
-                       concerns=(C.GENDER_BASED_VIOLENCE,)))  # fmt: skip
+    young = route(
+        case(sex=Sex.FEMALE, age_band=AgeBand.FROM_6_TO_11, concerns=(C.GENDER_BASED_VIOLENCE,))
+    )
     assert S.EMPOWERMENT_PROGRAMME not in types(young)
 
 
@@ -173,8 +206,15 @@ def test_irregular_status_is_proposed_legal_aid() -> None:
 
 
 def test_separated_migrant_in_central_america_is_proposed_family_tracing() -> None:
-    plan = route(case(country="SV", region="SV-SS", nationality="HN", separated=True,
-                      registering_agency_id="uavt-sv"))  # fmt: skip
+    plan = route(
+        case(
+            country="SV",
+            region="SV-SS",
+            nationality="HN",
+            separated=True,
+            registering_agency_id="uavt-sv",
+        )
+    )
     tracing = referral_for(plan, S.FAMILY_TRACING)
     assert tracing.offer.service.id == "reencuentro-busqueda"
     assert tracing.offer.service_country("SV") == "SV"  # delivered in SV: not cross-border
@@ -182,23 +222,41 @@ def test_separated_migrant_in_central_america_is_proposed_family_tracing() -> No
 
 
 def test_foreign_victim_is_proposed_consular_assistance_of_their_own_country() -> None:
-    honduran = route(case(country="GT", region="GT-01", nationality="HN",
-                          concerns=(C.MIGRANT_SMUGGLING,),
-                          registering_agency_id="comunidad-segura-gt"))  # fmt: skip
+    honduran = route(
+        case(
+            country="GT",
+            region="GT-01",
+            nationality="HN",
+            concerns=(C.MIGRANT_SMUGGLING,),
+            registering_agency_id="comunidad-segura-gt",
+        )
+    )
     consular = referral_for(honduran, S.CONSULAR_ASSISTANCE)
     assert consular.offer.service.id == "consulado-hn-gt-asistencia"
     assert not consular.send_now  # never automatic: the child may be seeking asylum
-    salvadoran = route(case(country="GT", region="GT-01", nationality="SV",
-                            concerns=(C.MIGRANT_SMUGGLING,),
-                            registering_agency_id="comunidad-segura-gt"))  # fmt: skip
+    salvadoran = route(
+        case(
+            country="GT",
+            region="GT-01",
+            nationality="SV",
+            concerns=(C.MIGRANT_SMUGGLING,),
+            registering_agency_id="comunidad-segura-gt",
+        )
+    )
     (unmet,) = [u for u in salvadoran.unmet if u.service_type is S.CONSULAR_ASSISTANCE]
     assert unmet.reason is UnmetReason.NONE_ELIGIBLE
 
 
 def test_stated_needs_are_proposed_including_cross_border_services() -> None:
-    plan = route(case(country="GT", region="GT-01", nationality="HN",
-                      needs=(S.SAFE_RETURN, S.SHELTER),
-                      registering_agency_id="comunidad-segura-gt"))  # fmt: skip
+    plan = route(
+        case(
+            country="GT",
+            region="GT-01",
+            nationality="HN",
+            needs=(S.SAFE_RETURN, S.SHELTER),
+            registering_agency_id="comunidad-segura-gt",
+        )
+    )
     ret = referral_for(plan, S.SAFE_RETURN)
     assert ret.offer.service.id == "uavt-hn-retorno"
     assert ret.offer.service_country("GT") == "HN"
@@ -210,28 +268,44 @@ def test_stated_needs_are_proposed_including_cross_border_services() -> None:
 
 
 def test_domestic_service_is_chosen_before_a_cross_border_one() -> None:
-    plan = route(case(country="HN", region="HN-FM", nationality="HN",
-                      concerns=(C.TRAFFICKING_INDICATORS,), needs=(S.SAFE_RETURN,),
-                      registering_agency_id="albergue-nueva-vida-hn"))  # fmt: skip
+    plan = route(
+        case(
+            country="HN",
+            region="HN-FM",
+            nationality="HN",
+            concerns=(C.TRAFFICKING_INDICATORS,),
+            needs=(S.SAFE_RETURN,),
+            registering_agency_id="albergue-nueva-vida-hn",
+        )
+    )
     assert referral_for(plan, S.TRAFFICKING_VICTIM_CARE).offer.service.id == "uavt-hn-atencion"
     assert referral_for(plan, S.SAFE_RETURN).offer.service_country("HN") == "HN"
 
 
 def test_consent_that_does_not_cover_a_mandatory_service_leaves_it_proposed() -> None:
-    listed = ConsentV1(basis=ConsentBasis.CONSENT, scope=ConsentScope.LISTED_SERVICE_TYPES,
-                       service_types=[S.PSYCHOSOCIAL_SUPPORT], given_by=ConsentGiver.PARENT,
-                       recorded_at=datetime.now(UTC))  # fmt: skip
+    listed = ConsentV1(
+        basis=ConsentBasis.CONSENT,
+        scope=ConsentScope.LISTED_SERVICE_TYPES,
+        service_types=[S.PSYCHOSOCIAL_SUPPORT],
+        given_by=ConsentGiver.PARENT,
+        recorded_at=datetime.now(UTC),
+    )
     plan = route(case(concerns=(C.SEXUAL_VIOLENCE,), consent=listed))
     cem = referral_for(plan, S.VIOLENCE_EMERGENCY_CARE)
     assert cem.mandatory
     assert not cem.send_now
     nothing = ConsentV1(basis=ConsentBasis.NONE, recorded_at=datetime.now(UTC))
-    assert not referral_for(route(case(concerns=(C.SEXUAL_VIOLENCE,), consent=nothing)),
-                            S.VIOLENCE_EMERGENCY_CARE).send_now  # fmt: skip
-    decision = ConsentV1(basis=ConsentBasis.BEST_INTEREST_DECISION, decided_by="officer-1",
-                         recorded_at=datetime.now(UTC))  # fmt: skip
-    assert referral_for(route(case(concerns=(C.SEXUAL_VIOLENCE,), consent=decision)),
-                        S.VIOLENCE_EMERGENCY_CARE).send_now  # fmt: skip
+    assert not referral_for(
+        route(case(concerns=(C.SEXUAL_VIOLENCE,), consent=nothing)), S.VIOLENCE_EMERGENCY_CARE
+    ).send_now
+    decision = ConsentV1(
+        basis=ConsentBasis.BEST_INTEREST_DECISION,
+        decided_by="officer-1",
+        recorded_at=datetime.now(UTC),
+    )
+    assert referral_for(
+        route(case(concerns=(C.SEXUAL_VIOLENCE,), consent=decision)), S.VIOLENCE_EMERGENCY_CARE
+    ).send_now
 
 
 def test_registering_agency_that_offers_the_service_is_not_referred_to_itself() -> None:
@@ -252,8 +326,11 @@ def test_no_service_in_coverage_is_an_unmet_need() -> None:
 def test_service_not_accepting_referrals_is_an_unmet_need() -> None:
     cem = DIRECTORY.organization("cem-piura")
     assert cem is not None
-    closed = cem.model_copy(update={"services": [
-        s.model_copy(update={"accepting_referrals": False}) for s in cem.services]})  # fmt: skip
+    closed = cem.model_copy(
+        update={
+            "services": [s.model_copy(update={"accepting_referrals": False}) for s in cem.services]
+        }
+    )
     plan = route(case(concerns=(C.SEXUAL_VIOLENCE,)), DIRECTORY.with_organization(closed))
     (unmet,) = plan.unmet
     assert unmet.reason is UnmetReason.NONE_ACCEPTING

@@ -17,8 +17,9 @@ async def test_piura_unaccompanied_girl_with_violence_concerns(
     intake: httpx.AsyncClient, referral: httpx.AsyncClient, topics: TopicReader
 ) -> None:
     case_id = await register(intake, piura_adolescent_girl(), "ong-amanecer")
-    outgoing = by_service(await referrals_of(referral, "ong-amanecer", case_id, 5,
-                                             direction="outgoing"))  # fmt: skip
+    outgoing = by_service(
+        await referrals_of(referral, "ong-amanecer", case_id, 5, direction="outgoing")
+    )
     assert {k: v["state"] for k, v in outgoing.items()} == {
         "upe-piura-proteccion": "sent",  # unaccompanied migrant child: mandatory
         "cem-piura-atencion": "sent",  # gender-based violence: mandatory
@@ -31,19 +32,23 @@ async def test_piura_unaccompanied_girl_with_violence_concerns(
 
     # The proposed receiver does not see a proposal.
     shelter = outgoing["casa-refugio-acogida"]
-    hidden = await referral.get(f"/v1/referrals/{shelter['referral_id']}",
-                                headers=auth("casa-refugio-piura"))  # fmt: skip
+    hidden = await referral.get(
+        f"/v1/referrals/{shelter['referral_id']}", headers=auth("casa-refugio-piura")
+    )
     assert hidden.status_code == 404
 
     # The owner confirms the empowerment programme and drops the shelter.
     empowerment = outgoing["ninas-lideres-empoderamiento"]
-    confirmed = await referral.post(f"/v1/referrals/{empowerment['referral_id']}/confirm",
-                                    headers=auth("ong-amanecer"))  # fmt: skip
+    confirmed = await referral.post(
+        f"/v1/referrals/{empowerment['referral_id']}/confirm", headers=auth("ong-amanecer")
+    )
     assert confirmed.status_code == 200, confirmed.text
     assert confirmed.json()["state"] == "sent"
-    dropped = await referral.post(f"/v1/referrals/{shelter['referral_id']}/cancel",
-                                  json={"reason": "no_longer_needed"},
-                                  headers=auth("ong-amanecer"))  # fmt: skip
+    dropped = await referral.post(
+        f"/v1/referrals/{shelter['referral_id']}/cancel",
+        json={"reason": "no_longer_needed"},
+        headers=auth("ong-amanecer"),
+    )
     assert dropped.status_code == 200, dropped.text
 
     (incoming,) = await referrals_of(referral, "ong-ninas-lideres", case_id, 1)
@@ -52,8 +57,10 @@ async def test_piura_unaccompanied_girl_with_violence_concerns(
 
     records = await topics.for_case(Topic.REFERRALS, case_id, 7)
     later = [(r.type, r.value["service_id"]) for r in records[5:]]
-    assert later == [("referral.sent", "ninas-lideres-empoderamiento"),
-                     ("referral.cancelled", "casa-refugio-acogida")]  # fmt: skip
+    assert later == [
+        ("referral.sent", "ninas-lideres-empoderamiento"),
+        ("referral.cancelled", "casa-refugio-acogida"),
+    ]
     assert records[5].value["routing_rule"] == "girls-empowerment"
     assert records[5].value["mandatory"] is False
     assert records[6].value["reason"] == "no_longer_needed"
@@ -76,8 +83,10 @@ async def test_guatemala_trafficking_case_referred_to_honduras(
     ret = outgoing["uavt-hn-retorno"]
     assert ret["cross_border"] is True
     assert (ret["case_country"], ret["service_country"]) == ("GT", "HN")
-    confirmed = await referral.post(f"/v1/referrals/{ret['referral_id']}/confirm",
-                                    headers={**auth("comunidad-segura-gt"), "If-Match": '"1"'})
+    confirmed = await referral.post(
+        f"/v1/referrals/{ret['referral_id']}/confirm",
+        headers={**auth("comunidad-segura-gt"), "If-Match": '"1"'},
+    )
     assert confirmed.status_code == 200, confirmed.text
 
     url = f"/v1/referrals/{ret['referral_id']}"
@@ -87,15 +96,21 @@ async def test_guatemala_trafficking_case_referred_to_honduras(
     detail = (await referral.get(url, headers=auth("uavt-hn"))).json()
     assert detail["state"] == "in_progress"
     assert detail["identity"]["child"]["given_names"] == "Kevin Alexander"
-    closed = await referral.post(f"{url}/close", json={"outcome": "service_provided"},
-                                 headers=auth("uavt-hn"))  # fmt: skip
+    closed = await referral.post(
+        f"{url}/close", json={"outcome": "service_provided"}, headers=auth("uavt-hn")
+    )
     assert closed.status_code == 200, closed.text
 
     records = await topics.for_case(Topic.REFERRALS, case_id, 10)
     mine = [r for r in records if r.value["referral_id"] == ret["referral_id"]]
-    assert [r.type for r in mine] == ["referral.proposed", "referral.sent",
-                                      "referral.acknowledged", "referral.accepted",
-                                      "referral.started", "referral.closed"]  # fmt: skip
+    assert [r.type for r in mine] == [
+        "referral.proposed",
+        "referral.sent",
+        "referral.acknowledged",
+        "referral.accepted",
+        "referral.started",
+        "referral.closed",
+    ]
     for record in mine:
         assert record.key == case_id
         assert record.value["case_country"] == "GT"

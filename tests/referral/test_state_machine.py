@@ -17,9 +17,13 @@ from services.referral.domain import (
 
 def test_closed_loop_happy_path() -> None:
     state = St.PROPOSED
-    for action, expected in ((Action.CONFIRM, St.SENT), (Action.ACKNOWLEDGE, St.ACKNOWLEDGED),
-                             (Action.ACCEPT, St.ACCEPTED), (Action.START, St.IN_PROGRESS),
-                             (Action.CLOSE, St.CLOSED)):  # fmt: skip
+    for action, expected in (
+        (Action.CONFIRM, St.SENT),
+        (Action.ACKNOWLEDGE, St.ACKNOWLEDGED),
+        (Action.ACCEPT, St.ACCEPTED),
+        (Action.START, St.IN_PROGRESS),
+        (Action.CLOSE, St.CLOSED),
+    ):
         state = next_state(state, action)
         assert state is expected
 
@@ -59,5 +63,10 @@ def test_who_may_do_what() -> None:
     sender = {a for a, t in TRANSITIONS.items() if t.party is Party.SENDER}
     assert sender == {Action.CONFIRM, Action.CANCEL}
     receiver = {a for a, t in TRANSITIONS.items() if t.party is Party.RECEIVER}
-    assert receiver == {Action.ACKNOWLEDGE, Action.ACCEPT, Action.REJECT, Action.START,
-                        Action.CLOSE}  # fmt: skip
+    assert receiver == {
+        Action.ACKNOWLEDGE,
+        Action.ACCEPT,
+        Action.REJECT,
+        Action.START,
+        Action.CLOSE,
+    }
