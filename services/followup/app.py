@@ -5,7 +5,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic import Field, field_validator
 
@@ -18,12 +17,10 @@ from services.followup.timers import TimerLoop
 from services.kit.clock import Clock, SystemClock
 from services.kit.http import (
     AgencyRegistry,
-    BodyLimitMiddleware,
     agency_dependency,
-    install_problem_handlers,
 )
 from services.kit.logging import get_logger
-from services.kit.runtime import ServiceRuntime
+from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -136,21 +133,15 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
     agencies = AgencyRegistry.load(settings.agencies_file)
     current_agency = agency_dependency(agencies)
 
-    app = FastAPI(
+    app = service_app(
+        runtime,
         title="Enlace follow-up",
-        version="1.0.0",
         description="Durable referral deadlines, escalation, follow-up checks and "
         "closed-loop reports.",
-        lifespan=runtime.lifespan,
     )
-    app.state.runtime = runtime
     app.state.timers = timers
     app.state.metrics = metrics
     app.state.clock = clock
-    install_problem_handlers(app)
-    runtime.install_request_metrics(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.include_router(runtime.health_router())
     app.include_router(
         build_router(lambda: runtime.pool, clock, current_agency, policy, settings.event_source)
     )
@@ -159,13 +150,7 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
 
 def main() -> None:
     settings = FollowupSettings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-    )
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Response
 from faststream.kafka import KafkaBroker
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit.consumer import EventConsumer, Subscription, register
 from services.kit.db import create_pool, migrate
+from services.kit.http import BodyLimitMiddleware, install_problem_handlers
 from services.kit.kafka import make_producer
 from services.kit.logging import configure_logging, get_logger
 from services.kit.metrics import KitMetrics
@@ -319,3 +321,31 @@ class RequestMetricsMiddleware:
             method = scope.get("method", "")
             self.metrics.http_requests.labels(method, route, status).inc()
             self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
+
+
+def service_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    lifespan: Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    """The FastAPI app every service starts from: its runtime's lifespan, problem
+    responses, the body limit, request metrics and /healthz, /readyz, /metrics."""
+    app = FastAPI(
+        title=title, version="1.0.0", description=description, lifespan=lifespan or runtime.lifespan
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    runtime.install_request_metrics(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
+    app.include_router(runtime.health_router())
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run one service process (uvicorn; our JSON logging, no access log: it would
+    carry URLs with case ids at INFO for every request)."""
+    uvicorn.run(
+        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+    )

@@ -7,7 +7,6 @@ from datetime import time
 from pathlib import Path
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from pydantic import Field
 
@@ -15,12 +14,10 @@ from contracts.codes import Channel
 from services.kit.clock import Clock, SystemClock
 from services.kit.http import (
     AgencyRegistry,
-    BodyLimitMiddleware,
     agency_dependency,
-    install_problem_handlers,
 )
 from services.kit.logging import get_logger
-from services.kit.runtime import ServiceRuntime
+from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import DEPLOY_DIR, ServiceSettings
 from services.notifications.api import build_router
 from services.notifications.channels.email import SmtpConfig, SmtpEmailSender
@@ -189,18 +186,13 @@ def create_app(
             if own_intake:
                 await intake.aclose()
 
-    app = FastAPI(
+    app = service_app(
+        runtime,
         title="Enlace notifications",
-        version="1.0.0",
         description="SMS and email to caseworkers and focal points; delivery log.",
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
     app.state.worker = worker
-    install_problem_handlers(app)
-    runtime.install_request_metrics(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.include_router(runtime.health_router())
     app.include_router(
         build_router(
             lambda: runtime.pool,
@@ -216,13 +208,7 @@ def create_app(
 
 def main() -> None:
     settings = NotificationsSettings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-    )
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":

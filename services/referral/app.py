@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
-import uvicorn
 import yaml
 from fastapi import Depends, FastAPI
 from pydantic import Field
@@ -17,13 +16,11 @@ from services.kit.http import (
     Agency,
     AgencyConfig,
     AgencyRegistry,
-    BodyLimitMiddleware,
     agency_dependency,
-    install_problem_handlers,
     not_found,
 )
 from services.kit.logging import get_logger
-from services.kit.runtime import ServiceRuntime, Worker
+from services.kit.runtime import ServiceRuntime, Worker, serve, service_app
 from services.kit.settings import DEPLOY_DIR, ServiceSettings
 from services.referral import store
 from services.referral.api import ApiContext, build_router
@@ -130,18 +127,13 @@ def create_app(
                 if owned_client:
                     await client.aclose()
 
-    app = FastAPI(
+    app = service_app(
+        runtime,
         title="Enlace referral",
-        version="1.0.0",
         description="Service directory, routing and the closed-loop referral lifecycle.",
         lifespan=lifespan,
     )
-    app.state.runtime = runtime
     app.state.directory = directory
-    install_problem_handlers(app)
-    runtime.install_request_metrics(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.include_router(runtime.health_router())
     ctx = ApiContext(
         pool_of=lambda: runtime.pool,
         directory=directory,
@@ -158,13 +150,7 @@ def create_app(
 
 def main() -> None:
     settings = ReferralSettings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        access_log=False,
-    )
+    serve(create_app(settings), settings)
 
 
 if __name__ == "__main__":
