@@ -16,7 +16,7 @@ from contracts.envelope import new_traceparent, trace_id_of
 from contracts.events import CaseConsentWithdrawnV1
 from contracts.registry import to_cloud_event
 from services.intake import domain, store
-from services.kit.db import Pool
+from services.kit.db import Conn, Pool
 from services.kit.http import Agency, Problem, not_found
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
@@ -118,7 +118,8 @@ def build_router(
         traceparent = request.headers.get("traceparent")
         traceparent = new_traceparent(trace_id_of(traceparent))
 
-        async with pool().acquire() as conn, conn.transaction():
+        async with pool().acquire() as conn:
+            # Replays are answered before anything is written.
             if idempotency_key is not None:
                 seen = await store.find_idempotency_key(conn, agency.id, idempotency_key)
                 if seen is not None:
@@ -142,67 +143,98 @@ def build_router(
             if existing is not None:
                 return _replay(response, existing)
 
-            risk = domain.assess_risk(
-                registration.concerns,
-                age=age,
-                unaccompanied=registration.unaccompanied,
-                separated=registration.separated,
-                has_disability=registration.child.has_disability,
-            )
-            dedup_key = domain.duplicate_key(registration)
-            duplicates = (
-                await store.possible_duplicates(conn, dedup_key, agency.id) if dedup_key else []
-            )
+            # The reference number comes from a short statement of its own (before the
+            # case's transaction, on the same connection), so concurrent registrations in
+            # one region never queue on the counter row; a registration that then fails
+            # leaves a gap in the sequence, which is harmless.
             region = registration.location.region
-            reference = domain.reference_code(
-                region, now.year, await reserve_number(region, now.year)
-            )
-            case_id = uuid.uuid4()
-            inserted = await store.insert_case(
-                conn,
-                case_id=case_id,
-                reference=reference,
-                agency_id=agency.id,
-                external_id=registration.external_id,
-                country=registration.location.country,
-                region=region,
-                risk_level=risk.value,
-                registration=body,
-                dedup_key=dedup_key,
-                possible_duplicate_of=duplicates,
-                registered_at=now,
-            )
-            if not inserted:  # a concurrent twin request committed first
-                raise Problem(
-                    409,
-                    "Concurrent duplicate request",
-                    "The same external_id is being registered right now; retry.",
+            number = await store.next_reference_number(conn, f"{region}-{now.year}")
+            reference = domain.reference_code(region, now.year, number)
+            async with conn.transaction():
+                receipt = await _create(
+                    conn,
+                    registration,
+                    body,
+                    agency,
+                    idempotency_key,
+                    request_hash,
+                    traceparent,
+                    now,
+                    age,
+                    reference,
                 )
-            if idempotency_key is not None:
-                await store.save_idempotency_key(
-                    conn, agency.id, idempotency_key, request_hash, case_id
-                )
-            event = domain.case_created(
-                case_id=case_id,
-                reference=reference,
-                agency_id=agency.id,
-                registered_at=now,
-                reg=registration,
-                age=age,
-                risk=risk,
-                possible_duplicate_of=duplicates,
-            )
-            await enqueue(
-                conn, event.topic, to_cloud_event(event, source=source, traceparent=traceparent)
-            )
         log.info(
             "case registered",
-            case_id=str(case_id),
+            case_id=str(receipt.case_id),
             reference=reference,
             agency_id=agency.id,
-            risk_level=risk.value,
-            possible_duplicate=bool(duplicates),
+            risk_level=receipt.risk_level.value,
+            possible_duplicate=receipt.possible_duplicate,
             trace_id=trace_id_of(traceparent),
+        )
+        return receipt
+
+    async def _create(
+        conn: Conn,
+        registration: domain.CaseRegistration,
+        body: dict[str, Any],
+        agency: Agency,
+        idempotency_key: str | None,
+        request_hash: str,
+        traceparent: str,
+        now: datetime,
+        age: int,
+        reference: str,
+    ) -> CaseReceipt:
+        """Write the case and its case.created event, in the caller's transaction."""
+        risk = domain.assess_risk(
+            registration.concerns,
+            age=age,
+            unaccompanied=registration.unaccompanied,
+            separated=registration.separated,
+            has_disability=registration.child.has_disability,
+        )
+        dedup_key = domain.duplicate_key(registration)
+        duplicates = (
+            await store.possible_duplicates(conn, dedup_key, agency.id) if dedup_key else []
+        )
+        case_id = uuid.uuid4()
+        inserted = await store.insert_case(
+            conn,
+            case_id=case_id,
+            reference=reference,
+            agency_id=agency.id,
+            external_id=registration.external_id,
+            country=registration.location.country,
+            region=registration.location.region,
+            risk_level=risk.value,
+            registration=body,
+            dedup_key=dedup_key,
+            possible_duplicate_of=duplicates,
+            registered_at=now,
+        )
+        if not inserted:  # a concurrent twin request committed first
+            raise Problem(
+                409,
+                "Concurrent duplicate request",
+                "The same external_id is being registered right now; retry.",
+            )
+        if idempotency_key is not None:
+            await store.save_idempotency_key(
+                conn, agency.id, idempotency_key, request_hash, case_id
+            )
+        event = domain.case_created(
+            case_id=case_id,
+            reference=reference,
+            agency_id=agency.id,
+            registered_at=now,
+            reg=registration,
+            age=age,
+            risk=risk,
+            possible_duplicate_of=duplicates,
+        )
+        await enqueue(
+            conn, event.topic, to_cloud_event(event, source=source, traceparent=traceparent)
         )
         return CaseReceipt(
             case_id=case_id,
@@ -212,13 +244,6 @@ def build_router(
             possible_duplicate_of=duplicates,
             registered_at=now,
         )
-
-    async def reserve_number(region: str, year: int) -> int:
-        """Reference numbers come from a short transaction of their own, so concurrent
-        registrations in one region never queue on the counter row; a registration
-        that then fails leaves a gap in the sequence, which is harmless."""
-        async with pool().acquire() as counter_conn:
-            return await store.next_reference_number(counter_conn, f"{region}-{year}")
 
     def _replay(response: Response, case: store.StoredCase) -> CaseReceipt:
         response.status_code = 200
