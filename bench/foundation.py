@@ -145,8 +145,11 @@ async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
         "ENLACE_LOG_LEVEL": "WARNING",
         "ENLACE_DB_POOL_MAX": "20",
     }
+    workers = os.environ.get("ENLACE_BENCH_INTAKE_WORKERS", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services.intake"], env=env, cwd=REPO, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "uvicorn", "services.intake.app:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", workers, "--no-access-log",
+         "--log-level", "warning"], env=env, cwd=REPO, stdout=subprocess.DEVNULL
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -67,6 +67,9 @@ async def main(selected: list[str]) -> int:
         await admin.close()
         conn = await asyncpg.connect(admin_dsn)
         for name in databases:
+            if os.environ.get("ENLACE_BENCH_KEEP_DATABASES"):
+                print(f"kept database {name}")
+                continue
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.close()
     print("all targets met" if not missed else f"{missed} target(s) missed")

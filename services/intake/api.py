@@ -139,16 +139,15 @@ def build_router(
                     existing = await store.get_case(conn, seen[1])
                     assert existing is not None
                     return _replay(response, existing)
-            existing = await store.find_by_external_id(conn, agency.id, registration.external_id)
-            if existing is not None:
-                return _replay(response, existing)
-
-            # The reference number comes from a short statement of its own (before the
-            # case's transaction, on the same connection), so concurrent registrations in
-            # one region never queue on the counter row; a registration that then fails
-            # leaves a gap in the sequence, which is harmless.
             region = registration.location.region
-            number = await store.next_reference_number(conn, f"{region}-{now.year}")
+            existing_id, number = await store.existing_or_reserve_number(
+                conn, agency.id, registration.external_id, f"{region}-{now.year}"
+            )
+            if existing_id is not None:
+                existing = await store.get_case(conn, existing_id)
+                assert existing is not None
+                return _replay(response, existing)
+            assert number is not None
             reference = domain.reference_code(region, now.year, number)
             async with conn.transaction():
                 receipt = await _create(
@@ -194,12 +193,8 @@ def build_router(
             separated=registration.separated,
             has_disability=registration.child.has_disability,
         )
-        dedup_key = domain.duplicate_key(registration)
-        duplicates = (
-            await store.possible_duplicates(conn, dedup_key, agency.id) if dedup_key else []
-        )
         case_id = uuid.uuid4()
-        inserted = await store.insert_case(
+        duplicates = await store.insert_case(
             conn,
             case_id=case_id,
             reference=reference,
@@ -209,11 +204,10 @@ def build_router(
             region=registration.location.region,
             risk_level=risk.value,
             registration=body,
-            dedup_key=dedup_key,
-            possible_duplicate_of=duplicates,
+            dedup_key=domain.duplicate_key(registration),
             registered_at=now,
         )
-        if not inserted:  # a concurrent twin request committed first
+        if duplicates is None:  # a concurrent twin request committed first
             raise Problem(
                 409,
                 "Concurrent duplicate request",

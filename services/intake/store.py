@@ -50,13 +50,6 @@ async def get_case(conn: Conn, case_id: UUID, *, lock: bool = False) -> StoredCa
     return StoredCase.from_row(row) if row else None
 
 
-async def find_by_external_id(conn: Conn, agency_id: str, external_id: str) -> StoredCase | None:
-    row = await conn.fetchrow(
-        "SELECT * FROM cases WHERE agency_id = $1 AND external_id = $2", agency_id, external_id
-    )
-    return StoredCase.from_row(row) if row else None
-
-
 async def find_idempotency_key(conn: Conn, agency_id: str, key: str) -> tuple[str, UUID] | None:
     row = await conn.fetchrow(
         "SELECT request_hash, case_id FROM idempotency_keys WHERE agency_id = $1 AND key = $2",
@@ -78,24 +71,30 @@ async def save_idempotency_key(
     )
 
 
-async def possible_duplicates(conn: Conn, dedup_key: str, agency_id: str) -> list[UUID]:
-    rows = await conn.fetch(
-        """SELECT case_id FROM cases WHERE dedup_key = $1 AND agency_id <> $2
-           ORDER BY registered_at LIMIT 20""",
-        dedup_key,
+async def existing_or_reserve_number(
+    conn: Conn, agency_id: str, external_id: str, prefix: str
+) -> tuple[UUID | None, int | None]:
+    """One round trip: the case already registered under this external id, or else the
+    next reference number of `prefix` (a statement of its own, so concurrent
+    registrations never queue on the counter row; a registration that then fails
+    leaves a gap in the sequence, which is harmless)."""
+    row = await conn.fetchrow(
+        """WITH existing AS (
+               SELECT case_id FROM cases WHERE agency_id = $1 AND external_id = $2
+           ), reserved AS (
+               INSERT INTO reference_counters (prefix, last_value)
+               SELECT $3, 1 WHERE NOT EXISTS (SELECT 1 FROM existing)
+               ON CONFLICT (prefix) DO UPDATE SET last_value = reference_counters.last_value + 1
+               RETURNING last_value
+           )
+           SELECT (SELECT case_id FROM existing) AS existing_case,
+                  (SELECT last_value FROM reserved) AS number""",
         agency_id,
-    )
-    return [r["case_id"] for r in rows]
-
-
-async def next_reference_number(conn: Conn, prefix: str) -> int:
-    value: int = await conn.fetchval(
-        """INSERT INTO reference_counters (prefix, last_value) VALUES ($1, 1)
-           ON CONFLICT (prefix) DO UPDATE SET last_value = reference_counters.last_value + 1
-           RETURNING last_value""",
+        external_id,
         prefix,
     )
-    return value
+    assert row is not None
+    return row["existing_case"], row["number"]
 
 
 async def insert_case(
@@ -110,17 +109,22 @@ async def insert_case(
     risk_level: str,
     registration: dict[str, Any],
     dedup_key: str | None,
-    possible_duplicate_of: list[UUID],
     registered_at: datetime,
-) -> bool:
-    """False when (agency, external_id) already exists: a concurrent twin request won."""
-    inserted = await conn.fetchval(
+) -> list[UUID] | None:
+    """Insert the case, flagging other agencies' cases with the same duplicate key in
+    the same statement; returns those possible duplicates, or None when (agency,
+    external_id) already exists because a concurrent twin request won."""
+    row = await conn.fetchrow(
         """INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
                               risk_level, registration, dedup_key, possible_duplicate_of,
                               registered_at)
-           VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                   ARRAY(SELECT case_id FROM cases
+                         WHERE $9::text IS NOT NULL AND dedup_key = $9 AND agency_id <> $3
+                         ORDER BY registered_at LIMIT 20),
+                   $10)
            ON CONFLICT (agency_id, external_id) DO NOTHING
-           RETURNING true""",
+           RETURNING possible_duplicate_of""",
         case_id,
         reference,
         agency_id,
@@ -130,10 +134,9 @@ async def insert_case(
         risk_level,
         registration,
         dedup_key,
-        possible_duplicate_of,
         registered_at,
     )
-    return bool(inserted)
+    return list(row["possible_duplicate_of"]) if row else None
 
 
 async def withdraw_consent(conn: Conn, case_id: UUID, at: datetime) -> None:
