@@ -34,19 +34,27 @@ def infra() -> Any:
     teardown()
 
 
+@contextlib.asynccontextmanager
+async def fresh_namespace(infra: Infra, name: str, partitions: int = 3) -> AsyncIterator[str]:
+    """Every contract topic (and .dlq) under a namespace of its own, deleted afterwards."""
+    names = await ensure_topics(infra.kafka_bootstrap, name, partitions=partitions)
+    try:
+        yield name
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+        with contextlib.suppress(Exception):
+            await admin.start()
+            await admin.delete_topics(names)
+            await admin.close()
+
+
 @pytest.fixture(scope="package")
 async def namespace(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """Topics of one test package: services started by another package's tests (same
     session, same broker) never consume this package's events."""
     package = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-") or "root"
-    ns = f"test-{RUN_ID}-{package}"
-    names = await ensure_topics(infra.kafka_bootstrap, ns, partitions=3)
-    yield ns
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    with contextlib.suppress(Exception):
-        await admin.start()
-        await admin.delete_topics(names)
-        await admin.close()
+    async with fresh_namespace(infra, f"test-{RUN_ID}-{package}") as ns:
+        yield ns
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import contextlib
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +11,6 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
 from contracts import events as ev
@@ -21,8 +19,7 @@ from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings, create_app
 from services.kit.clock import MovableClock
-from services.kit.kafka import ensure_topics
-from tests.conftest import running, service_settings
+from tests.conftest import fresh_namespace, running, service_settings
 from tests.infra import Infra
 
 T0 = datetime.now(UTC).replace(microsecond=0)
@@ -106,14 +103,8 @@ def publish(producer: AIOKafkaProducer, namespace: str) -> Publisher:
 async def own_namespace(infra: Infra) -> AsyncIterator[str]:
     """Topics of this test alone: the session's follow-up service (another deployment,
     with its own database) must not fire for the referrals a test counts."""
-    ns = f"test-{uuid.uuid4().hex[:8]}"
-    names = await ensure_topics(infra.kafka_bootstrap, ns, partitions=3)
-    yield ns
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    with contextlib.suppress(Exception):
-        await admin.start()
-        await admin.delete_topics(names)
-        await admin.close()
+    async with fresh_namespace(infra, f"test-{uuid.uuid4().hex[:8]}") as ns:
+        yield ns
 
 
 @dataclass

@@ -4,19 +4,17 @@ namespace of its own so that its service instances see only this test's events."
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts.topics import Topic
-from services.kit.kafka import ensure_topics
 from services.notifications.local_sms import LocalSmsProvider
 from services.notifications.local_smtp import LocalSmtpServer
+from tests.conftest import fresh_namespace
 from tests.helpers import TopicReader, poll_until
 from tests.infra import Infra
 from tests.notifications import events
@@ -34,14 +32,9 @@ from tests.notifications.conftest import (
 
 @pytest.fixture
 async def own_namespace(infra: Infra, namespace: str) -> AsyncIterator[str]:
-    ns = f"{namespace}-smtp-{uuid.uuid4().hex[:6]}"
-    names = await ensure_topics(infra.kafka_bootstrap, ns, partitions=1)
-    yield ns
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    with contextlib.suppress(Exception):
-        await admin.start()
-        await admin.delete_topics(names)
-        await admin.close()
+    name = f"{namespace}-smtp-{uuid.uuid4().hex[:6]}"
+    async with fresh_namespace(infra, name, partitions=1) as ns:
+        yield ns
 
 
 async def test_email_waits_for_smtp_and_survives_a_restart(
