@@ -23,6 +23,7 @@ import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, cast
 
 import asyncpg
@@ -303,6 +304,15 @@ class EventConsumer:
             partition=record.partition,
             offset=record.offset,
         )
+
+
+async def prune_processed_events(pool: asyncpg.Pool, older_than: timedelta) -> int:
+    """Forget event ids older than the window in which Kafka can still redeliver them
+    (the retention must exceed the topics' retention, 7 days by default)."""
+    result: str = await pool.execute(
+        "DELETE FROM processed_events WHERE processed_at < now() - $1::interval", older_than
+    )
+    return int(result.rsplit(" ", 1)[-1])
 
 
 def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:

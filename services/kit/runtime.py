@@ -15,6 +15,7 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.kit.consumer import EventConsumer, Subscription, register
+from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
 from services.kit.http import BodyLimitMiddleware, install_problem_handlers
 from services.kit.kafka import make_producer
@@ -104,6 +105,7 @@ class ServiceRuntime:
         self._spawn(self.relay.run(), "outbox-relay")
         if self.subscriptions:
             self._spawn(self._run_broker(), "kafka-subscribers")
+            self._spawn(self._prune_processed_events(), "processed-events-pruning")
         for worker in self.workers:
             self._spawn(worker(self), getattr(worker, "__name__", "worker"))
         log.info("service started", service=s.service_name, namespace=s.topic_namespace)
@@ -237,6 +239,17 @@ class ServiceRuntime:
                 await broker.stop()
             self.broker_connected = False
             return
+
+    async def _prune_processed_events(self) -> None:
+        keep = timedelta(days=self.settings.processed_events_retention_days)
+        while not await self.sleep(3600 if self.broker_connected else 60):
+            try:
+                pruned = await prune_processed_events(self.pool, keep)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("could not prune processed events", error=exc.__class__.__name__)
+                continue
+            if pruned:
+                log.info("processed events pruned", count=pruned)
 
     async def kafka_reachable(self, timeout: float = 3.0) -> bool:
         try:

@@ -54,6 +54,9 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_seconds: float = 5.0
     consumer_auto_offset_reset: str = "earliest"
     shutdown_grace_seconds: float = 15.0
+    # Event ids are kept longer than Kafka keeps records (7 days locally), so that any
+    # redelivery is still recognised; older ones are pruned hourly.
+    processed_events_retention_days: float = 14.0
 
     @property
     def group_id(self) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
 from contracts.topics import Topic, namespaced
-from services.kit.consumer import Subscription, TransientError
+from services.kit.consumer import Subscription, TransientError, prune_processed_events
 from services.kit.db import Conn
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
@@ -201,3 +202,22 @@ async def test_failing_handler_is_dead_lettered_after_bounded_retries(
     await _produce(infra, namespace, _record(bad), _record(marker))
     assert await poll_until(lambda: _effects(runtime, case), what="marker") == ["marker"]
     assert behaviour.attempts[case] == 5  # 4 for bad, 1 for marker
+
+
+async def test_old_event_ids_are_pruned_recent_ones_kept(
+    toy: tuple[ServiceRuntime, Behaviour],
+) -> None:
+    runtime, _ = toy
+    old, recent = f"old-{uuid.uuid4()}", f"recent-{uuid.uuid4()}"
+    await runtime.pool.execute(
+        """INSERT INTO processed_events (consumer, event_id, event_type, processed_at)
+           VALUES ('toy', $1, 'toy.happened', now() - interval '15 days'),
+                  ('toy', $2, 'toy.happened', now() - interval '13 days')""",
+        old,
+        recent,
+    )
+    assert await prune_processed_events(runtime.pool, timedelta(days=14)) >= 1
+    kept = await runtime.pool.fetch(
+        "SELECT event_id FROM processed_events WHERE event_id = ANY($1::text[])", [old, recent]
+    )
+    assert [r["event_id"] for r in kept] == [recent]
