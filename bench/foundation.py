@@ -147,9 +147,25 @@ async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
     }
     workers = os.environ.get("ENLACE_BENCH_INTAKE_WORKERS", "1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "services.intake.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", workers, "--no-access-log",
-         "--log-level", "warning"], env=env, cwd=REPO, stdout=subprocess.DEVNULL
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.intake.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            workers,
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     try:

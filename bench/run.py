@@ -27,12 +27,11 @@ async def main(selected: list[str]) -> int:
         "ENLACE_BENCH_PG_DSN", "postgresql://enlace:enlace@127.0.0.1:15432/postgres"
     )
     run_id = uuid.uuid4().hex[:6]
-    namespace = f"bench-{run_id}"
-    topics = await ensure_topics(bootstrap, namespace, partitions=3)
+    topics: list[str] = []
     databases: list[str] = []
 
     async def make_database(service: str) -> str:
-        name = f"bench_{service}_{run_id}"
+        name = f"bench_{service}_{run_id}_{len(databases)}"
         conn = await asyncpg.connect(admin_dsn)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
@@ -41,10 +40,9 @@ async def main(selected: list[str]) -> int:
         databases.append(name)
         return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
 
-    ctx = BenchContext(bootstrap=bootstrap, namespace=namespace, make_database=make_database)
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"Enlace bench — {machine}, Python {platform.python_version()}")
-    print(f"Kafka {bootstrap}, namespace {namespace}\n")
+    print(f"Kafka {bootstrap}, run {run_id}\n")
     missed = 0
     try:
         for name in selected:
@@ -53,6 +51,11 @@ async def main(selected: list[str]) -> int:
             except ModuleNotFoundError:
                 print(f"[{name}] not available yet\n")
                 continue
+            # Each section has topics of its own: one section's services must never
+            # consume the records another section produced.
+            namespace = f"bench-{run_id}-{name}"
+            topics += await ensure_topics(bootstrap, namespace, partitions=3)
+            ctx = BenchContext(bootstrap, namespace, make_database)
             started = time.perf_counter()
             print(f"[{name}]")
             figures: list[Figure] = await module.run(ctx)
