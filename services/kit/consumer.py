@@ -40,6 +40,7 @@ from contracts.topics import dead_letter_topic, namespaced
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
+from services.kit.outbox import deferred_writes
 
 log = get_logger(__name__)
 
@@ -168,13 +169,14 @@ class EventConsumer:
             )
             fresh = {row["event_id"] for row in rows}
             outcomes: list[str] = []
-            for event in events:
-                if event.id not in fresh:
-                    outcomes.append("duplicate")
-                    continue
-                fresh.discard(event.id)  # a second copy in the same batch is a duplicate
-                await self._run_handler(conn, event)
-                outcomes.append("applied")
+            async with deferred_writes(conn):  # the batch's events: one outbox statement
+                for event in events:
+                    if event.id not in fresh:
+                        outcomes.append("duplicate")
+                        continue
+                    fresh.discard(event.id)  # a second copy in the same batch is a duplicate
+                    await self._run_handler(conn, event)
+                    outcomes.append("applied")
             return outcomes
 
     async def _run_handler(self, conn: Conn, event: CloudEvent) -> None:

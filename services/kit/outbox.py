@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -50,23 +52,62 @@ SELECT pg_notify('{NOTIFY_CHANNEL}', '') FROM (SELECT count(*) FROM inserted) AS
 """
 
 
+@dataclass
+class _Deferred:
+    """Events enqueued during a consumer batch, written in one statement at its end."""
+
+    conn: Conn
+    rows: list[tuple[str, CloudEvent]] = field(default_factory=list)
+
+
+_deferred: ContextVar[_Deferred | None] = ContextVar("outbox_deferred", default=None)
+
+
 async def enqueue(conn: Conn, topic: str, *events: CloudEvent) -> None:
-    """Write events to the outbox inside the caller's open transaction."""
+    """Write events to the outbox inside the caller's open transaction.
+
+    Inside `deferred_writes(conn)` (the consumer's batch transaction) the rows are
+    collected and written together just before the commit, in the same order."""
     if not events:
         return
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.enqueue must run inside the transaction of the state change")
+    deferred = _deferred.get()
+    if deferred is not None and deferred.conn is conn:
+        deferred.rows.extend((topic, event) for event in events)
+        return
+    await _insert(conn, [(topic, event) for event in events])
+
+
+@contextlib.asynccontextmanager
+async def deferred_writes(conn: Conn) -> AsyncIterator[None]:
+    """Collect `enqueue` calls made on `conn` and write them in one round trip on exit
+    (only if the block succeeded; the caller's transaction then commits them). Code
+    inside must not enqueue within a savepoint it may roll back: the rows would
+    outlive it."""
+    deferred = _Deferred(conn)
+    token = _deferred.set(deferred)
+    try:
+        yield
+    finally:
+        _deferred.reset(token)
+    await _insert(conn, deferred.rows)
+
+
+async def _insert(conn: Conn, rows: list[tuple[str, CloudEvent]]) -> None:
+    if not rows:
+        return
     await conn.execute(
         _INSERT,
-        [topic] * len(events),
-        [e.id for e in events],
-        [e.type for e in events],
-        [e.source for e in events],
-        [e.subject for e in events],
-        [e.time for e in events],
-        [e.dataschema for e in events],
-        [e.traceparent for e in events],
-        [e.value() for e in events],
+        [topic for topic, _ in rows],
+        [e.id for _, e in rows],
+        [e.type for _, e in rows],
+        [e.source for _, e in rows],
+        [e.subject for _, e in rows],
+        [e.time for _, e in rows],
+        [e.dataschema for _, e in rows],
+        [e.traceparent for _, e in rows],
+        [e.value() for _, e in rows],
     )
 
 
