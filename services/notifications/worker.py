@@ -52,7 +52,7 @@ log = get_logger(__name__)
 class EmailSender(Protocol):
     name: str
 
-    async def send(self, to: str, subject: str, body: str) -> str: ...
+    async def send(self, to: str, subject: str, body: str, *, message_id: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -415,7 +415,11 @@ class DeliveryWorker:
         message = self.renderer.email(item.event_type, language, ctx)
         await self._rate(channel)
         started = monotonic_time.perf_counter()
-        message_id = await self.email.send(address, message.subject, message.body)
+        # The delivery's own id: a retry after a timeout that did reach the server
+        # carries the same Message-ID, so mail clients fold the copies.
+        message_id = await self.email.send(
+            address, message.subject, message.body, message_id=item.notification_id.hex
+        )
         self._observe(channel, started)
         return self.email.name, message_id
 

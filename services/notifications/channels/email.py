@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from dataclasses import dataclass
 from email.header import Header
 from email.mime.text import MIMEText
@@ -37,14 +36,14 @@ class SmtpEmailSender:
         self._config = config
         self._idle: list[aiosmtplib.SMTP] = []
 
-    async def send(self, to: str, subject: str, body: str) -> str:
+    async def send(self, to: str, subject: str, body: str, *, message_id: str) -> str:
         c = self._config
         # compat32 MIME objects: several times cheaper to build than EmailMessage
         message = MIMEText(body, "plain", "utf-8")
         message["From"] = c.from_address
         message["To"] = to
         message["Subject"] = cast(str, Header(subject, "utf-8"))  # folded and RFC 2047-encoded
-        local_id = uuid.uuid4().hex  # also the provider id in events: no '@' allowed there
+        local_id = message_id  # also the provider id in events: no '@' allowed there
         message["Message-ID"] = f"<{local_id}@{c.from_address.rsplit('@', 1)[-1]}>"
         raw = message.as_bytes()
         while True:
