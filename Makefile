@@ -55,7 +55,9 @@ test: lint infra
 	@rc=0; $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+# wrk (Debian) is the lighter load generator for intake; without it the bench uses aiohttp.
 bench: infra
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null 2>&1; } || echo "wrk not installed: using aiohttp as load generator"
 	$(PY) -m bench.run $(SECTIONS)
 
 clean: stop

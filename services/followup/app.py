@@ -150,7 +150,7 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
 
 def main() -> None:
     settings = FollowupSettings()
-    serve(create_app(settings), settings)
+    serve("services.followup.app:create_app", settings)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
 def main() -> None:
     settings = IntakeSettings()
-    serve(create_app(settings), settings)
+    serve("services.intake.app:create_app", settings)
 
 
 if __name__ == "__main__":

@@ -356,9 +356,17 @@ def service_app(
     return app
 
 
-def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run one service process (uvicorn; our JSON logging, no access log: it would
-    carry URLs with case ids at INFO for every request)."""
+def serve(factory: str, settings: ServiceSettings) -> None:
+    """Run a service: `factory` is "module:function" building its app from the
+    environment. With ENLACE_HTTP_WORKERS > 1, uvicorn runs that many processes, each
+    a full replica (the relay's advisory lock keeps one publisher, consumer groups
+    share the partitions). Our JSON logging; no access log, whose URLs carry ids."""
     uvicorn.run(
-        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False
+        factory,
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=settings.http_workers,
+        log_config=None,
+        access_log=False,
     )

@@ -37,6 +37,7 @@ class ServiceSettings(BaseSettings):
     consumer_group: str = Field(default="", description="Defaults to enlace-<service_name>")
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    http_workers: int = Field(default=1, ge=1, description="Processes (replicas) to run")
     log_level: str = "INFO"
     agencies_file: Path = DEPLOY_DIR / "agencies.yaml"
     max_body_bytes: int = 64 * 1024

@@ -208,7 +208,7 @@ def create_app(
 
 def main() -> None:
     settings = NotificationsSettings()
-    serve(create_app(settings), settings)
+    serve("services.notifications.app:create_app", settings)
 
 
 if __name__ == "__main__":

@@ -150,7 +150,7 @@ def create_app(
 
 def main() -> None:
     settings = ReferralSettings()
-    serve(create_app(settings), settings)
+    serve("services.referral.app:create_app", settings)
 
 
 if __name__ == "__main__":
