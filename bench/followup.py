@@ -116,36 +116,3 @@ async def run(ctx: BenchContext) -> list[Figure]:
         ),
         Figure("followup: time to fire and publish them all", elapsed, "s"),
     ]
-
-
-async def _main() -> None:
-    """`python -m bench.followup`: this section alone, in a namespace of its own."""
-    from services.kit.kafka import ensure_topics
-
-    bootstrap, admin_dsn = "127.0.0.1:19092", "postgresql://enlace:enlace@127.0.0.1:15432/postgres"
-    namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    await ensure_topics(bootstrap, namespace)
-    created: list[str] = []
-
-    async def make_database(service: str) -> str:
-        name = f"enlace_{service}_bench_{uuid.uuid4().hex[:8]}"
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        created.append(name)
-        return admin_dsn.rsplit("/", 1)[0] + "/" + name
-
-    try:
-        for figure in await run(BenchContext(bootstrap, namespace, make_database)):
-            print(figure.line())
-    finally:
-        conn = await asyncpg.connect(admin_dsn)
-        for name in created:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-if __name__ == "__main__":
-    asyncio.run(_main())

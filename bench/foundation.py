@@ -8,7 +8,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from services.kit.kafka import make_producer
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay, enqueue
 from tests.factories import piura_adolescent_girl
+from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 40_000
@@ -129,15 +129,9 @@ async def relay_rate(ctx: BenchContext, baseline: float) -> Figure:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": await ctx.make_database("intakebench"),

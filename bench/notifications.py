@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -25,9 +24,10 @@ from bench.common import BenchContext, Figure, percentile
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralSentV1
 from contracts.registry import to_cloud_event
-from contracts.topics import namespaced
+from contracts.topics import Topic, namespaced
 from services.kit.settings import REPO_ROOT
 from services.notifications.app import NotificationsSettings, create_app
+from tests.helpers import free_port
 
 EVENTS = 2000  # each one SMS + one email
 TARGET = 200.0
@@ -68,13 +68,6 @@ def _referral_sent(sequence: int) -> ReferralSentV1:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.asynccontextmanager
 async def _process(*args: str, port: int) -> AsyncIterator[None]:
     proc = await asyncio.create_subprocess_exec(
@@ -113,7 +106,7 @@ def _recorded(workdir: Path) -> int:
 async def run(ctx: BenchContext) -> list[Figure]:
     workdir = Path(tempfile.mkdtemp(prefix="enlace-bench-notifications-"))
     (workdir / "directory.yaml").write_text(DIRECTORY)
-    smtp_port, sms_port = _free_port(), _free_port()
+    smtp_port, sms_port = free_port(), free_port()
     dsn = await ctx.make_database("notifications")
     settings = NotificationsSettings(
         database_url=dsn,
@@ -160,7 +153,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
 async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
     producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, acks="all", linger_ms=5)
     await producer.start()
-    topic = namespaced(ctx.namespace, "protection.referrals.v1")
+    topic = namespaced(ctx.namespace, Topic.REFERRALS)
     conn = await asyncpg.connect(dsn)
 
     sequence = 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -35,9 +34,9 @@ from contracts.codes import (
 from contracts.events import CaseCreatedV1, ConsentV1
 from contracts.registry import to_cloud_event
 from contracts.topics import Topic, namespaced
-from services.kit.kafka import ensure_topics
 from services.referral.app import ReferralSettings
 from services.referral.domain import CaseProfile, load_directory, load_rules, plan_routing
+from tests.helpers import free_port
 
 CASES = 5000
 TARGET = 500.0  # cases/s
@@ -121,15 +120,8 @@ async def _end_offset_total(consumer: AIOKafkaConsumer, tps: list[TopicPartition
 WORKERS = int(os.environ.get("ENLACE_BENCH_REFERRAL_WORKERS", "2"))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run(ctx: BenchContext) -> list[Figure]:
-    namespace = f"{ctx.namespace}-referral"
-    await ensure_topics(ctx.bootstrap, namespace, partitions=3)
+    namespace = ctx.namespace
     settings = ReferralSettings(
         database_url=await ctx.make_database("referral"),
         kafka_bootstrap_servers=ctx.bootstrap,
@@ -180,7 +172,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
         "ENLACE_CONSUMER_GROUP": settings.consumer_group,
         "ENLACE_OUTBOX_FALLBACK_POLL_SECONDS": "0.5",
         "ENLACE_LOG_LEVEL": "WARNING",
-        "ENLACE_HTTP_PORT": str(_free_port()),
+        "ENLACE_HTTP_PORT": str(free_port()),
         "ENLACE_HTTP_WORKERS": str(WORKERS),
     }
     started = time.perf_counter()

@@ -4,6 +4,7 @@ with a plain aiokafka consumer, and agency credentials."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,14 @@ DEMO_KEYS: dict[str, str] = dict(
     .splitlines()
     if line and not line.startswith("#")
 )
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def auth(agency_id: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from contracts.registry import to_cloud_event
 from services.followup import domain, store
 from services.kit.clock import Clock
 from services.kit.db import Pool
-from services.kit.http import Agency, Problem, not_found
+from services.kit.http import Agency, Problem, invalid_field, not_found, parse_id
 from services.kit.logging import get_logger
 
 log = get_logger(__name__)
@@ -60,18 +60,6 @@ def _view(f: store.Followup) -> FollowupView:
     return FollowupView.model_validate(f, from_attributes=True)
 
 
-def _field_error(field: str, message: str) -> Problem:
-    error = {"field": field, "message": message, "type": "value_error"}
-    return Problem(422, "Invalid request", f"Invalid fields: {field}", errors=[error])
-
-
-def _parse_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found("follow-up") from None  # a malformed id is just another missing one
-
-
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None or moment.tzinfo is not None:
         return moment
@@ -111,7 +99,7 @@ def build_router(
         followup_id: str, agency: Annotated[Agency, Depends(current_agency)]
     ) -> FollowupView:
         async with pool().acquire() as conn:
-            followup = await store.get_followup(conn, _parse_id(followup_id))
+            followup = await store.get_followup(conn, parse_id(followup_id, "follow-up"))
         if followup is None or followup.agency_id != agency.id:
             raise not_found("follow-up")
         return _view(followup)
@@ -130,18 +118,18 @@ def build_router(
         now = clock.now()
         completed_at = outcome.completed_at or now
         if completed_at.tzinfo is None:
-            raise _field_error("completed_at", "needs a time zone offset")
+            raise invalid_field("completed_at", "needs a time zone offset")
         if completed_at > now + CLOCK_SKEW:
-            raise _field_error("completed_at", "is in the future")
+            raise invalid_field("completed_at", "is in the future")
         if outcome.reopen and outcome.service_received:
-            raise _field_error(
+            raise invalid_field(
                 "reopen", "a follow-up reopens only when the service was not received"
             )
         reopen = domain.should_reopen(
             service_received=outcome.service_received, requested=outcome.reopen
         )
         async with pool().acquire() as conn, conn.transaction():
-            followup = await store.get_followup(conn, _parse_id(followup_id), lock=True)
+            followup = await store.get_followup(conn, parse_id(followup_id, "follow-up"), lock=True)
             if followup is None or followup.agency_id != agency.id:
                 raise not_found("follow-up")
             if followup.status == "completed":
@@ -215,7 +203,7 @@ def build_router(
     ) -> dict[str, Any]:
         start, end = _utc(period_from), _utc(period_to)
         if start is not None and end is not None and start >= end:
-            raise _field_error("query.period_from", "must be before period_to")
+            raise invalid_field("query.period_from", "must be before period_to")
         scope = None if agency.is_operations else agency.id
         now = clock.now()
         async with pool().acquire() as conn:

@@ -17,7 +17,7 @@ from contracts.events import CaseConsentWithdrawnV1
 from contracts.registry import to_cloud_event
 from services.intake import domain, store
 from services.kit.db import Conn, Pool
-from services.kit.http import Agency, Problem, not_found
+from services.kit.http import Agency, Problem, invalid_field, not_found, parse_id
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
 
@@ -73,13 +73,6 @@ def _receipt(case: store.StoredCase) -> CaseReceipt:
     )
 
 
-def _parse_case_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found("case") from None  # a malformed id is just another missing case
-
-
 def build_router(
     pool_of: Any, current_agency: Any, internal_principal: Any, source: str
 ) -> APIRouter:
@@ -107,12 +100,7 @@ def build_router(
         try:
             age = domain.check_dates(registration, now)
         except domain.RegistrationError as exc:
-            raise Problem(
-                422,
-                "Invalid request",
-                f"Invalid fields: {exc.field}",
-                errors=[{"field": exc.field, "message": exc.message, "type": "value_error"}],
-            ) from None
+            raise invalid_field(exc.field, exc.message) from None
         body = registration.model_dump(mode="json")
         request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
         traceparent = request.headers.get("traceparent")
@@ -254,7 +242,7 @@ def build_router(
         case_id: str, agency: Annotated[Agency, Depends(current_agency)]
     ) -> CaseView:
         async with pool().acquire() as conn:
-            case = await store.get_case(conn, _parse_case_id(case_id))
+            case = await store.get_case(conn, parse_id(case_id, "case"))
         if case is None or case.agency_id != agency.id:
             raise not_found("case")
         return CaseView(
@@ -278,20 +266,9 @@ def build_router(
     ) -> CaseReceipt:
         at = withdrawal.withdrawn_at or domain.utcnow()
         if at.tzinfo is None:
-            raise Problem(
-                422,
-                "Invalid request",
-                "Invalid fields: withdrawn_at",
-                errors=[
-                    {
-                        "field": "withdrawn_at",
-                        "message": "needs a time zone offset",
-                        "type": "value_error",
-                    }
-                ],
-            )
+            raise invalid_field("withdrawn_at", "needs a time zone offset")
         async with pool().acquire() as conn, conn.transaction():
-            case = await store.get_case(conn, _parse_case_id(case_id), lock=True)
+            case = await store.get_case(conn, parse_id(case_id, "case"), lock=True)
             if case is None or case.agency_id != agency.id:
                 raise not_found("case")
             if case.consent_status != "withdrawn":
@@ -324,7 +301,7 @@ def build_router(
         is the agency an accepted referral is addressed to. Refused once consent is
         withdrawn. Every disclosure is written to the append-only audit table."""
         async with pool().acquire() as conn, conn.transaction():
-            case = await store.get_case(conn, _parse_case_id(case_id))
+            case = await store.get_case(conn, parse_id(case_id, "case"))
             if case is None:
                 raise not_found("case")
             if case.consent_status == "withdrawn":

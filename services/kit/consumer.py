@@ -141,23 +141,24 @@ class EventConsumer:
                 )
             except EnvelopeError as exc:
                 await self._dead_letter(record, None, exc, attempts=1)
-        wanted = decoded
-        if not wanted:
+        if not decoded:
             return
+        events = [event for _, event in decoded]
         try:
-            outcomes = await self._apply_all([e for _, e in wanted])
+            outcomes = await self._apply_all(events)
         except Exception as exc:  # fall back to one at a time to isolate the bad record
             log.info(
-                "batch failed; applying one by one", error=describe_error(exc), batch=len(wanted)
+                "batch failed; applying one by one", error=describe_error(exc), batch=len(events)
             )
-            for record, event in wanted:
+            for record, event in decoded:
                 await self._apply_one_with_retries(record, event)
             return
-        for event, outcome in zip([e for _, e in wanted], outcomes, strict=True):
+        for event, outcome in zip(events, outcomes, strict=True):
             self._metrics.events_consumed.labels(self.subscription.topic, event.type, outcome).inc()
 
     async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
-        """The whole batch in one transaction; event ids recorded in one statement."""
+        """Events in one transaction, their ids recorded in one statement; the retry
+        path calls it with a single event."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """INSERT INTO processed_events (consumer, event_id, event_type)
@@ -188,19 +189,6 @@ class EventConsumer:
         ):
             await self.subscription.handlers[event.type](conn, event)
 
-    async def _apply(self, conn: Conn, event: CloudEvent) -> str:
-        first_time = await conn.fetchval(
-            """INSERT INTO processed_events (consumer, event_id, event_type)
-               VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
-            self.subscription.consumer_name,
-            event.id,
-            event.type,
-        )
-        if not first_time:
-            return "duplicate"
-        await self._run_handler(conn, event)
-        return "applied"
-
     async def _apply_one_with_retries(
         self, record: ConsumerRecord[Any, Any], event: CloudEvent
     ) -> None:
@@ -209,8 +197,7 @@ class EventConsumer:
         while True:
             attempt += 1
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    outcome = await self._apply(conn, event)
+                (outcome,) = await self._apply_all([event])
                 self._metrics.events_consumed.labels(
                     self.subscription.topic, event.type, outcome
                 ).inc()

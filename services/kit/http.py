@@ -13,10 +13,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
 import yaml
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -94,7 +95,6 @@ _bearer = HTTPBearer(auto_error=False)
 
 def agency_dependency(registry: AgencyRegistry) -> Callable[..., Awaitable[Agency]]:
     """A FastAPI dependency that answers 401 unless a known agency's key is presented."""
-    from fastapi import Depends
 
     async def current_agency(
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
@@ -156,6 +156,24 @@ class Problem(HTTPException):
 def not_found(what: str = "resource") -> Problem:
     """The answer for missing objects and for other agencies' objects alike."""
     return Problem(404, "Not found", f"No such {what}.")
+
+
+def invalid_field(field: str, message: str) -> Problem:
+    """422 for one field that parsed but breaks a rule, shaped like validation errors."""
+    return Problem(
+        422,
+        "Invalid request",
+        f"Invalid fields: {field}",
+        errors=[{"field": field, "message": message, "type": "value_error"}],
+    )
+
+
+def parse_id(raw: str, what: str) -> UUID:
+    """A path id; a malformed one is answered like any other missing object."""
+    try:
+        return UUID(raw)
+    except ValueError:
+        raise not_found(what) from None
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -25,6 +25,18 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
+async def start_producer(producer: AIOKafkaProducer) -> AIOKafkaProducer:
+    """Start a producer; if the broker is unreachable, release what start() opened
+    before raising, so a retry loop leaks no connections."""
+    try:
+        await producer.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        raise
+    return producer
+
+
 async def ensure_topics(
     bootstrap: str, namespace: str = "", partitions: int = 3, replication: int = 1
 ) -> list[str]:

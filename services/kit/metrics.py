@@ -14,8 +14,6 @@ class KitMetrics:
             "enlace_outbox_backlog",
             "Outbox rows not yet published",
             registry=self.registry,
-            labelnames=(),
-            namespace="",
         )
         self.events_published = Counter(
             "enlace_events_published",

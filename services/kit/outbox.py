@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaProducer
 from contracts.envelope import CloudEvent
 from contracts.topics import namespaced
 from services.kit.db import Conn
+from services.kit.kafka import start_producer
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
 
@@ -294,14 +295,7 @@ class OutboxRelay:
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = self._producer_factory()
-            try:
-                await producer.start()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                raise
-            self._producer = producer
+            self._producer = await start_producer(self._producer_factory())
         return self._producer
 
     async def _close_producer(self) -> None:

@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
 from services.kit.http import BodyLimitMiddleware, install_problem_handlers
-from services.kit.kafka import make_producer
+from services.kit.kafka import make_producer, start_producer
 from services.kit.logging import configure_logging, get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
@@ -61,7 +61,6 @@ class ServiceRuntime:
         self.metrics = KitMetrics(settings.service_name)
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
-        self.broker: KafkaBroker | None = None
         self.consumers: list[EventConsumer] = []
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -172,16 +171,12 @@ class ServiceRuntime:
         relay keeps its own."""
         async with self._producer_lock:
             if self._producer is None:
-                producer = make_producer(
-                    self.settings.kafka_bootstrap_servers, f"{self.settings.service_name}-direct"
+                self._producer = await start_producer(
+                    make_producer(
+                        self.settings.kafka_bootstrap_servers,
+                        f"{self.settings.service_name}-direct",
+                    )
                 )
-                try:
-                    await producer.start()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.stop()
-                    raise
-                self._producer = producer
             return self._producer
 
     async def _run_broker(self) -> None:
@@ -229,11 +224,11 @@ class ServiceRuntime:
                     return
                 delay = min(delay * 2, 10.0)
                 continue
-            self.broker, self.consumers = broker, consumers
+            self.consumers = consumers
             self.broker_connected = True
             log.info("subscribers started", topics=[c.physical_topic for c in consumers])
             await self.stopping.wait()
-            for consumer in consumers:
+            for consumer in consumers:  # stop() may have run before they were listed
                 consumer.stopping.set()
             with contextlib.suppress(Exception):
                 await broker.stop()
@@ -302,9 +297,6 @@ class ServiceRuntime:
 
         return router
 
-    def install_request_metrics(self, app: FastAPI) -> None:
-        app.add_middleware(RequestMetricsMiddleware, metrics=self.metrics)
-
 
 class RequestMetricsMiddleware:
     """Counts requests by route template and status. Plain ASGI: Starlette's
@@ -350,7 +342,7 @@ def service_app(
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
-    runtime.install_request_metrics(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.include_router(runtime.health_router())
     return app

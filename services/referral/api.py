@@ -36,7 +36,7 @@ from contracts.events import StaffId
 from services.kit.clock import Clock
 from services.kit.db import Conn as Connection
 from services.kit.db import Pool
-from services.kit.http import Agency, Problem, not_found
+from services.kit.http import Agency, Problem, invalid_field, not_found, parse_id
 from services.kit.logging import get_logger
 from services.referral import lifecycle, store
 from services.referral.directory import DirectoryCache
@@ -216,13 +216,6 @@ def _matches(if_match: str, version: int) -> bool:
     return "*" in tags or str(version) in tags
 
 
-def _parse_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise not_found("referral") from None
-
-
 def _encode_cursor(referral: store.StoredReferral) -> str:
     raw = f"{referral.created_at.isoformat()}|{referral.referral_id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
@@ -234,25 +227,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         moment, referral_id = raw.split("|")
         return datetime.fromisoformat(moment), UUID(referral_id)
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _invalid("query.cursor", "not a cursor this API returned") from None
-
-
-def _invalid(field: str, message: str) -> Problem:
-    return Problem(
-        422,
-        "Invalid request",
-        f"Invalid fields: {field}",
-        errors=[{"field": field, "message": message, "type": "value_error"}],
-    )
+        raise invalid_field("query.cursor", "not a cursor this API returned") from None
 
 
 def _check_decision(decision: BestInterestDecision | None, now: datetime, field: str) -> None:
     if decision is None:
         return
     if decision.decided_at.tzinfo is None:
-        raise _invalid(f"{field}.decided_at", "needs a time zone offset")
+        raise invalid_field(f"{field}.decided_at", "needs a time zone offset")
     if decision.decided_at > now + CLOCK_SKEW:
-        raise _invalid(f"{field}.decided_at", "is in the future")
+        raise invalid_field(f"{field}.decided_at", "is in the future")
 
 
 def _consent_problem(case: store.StoredCase, service_type: ServiceType) -> Problem:
@@ -321,7 +305,7 @@ def build_router(
         accepting: Annotated[bool | None, Query()] = None,
     ) -> list[ServiceView]:
         if region is not None and country is not None and not region.startswith(f"{country}-"):
-            raise _invalid("query.region", f"region {region} is not in country {country}")
+            raise invalid_field("query.region", f"region {region} is not in country {country}")
         country = country or (region.split("-")[0] if region else None)
         out = []
         for offer in ctx.directory.offers:
@@ -371,16 +355,16 @@ def build_router(
         organization_id: str, organization: Organization, response: Response, _: Operations
     ) -> Organization:
         if organization.id != organization_id:
-            raise _invalid("id", f"must equal the id in the path ({organization_id})")
+            raise invalid_field("id", f"must equal the id in the path ({organization_id})")
         if organization.id not in ctx.directory.known_agencies:
-            raise _invalid("id", "is not an agency of agencies.yaml")
+            raise invalid_field("id", "is not an agency of agencies.yaml")
         async with store.transaction(ctx.pool_of()) as conn:
             await _lock_directory(conn)
             await ctx.directory.refresh(conn)
             try:
                 ctx.directory.directory.with_organization(organization)
             except ValueError as exc:
-                raise _invalid("services", _first_error(exc)) from None
+                raise invalid_field("services", _first_error(exc)) from None
             created = await store.upsert_organization(conn, organization.model_dump(mode="json"))
         async with store.connection(ctx.pool_of()) as conn:
             await ctx.directory.refresh(conn)
@@ -449,7 +433,7 @@ def build_router(
     )
     async def read_referral(referral_id: str, agency: CurrentAgency) -> JSONResponse:
         async with store.connection(ctx.pool_of()) as conn:
-            referral = await store.get_referral(conn, _parse_id(referral_id))
+            referral = await store.get_referral(conn, parse_id(referral_id, "referral"))
             role = _role(referral, agency) if referral else None
             if referral is None or role is None:
                 raise not_found("referral")
@@ -534,21 +518,21 @@ def build_router(
         _check_decision(body.best_interest, now, "best_interest")
         offer = next((o for o in ctx.directory.offers if o.service.id == body.service_id), None)
         if offer is None:
-            raise _invalid("service_id", "no such service in the directory")
+            raise invalid_field("service_id", "no such service in the directory")
         async with store.transaction(ctx.pool_of()) as conn:
             case = await store.lock_case(conn, body.case_id)
             if case is None or case.registering_agency_id != agency.id:
                 raise not_found("case")
             profile = CaseProfile.from_event(case.event)
             if offer.organization.id == agency.id:
-                raise _invalid("service_id", "is a service of your own agency")
+                raise invalid_field("service_id", "is a service of your own agency")
             if not offer.service.accepting_referrals:
-                raise _invalid("service_id", "is not accepting referrals")
+                raise invalid_field("service_id", "is not accepting referrals")
             if not offer.service.coverage.admits(profile.country, profile.region):
-                raise _invalid("service_id", f"does not take cases from {profile.region}")
+                raise invalid_field("service_id", f"does not take cases from {profile.region}")
             refused = offer.service.eligibility.refuses(profile)
             if refused:
-                raise _invalid("service_id", f"the child is not eligible ({refused})")
+                raise invalid_field("service_id", f"the child is not eligible ({refused})")
             if case.consent_withdrawn_at is not None:
                 raise _withdrawn_problem()
             if body.best_interest is None and not consent_covers(
@@ -618,7 +602,7 @@ def build_router(
     ) -> JSONResponse:
         now = ctx.clock.now()
         transition = TRANSITIONS[action]
-        rid = _parse_id(referral_id)
+        rid = parse_id(referral_id, "referral")
         async with store.transaction(ctx.pool_of()) as conn:
             referral = await store.get_referral(conn, rid)
             if referral is None or _role(referral, agency) is None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from services.followup.app import FollowupSettings, create_app
 from services.kit.clock import MovableClock
 from tests.conftest import running, service_settings
 from tests.followup.conftest import T0, Publisher, Referral
-from tests.helpers import Record, TopicReader, poll_until
+from tests.helpers import Record, TopicReader, free_port, poll_until
 from tests.infra import Infra
 
 H = timedelta(hours=1)
@@ -106,13 +105,6 @@ async def test_two_replicas_fire_each_due_timer_once(
     print(f"fired per replica: {per_replica}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -142,7 +134,7 @@ async def test_killed_with_timers_due_emits_every_due_event_once_after_restart(
     namespace = own_namespace
     publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka_bootstrap, namespace)
     dsn = await databases("followup")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": dsn,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,22 +22,16 @@ from services.intake.app import IntakeSettings, create_app
 from services.kit.kafka import ensure_topics
 from tests.conftest import running, service_settings
 from tests.factories import piura_adolescent_girl
-from tests.helpers import TopicReader, auth
+from tests.helpers import TopicReader, auth, free_port
 from tests.infra import Infra
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "kafka-outage-test"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class PrivateBroker:
     def __init__(self) -> None:
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = free_port(), free_port()
         self.env = {
             **os.environ,
             "ENLACE_KAFKA_INSTANCE": INSTANCE,

@@ -5,7 +5,6 @@ caseworker contacts), each on a free port for this session."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,18 +28,12 @@ from services.notifications.app import NotificationsSettings, create_app
 from services.notifications.local_sms import LocalSmsProvider, serve
 from services.notifications.local_smtp import LocalSmtpServer
 from tests.conftest import running, service_settings
+from tests.helpers import free_port
 from tests.infra import Infra
 
 DIRECTORY = Path(__file__).parent / "directory.yaml"
 INVALID_NUMBER = "+51900000000"
 REFUSED_MAILBOX = "baja@cem-piura.example.org"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class FlowingClock:

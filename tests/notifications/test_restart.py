@@ -15,7 +15,7 @@ from contracts.topics import Topic
 from services.notifications.local_sms import LocalSmsProvider
 from services.notifications.local_smtp import LocalSmtpServer
 from tests.conftest import fresh_namespace
-from tests.helpers import TopicReader, poll_until
+from tests.helpers import TopicReader, free_port, poll_until
 from tests.infra import Infra
 from tests.notifications import events
 from tests.notifications.conftest import (
@@ -24,7 +24,6 @@ from tests.notifications.conftest import (
     Notifications,
     emails_about,
     fast_settings,
-    free_port,
     serving_notifications,
     texts_about,
 )
