@@ -58,6 +58,25 @@ async def poll_until(
         await asyncio.sleep(interval)
 
 
+async def consumed(
+    db: Any, event_id: str, *, consumer: str | None = None, timeout: float = 20.0
+) -> None:
+    """Wait until a service has applied (or dead-lettered) the event `event_id`:
+    its id is in the service's processed_events. `db` is the service's pool or a
+    connection. Consumers apply a partition in order, so once a marker event sent
+    after X is consumed, X was handled too: the way to prove that X had no effect."""
+
+    async def seen() -> bool:
+        query = "SELECT count(*) FROM processed_events WHERE event_id = $1"
+        args: list[Any] = [event_id]
+        if consumer is not None:
+            query += " AND consumer = $2"
+            args.append(consumer)
+        return bool(await db.fetchval(query, *args))
+
+    await poll_until(seen, timeout=timeout, what=f"event {event_id} consumed")
+
+
 @dataclass(frozen=True)
 class Record:
     topic: str
@@ -84,7 +103,12 @@ class TopicReader:
         self.bootstrap = bootstrap
         self.namespace = namespace
 
-    async def read(self, topic: str, *, timeout: float = 3.0) -> list[Record]:
+    async def read(self, topic: str, *, timeout: float = 10.0) -> list[Record]:
+        """Every record of the topic up to its end offsets at the time of the call.
+
+        Raises when the end is not reached in time: a partial read must never pass
+        for "nothing more there". To prove that something did *not* happen, first
+        see a later marker's effect (see `consumed`), then read."""
         name = namespaced(self.namespace, topic)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
@@ -104,7 +128,9 @@ class TopicReader:
                 if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
                     break
                 if time.monotonic() > deadline:
-                    break
+                    raise AssertionError(
+                        f"could not read {name} to its end offsets within {timeout}s"
+                    )
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
                     for r in records:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,6 +36,7 @@ from faststream.kafka.annotations import KafkaMessage
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.registry import UnknownEventType
 from contracts.topics import dead_letter_topic, namespaced
+from services.kit.backoff import Backoff
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
@@ -193,7 +193,7 @@ class EventConsumer:
         self, record: ConsumerRecord[Any, Any], event: CloudEvent
     ) -> None:
         attempt = 0
-        backoff = self._backoff_initial
+        backoff = Backoff(self._backoff_initial, self._backoff_max)
         while True:
             attempt += 1
             try:
@@ -233,8 +233,7 @@ class EventConsumer:
                     return
             if self.stopping.is_set():
                 raise asyncio.CancelledError("stopping with an unapplied record")
-            await asyncio.sleep(backoff + random.uniform(0, backoff / 2))
-            backoff = min(backoff * 2, self._backoff_max)
+            await asyncio.sleep(backoff.next_delay())
 
     async def _dead_letter(
         self,

@@ -119,6 +119,20 @@ def agency_dependency(registry: AgencyRegistry) -> Callable[..., Awaitable[Agenc
     return current_agency
 
 
+def role_dependency(
+    current_agency: Callable[..., Awaitable[Agency]], role: str
+) -> Callable[..., Awaitable[Agency]]:
+    """A dependency that admits only principals with `role` ("operations",
+    "internal"); anyone else gets the same 404 as for a path that does not exist."""
+
+    async def with_role(agency: Agency = Depends(current_agency)) -> Agency:  # noqa: B008
+        if role not in agency.roles:
+            raise not_found("resource")
+        return agency
+
+    return with_role
+
+
 # --- problems ---------------------------------------------------------------------------
 
 

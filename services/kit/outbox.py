@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import ContextVar
@@ -31,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
 from contracts.topics import namespaced
+from services.kit.backoff import Backoff, pause
 from services.kit.db import Conn
 from services.kit.kafka import start_producer
 from services.kit.logging import get_logger
@@ -205,8 +205,7 @@ class OutboxRelay:
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        await pause(seconds, self._stopping)
         return self._stopping.is_set()
 
     def _set_leader(self, value: bool) -> None:
@@ -222,7 +221,7 @@ class OutboxRelay:
         the relay stops; so it only returns 0 when nothing was pending.
         """
         total = 0
-        backoff = 0.2
+        backoff = Backoff(0.2, self._retry_max)
         while not self._stopping.is_set():
             rows = await self._pool.fetch(
                 "SELECT * FROM outbox ORDER BY seq LIMIT $1", self._batch_size
@@ -236,19 +235,19 @@ class OutboxRelay:
             except Exception as exc:  # broker down, timeouts, fenced producer...
                 self._metrics.publish_failures.inc()
                 self.last_error = f"kafka: {exc.__class__.__name__}"
+                delay = backoff.next_delay()
                 log.warning(
                     "outbox publish failed; will retry",
                     error=self.last_error,
-                    retry_in=round(backoff, 2),
+                    retry_in=round(delay, 2),
                     pending=len(rows),
                 )
                 await self._close_producer()  # a fresh producer id after any failure
-                if await self._sleep(backoff + random.uniform(0, backoff / 2)):
+                if await self._sleep(delay):
                     return total
-                backoff = min(backoff * 2, self._retry_max)
                 continue
             self.last_error = None
-            backoff = 0.2
+            backoff.reset()
             total += published
             if published < len(rows):
                 continue  # partial: the failed rows are retried in the next round

@@ -27,6 +27,7 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.kit.backoff import Backoff, pause
 from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
 from services.kit.http import BodyLimitMiddleware, install_problem_handlers
@@ -160,8 +161,7 @@ class ServiceRuntime:
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the service is stopping."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        await pause(seconds, self.stopping)
         return self.stopping.is_set()
 
     # --- kafka -----------------------------------------------------------------------
@@ -181,7 +181,7 @@ class ServiceRuntime:
 
     async def _run_broker(self) -> None:
         s = self.settings
-        delay = 0.5
+        backoff = Backoff(0.5, 10.0)
         while not self.stopping.is_set():
             broker = KafkaBroker(
                 s.kafka_bootstrap_servers,
@@ -213,16 +213,16 @@ class ServiceRuntime:
             try:
                 await broker.start()
             except Exception as exc:
+                delay = backoff.next_delay()
                 log.warning(
                     "kafka not reachable; subscribers will retry",
                     error=exc.__class__.__name__,
-                    retry_in=delay,
+                    retry_in=round(delay, 2),
                 )
                 with contextlib.suppress(Exception):
                     await broker.stop()
                 if await self.sleep(delay):
                     return
-                delay = min(delay * 2, 10.0)
                 continue
             self.consumers = consumers
             self.broker_connected = True

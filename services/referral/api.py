@@ -158,6 +158,59 @@ class DirectoryView(BaseModel):
     organizations: list[Organization]
 
 
+class ContactPointView(BaseModel):
+    id: str
+    name: str
+    phone: str | None
+    email: str | None
+    language: str
+    time_zone: str
+    channels: list[str]
+
+
+class ServiceContactsView(BaseModel):
+    id: str
+    contacts: list[ContactPointView]
+
+
+class AgencyContactsView(BaseModel):
+    id: str
+    name: str
+    focal_point: ContactPointView | None
+    supervisor: ContactPointView | None
+    services: list[ServiceContactsView]
+
+
+class ContactDirectoryView(BaseModel):
+    """Who is told about what, for the notifications service: the directory's contact
+    points only, never sent on a topic."""
+
+    version: int
+    organizations: list[AgencyContactsView]
+
+
+def contact_directory(version: int, organizations: list[Organization]) -> ContactDirectoryView:
+    def point(c: Any) -> ContactPointView:
+        return ContactPointView.model_validate(c.model_dump(mode="json"))
+
+    return ContactDirectoryView(
+        version=version,
+        organizations=[
+            AgencyContactsView(
+                id=o.id,
+                name=o.name,
+                focal_point=point(o.focal_point),
+                supervisor=point(o.supervisor),
+                services=[
+                    ServiceContactsView(id=s.id, contacts=[point(c) for c in s.contacts])
+                    for s in o.services
+                ],
+            )
+            for o in organizations
+        ],
+    )
+
+
 # --- helpers -----------------------------------------------------------------------------------
 
 
@@ -280,10 +333,12 @@ def build_router(
     ctx: ApiContext,
     current_agency: Callable[..., Awaitable[Agency]],
     operations: Callable[..., Awaitable[Agency]],
+    internal: Callable[..., Awaitable[Agency]],
 ) -> APIRouter:
     router = APIRouter()
     CurrentAgency = Annotated[Agency, Depends(current_agency)]
     Operations = Annotated[Agency, Depends(operations)]
+    Internal = Annotated[Agency, Depends(internal)]
     IfMatch = Annotated[
         str | None, Header(alias="If-Match", description="ETag of the version you saw")
     ]
@@ -344,6 +399,27 @@ def build_router(
         return DirectoryView(
             version=ctx.directory.version, organizations=ctx.directory.directory.organizations
         )
+
+    @router.get(
+        "/internal/v1/contact-directory",
+        response_model=ContactDirectoryView,
+        tags=["internal"],
+        summary="Contact points of every organisation and service (Enlace services only)",
+        responses={304: {"description": "Unchanged since the ETag in If-None-Match"}},
+    )
+    async def read_contact_directory(
+        _: Internal,
+        if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    ) -> Response:
+        """What the notifications service needs to tell people, read fresh from the
+        database so that an edit made through any replica is seen at once."""
+        async with store.connection(ctx.pool_of()) as conn:
+            version = await store.directory_version(conn)
+            if if_none_match is not None and _matches(if_none_match, version):
+                return Response(status_code=304, headers={"ETag": _etag(version)})
+            await ctx.directory.refresh(conn)
+        view = contact_directory(ctx.directory.version, ctx.directory.directory.organizations)
+        return JSONResponse(view.model_dump(mode="json"), headers={"ETag": _etag(view.version)})
 
     @router.put(
         "/v1/admin/directory/organizations/{organization_id}",

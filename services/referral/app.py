@@ -4,20 +4,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
 
 import httpx
 import yaml
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import Field
 
 from services.kit.clock import Clock, SystemClock
 from services.kit.http import (
-    Agency,
     AgencyConfig,
     AgencyRegistry,
     agency_dependency,
-    not_found,
+    role_dependency,
 )
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime, Worker, serve, service_app
@@ -109,11 +107,8 @@ def create_app(
     runtime.workers = [_directory_worker(directory, seed, settings.directory_refresh_seconds)]
 
     current_agency = agency_dependency(agencies)
-
-    async def operations(agency: Annotated[Agency, Depends(current_agency)]) -> Agency:
-        if not agency.is_operations:
-            raise not_found("resource")
-        return agency
+    operations = role_dependency(current_agency, "operations")
+    internal = role_dependency(current_agency, "internal")
 
     owned_client = intake_client is None
     client = intake_client or httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
@@ -144,7 +139,7 @@ def create_app(
         intake=lambda: client,
         internal_api_key=settings.internal_api_key,
     )
-    app.include_router(build_router(ctx, current_agency, operations))
+    app.include_router(build_router(ctx, current_agency, operations, internal))
     return app
 
 
