@@ -24,6 +24,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.kit.errors import (
+    Conflict,
+    DomainError,
+    InvalidField,
+    NotFound,
+    NotPermitted,
+    StaleVersion,
+    Unavailable,
+)
+
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -220,6 +230,24 @@ def validation_problem(exc: RequestValidationError) -> Problem:
     return Problem(422, "Invalid request", f"Invalid fields: {names}", errors=fields)
 
 
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFound: 404,
+    InvalidField: 422,
+    NotPermitted: 403,
+    Conflict: 409,
+    StaleVersion: 412,
+    Unavailable: 503,
+}
+
+
+def domain_problem(exc: DomainError) -> Problem:
+    """The problem response for a use case's refusal."""
+    if isinstance(exc, InvalidField):
+        return invalid_field(exc.field, exc.message)
+    status = next((s for cls, s in _DOMAIN_STATUS.items() if isinstance(exc, cls)), 400)
+    return Problem(status, exc.title, exc.detail, **exc.extra)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def problem_response(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -235,7 +263,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return await problem_response(request, validation_problem(exc))
 
+    async def refused(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DomainError)
+        return await problem_response(request, domain_problem(exc))
+
     app.add_exception_handler(HTTPException, problem_response)
+    app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(RequestValidationError, invalid_request)
 
 
