@@ -3,22 +3,51 @@
 #   deploy/local/services.sh start|stop|status
 # Each service is one process (HTTP API + Kafka subscribers + outbox relay), with
 # its own database, its log in .local/logs/<name>.log and its pid in .local/run/.
+#
+# ENLACE_STACK names a second, private stack on the same Kafka and PostgreSQL (the
+# end-to-end test runs one beside a developer's `make run`): its state lives in
+# .local/stacks/<name>/, its databases are ENLACE_DB_PREFIX<service> (created by
+# the caller), its topics are under ENLACE_TOPIC_NAMESPACE, and each port can be
+# moved with ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMS).
 set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-LOG_DIR="$LOCAL_DIR/logs"
+if [[ -n "${ENLACE_STACK:-}" ]]; then
+  [[ "$ENLACE_STACK" =~ ^[a-z0-9-]{1,40}$ ]] || die "ENLACE_STACK must match [a-z0-9-]{1,40}"
+  STATE_DIR="$LOCAL_DIR/stacks/$ENLACE_STACK"
+  RUN_DIR="$STATE_DIR/run"
+else
+  STATE_DIR="$LOCAL_DIR"
+fi
+LOG_DIR="$STATE_DIR/logs"
+DB_PREFIX="${ENLACE_DB_PREFIX:-enlace_}"
 PG_BASE="postgresql://$PG_SUPERUSER:$PG_PASSWORD@$ENLACE_HOST:$ENLACE_PG_PORT"
 export KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP"
 
+P_INTAKE="${ENLACE_INTAKE_PORT:-8001}"
+P_REFERRAL="${ENLACE_REFERRAL_PORT:-8002}"
+P_FOLLOWUP="${ENLACE_FOLLOWUP_PORT:-8003}"
+P_NOTIFICATIONS="${ENLACE_NOTIFICATIONS_PORT:-8004}"
+P_SMTP="${ENLACE_SMTP_PORT:-2525}"
+P_SMS="${ENLACE_SMS_PORT:-8090}"
+# How the services find each other and the local providers: one place, from the ports.
+export ENLACE_INTAKE_URL="http://$ENLACE_HOST:$P_INTAKE"
+export ENLACE_REFERRAL_INTERNAL_URL="http://$ENLACE_HOST:$P_REFERRAL"
+export ENLACE_REFERRAL_API_URL="http://$ENLACE_HOST:$P_REFERRAL"
+export ENLACE_FOLLOWUP_API_URL="http://$ENLACE_HOST:$P_FOLLOWUP"
+export ENLACE_SMTP_HOST="$ENLACE_HOST" ENLACE_SMTP_PORT="$P_SMTP"
+export ENLACE_SMS_BASE_URL="http://$ENLACE_HOST:$P_SMS"
+export ENLACE_SMS_STATUS_CALLBACK_URL="http://$ENLACE_HOST:$P_NOTIFICATIONS/v1/sms/status"
+
 # name | module | port | database ("" = none) | extra args
 SERVICES=(
-  "smtp|services.notifications.local_smtp|2525||--port 2525 --maildir $LOCAL_DIR/mail"
-  "sms|services.notifications.local_sms|8090||--port 8090 --dir $LOCAL_DIR/sms"
-  "intake|services.intake|8001|enlace_intake|"
-  "referral|services.referral|8002|enlace_referral|"
-  "followup|services.followup|8003|enlace_followup|"
-  "notifications|services.notifications|8004|enlace_notifications|"
+  "smtp|services.notifications.local_smtp|$P_SMTP||--port $P_SMTP --maildir $STATE_DIR/mail"
+  "sms|services.notifications.local_sms|$P_SMS||--port $P_SMS --dir $STATE_DIR/sms"
+  "intake|services.intake|$P_INTAKE|${DB_PREFIX}intake|"
+  "referral|services.referral|$P_REFERRAL|${DB_PREFIX}referral|"
+  "followup|services.followup|$P_FOLLOWUP|${DB_PREFIX}followup|"
+  "notifications|services.notifications|$P_NOTIFICATIONS|${DB_PREFIX}notifications|"
 )
 
 pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
@@ -31,7 +60,7 @@ wait_ready() {
     alive "$name" || die "$name exited during start-up" "$LOG_DIR/$name.log"
     if [[ -z "$db" ]]; then
       (exec 3<>"/dev/tcp/$ENLACE_HOST/$port") 2>/dev/null && return 0
-    elif curl -fsS -o /dev/null "$url" 2>/dev/null; then
+    elif curl -fsS -o /dev/null --max-time 5 "$url" 2>/dev/null; then
       return 0
     fi
     sleep 0.3
@@ -40,7 +69,7 @@ wait_ready() {
 }
 
 start() {
-  mkdir -p "$LOG_DIR" "$RUN_DIR" "$LOCAL_DIR/mail" "$LOCAL_DIR/sms"
+  mkdir -p "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/mail" "$STATE_DIR/sms"
   local entry name module port db extra
   for entry in "${SERVICES[@]}"; do
     IFS='|' read -r name module port db extra <<<"$entry"
@@ -50,6 +79,7 @@ start() {
     fi
     # shellcheck disable=SC2086  # extra holds several words on purpose
     env ${db:+DATABASE_URL="$PG_BASE/$db"} ENLACE_HTTP_PORT="$port" \
+      ${ENLACE_STACK:+ENLACE_CONSUMER_GROUP="enlace-$ENLACE_STACK-$name"} \
       setsid nohup "$PYTHON" -m "$module" $extra \
       >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
@@ -59,6 +89,7 @@ start() {
     wait_ready "$name" "$port" "$db"
     echo "$name: ready on http://$ENLACE_HOST:$port"
   done
+  [[ -n "${ENLACE_STACK:-}" ]] && return 0
   cat <<MSG
 
 Enlace is running.
