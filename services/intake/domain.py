@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Self
 from uuid import UUID
@@ -40,9 +40,10 @@ from contracts.codes import (
     region_country,
 )
 from contracts.events import CaseCreatedV1, ConsentV1, StaffId
+from services.kit.errors import InvalidField
+from services.kit.safeguarding import BestInterestDecision, moment_problem
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
 Phone = Annotated[
     str,
     StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$"),
@@ -58,7 +59,6 @@ ExternalId = Annotated[
 ]
 
 MAX_AGE_YEARS = 17
-CLOCK_SKEW = timedelta(minutes=10)
 
 
 class DocumentType(StrEnum):
@@ -68,6 +68,13 @@ class DocumentType(StrEnum):
     MIGRATION_CARD = "migration_card"
     REFUGEE_ID = "refugee_id"
     OTHER = "other"
+
+
+class ConsentStatus(StrEnum):
+    """Whether a case's details may still be shared (stored as `cases.consent_status`)."""
+
+    ACTIVE = "active"
+    WITHDRAWN = "withdrawn"
 
 
 class Strict(BaseModel):
@@ -115,12 +122,6 @@ class Guardian(Strict):
     relationship: Text
     phone: Phone | None = None
     email: Email | None = None
-
-
-class BestInterestDecision(Strict):
-    decided_by: StaffId
-    decided_at: datetime
-    reason: LongText
 
 
 class Consent(Strict):
@@ -173,15 +174,6 @@ class CaseRegistration(Strict):
     caseworker: Caseworker
 
 
-class RegistrationError(ValueError):
-    """A registration that parses but breaks a rule; names the field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
 def age_in_years(birth_date: date, today: date) -> int:
     years = today.year - birth_date.year
     if (today.month, today.day) < (birth_date.month, birth_date.day):
@@ -190,19 +182,20 @@ def age_in_years(birth_date: date, today: date) -> int:
 
 
 def check_dates(reg: CaseRegistration, now: datetime) -> int:
-    """Reject impossible dates; returns the child's age in years."""
+    """Reject impossible dates (`InvalidField` names the field); returns the child's
+    age in years."""
     today = now.date()
     if reg.child.birth_date is not None:
         if reg.child.birth_date > today:
-            raise RegistrationError("child.birth_date", "is in the future")
+            raise InvalidField("child.birth_date", "is in the future")
         age = age_in_years(reg.child.birth_date, today)
         if age > MAX_AGE_YEARS:
-            raise RegistrationError("child.birth_date", "Enlace registers children under 18")
+            raise InvalidField("child.birth_date", "Enlace registers children under 18")
         if (
             reg.child.estimated_age_years is not None
             and abs(reg.child.estimated_age_years - age) > 1
         ):
-            raise RegistrationError("child.estimated_age_years", "contradicts birth_date")
+            raise InvalidField("child.estimated_age_years", "contradicts birth_date")
     else:
         assert reg.child.estimated_age_years is not None
         age = reg.child.estimated_age_years
@@ -215,14 +208,11 @@ def check_dates(reg: CaseRegistration, now: datetime) -> int:
     ):
         if moment is None:
             continue
-        if moment.tzinfo is None:
-            raise RegistrationError(
-                field, "needs a time zone offset (e.g. 2026-11-23T10:00:00-05:00)"
-            )
-        if moment > now + CLOCK_SKEW:
-            raise RegistrationError(field, "is in the future")
+        problem = moment_problem(moment, now)
+        if problem is not None:
+            raise InvalidField(field, problem)
         if reg.child.birth_date is not None and moment.date() < reg.child.birth_date:
-            raise RegistrationError(field, "is before the child's birth")
+            raise InvalidField(field, "is before the child's birth")
     return age
 
 
@@ -330,7 +320,3 @@ def case_created(
         caseworker_id=reg.caseworker.id,
         possible_duplicate_of=possible_duplicate_of,
     )
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

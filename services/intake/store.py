@@ -10,6 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
+from contracts.codes import RiskLevel
+from services.intake.domain import ConsentStatus
 from services.kit.db import Conn
 
 
@@ -19,10 +21,10 @@ class StoredCase:
     reference: str
     agency_id: str
     external_id: str
-    risk_level: str
+    risk_level: RiskLevel
     registration: dict[str, Any]
     possible_duplicate_of: list[UUID]
-    consent_status: str
+    consent_status: ConsentStatus
     consent_withdrawn_at: datetime | None
     registered_at: datetime
     version: int
@@ -34,10 +36,10 @@ class StoredCase:
             reference=row["reference"],
             agency_id=row["agency_id"],
             external_id=row["external_id"],
-            risk_level=row["risk_level"],
+            risk_level=RiskLevel(row["risk_level"]),
             registration=row["registration"],
             possible_duplicate_of=list(row["possible_duplicate_of"]),
-            consent_status=row["consent_status"],
+            consent_status=ConsentStatus(row["consent_status"]),
             consent_withdrawn_at=row["consent_withdrawn_at"],
             registered_at=row["registered_at"],
             version=row["version"],
@@ -106,7 +108,7 @@ async def insert_case(
     external_id: str,
     country: str,
     region: str,
-    risk_level: str,
+    risk_level: RiskLevel,
     registration: dict[str, Any],
     dedup_key: str | None,
     registered_at: datetime,
@@ -141,11 +143,12 @@ async def insert_case(
 
 async def withdraw_consent(conn: Conn, case_id: UUID, at: datetime) -> None:
     await conn.execute(
-        """UPDATE cases SET consent_status = 'withdrawn', consent_withdrawn_at = $2,
+        """UPDATE cases SET consent_status = $3, consent_withdrawn_at = $2,
                             version = version + 1
            WHERE case_id = $1""",
         case_id,
         at,
+        ConsentStatus.WITHDRAWN,
     )
 
 

@@ -1,0 +1,294 @@
+"""Intake's use cases: register a case (idempotent, flagging possible duplicates),
+read one, withdraw consent, and the two internal reads (an audited identity
+disclosure, a caseworker's contact details).
+
+Each is a plain async function taking the database (a connection, or the pool when
+it runs transactions of its own) and a command value, with the injected clock and
+the events' ce_source as keywords where it needs them. It raises
+`services.kit.errors` (or `IdempotencyKeyReused`) and knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from contracts.codes import RiskLevel
+from contracts.envelope import new_traceparent, trace_id_of
+from contracts.events import CaseConsentWithdrawnV1
+from contracts.registry import to_cloud_event
+from services.intake import domain, store
+from services.intake.domain import ConsentStatus
+from services.kit.clock import Clock
+from services.kit.db import Conn, Pool
+from services.kit.errors import Conflict, DomainError, InvalidField, NotFound
+from services.kit.logging import get_logger
+from services.kit.outbox import enqueue
+
+log = get_logger(__name__)
+
+
+class IdempotencyKeyReused(DomainError):
+    """The Idempotency-Key was used before with a different request body."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Idempotency-Key reused", "This Idempotency-Key was used with a different request."
+        )
+
+
+# --- commands and results --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegisterCase:
+    registration: domain.CaseRegistration
+    agency_id: str
+    idempotency_key: str | None = None
+    traceparent: str | None = None  # the caller's, if any: the case's trace continues it
+
+
+@dataclass(frozen=True)
+class Receipt:
+    case_id: UUID
+    reference: str
+    risk_level: RiskLevel
+    possible_duplicate_of: list[UUID]
+    registered_at: datetime
+
+    @property
+    def possible_duplicate(self) -> bool:
+        return bool(self.possible_duplicate_of)
+
+    @classmethod
+    def of(cls, case: store.StoredCase) -> Receipt:
+        return cls(
+            case.case_id,
+            case.reference,
+            case.risk_level,
+            case.possible_duplicate_of,
+            case.registered_at,
+        )
+
+
+@dataclass(frozen=True)
+class Registered:
+    receipt: Receipt
+    replayed: bool  # True: the case existed already (same external id or idempotency key)
+
+
+@dataclass(frozen=True)
+class WithdrawConsent:
+    case_id: UUID
+    agency_id: str
+    withdrawn_at: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True)
+class DiscloseIdentity:
+    case_id: UUID
+    requested_by: str  # the internal principal
+    on_behalf_of: str  # the agency the disclosure is for
+    purpose: str
+    referral_id: UUID | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    case_id: UUID
+    reference: str
+    child: dict[str, Any]
+    location: dict[str, Any]
+    guardian: dict[str, Any] | None
+
+
+# --- use cases -------------------------------------------------------------------------
+
+
+async def register_case(pool: Pool, cmd: RegisterCase, *, clock: Clock, source: str) -> Registered:
+    """Register a case, or answer with the case this agency already registered under the
+    same external id or idempotency key. Takes the pool: the reference number is
+    reserved in a statement of its own, before the case's transaction."""
+    now = clock.now()
+    registration = cmd.registration
+    age = domain.check_dates(registration, now)
+    body = registration.model_dump(mode="json")
+    request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    traceparent = new_traceparent(trace_id_of(cmd.traceparent))
+
+    async with pool.acquire() as conn:
+        # Replays are answered before anything is written.
+        if cmd.idempotency_key is not None:
+            seen = await store.find_idempotency_key(conn, cmd.agency_id, cmd.idempotency_key)
+            if seen is not None:
+                if seen[0] != request_hash:
+                    raise IdempotencyKeyReused()
+                return Registered(await _stored_receipt(conn, seen[1]), replayed=True)
+        region = registration.location.region
+        existing_id, number = await store.existing_or_reserve_number(
+            conn, cmd.agency_id, registration.external_id, f"{region}-{now.year}"
+        )
+        if existing_id is not None:
+            return Registered(await _stored_receipt(conn, existing_id), replayed=True)
+        assert number is not None
+        reference = domain.reference_code(region, now.year, number)
+        async with conn.transaction():
+            receipt = await _create(
+                conn, cmd, body, request_hash, traceparent, now, age, reference, source
+            )
+    log.info(
+        "case registered",
+        case_id=str(receipt.case_id),
+        reference=reference,
+        agency_id=cmd.agency_id,
+        risk_level=receipt.risk_level.value,
+        possible_duplicate=receipt.possible_duplicate,
+        trace_id=trace_id_of(traceparent),
+    )
+    return Registered(receipt, replayed=False)
+
+
+async def _stored_receipt(conn: Conn, case_id: UUID) -> Receipt:
+    case = await store.get_case(conn, case_id)
+    assert case is not None
+    return Receipt.of(case)
+
+
+async def _create(
+    conn: Conn,
+    cmd: RegisterCase,
+    body: dict[str, Any],
+    request_hash: str,
+    traceparent: str,
+    now: datetime,
+    age: int,
+    reference: str,
+    source: str,
+) -> Receipt:
+    """Write the case and its case.created event, in the caller's transaction."""
+    registration = cmd.registration
+    risk = domain.assess_risk(
+        registration.concerns,
+        age=age,
+        unaccompanied=registration.unaccompanied,
+        separated=registration.separated,
+        has_disability=registration.child.has_disability,
+    )
+    case_id = uuid.uuid4()
+    duplicates = await store.insert_case(
+        conn,
+        case_id=case_id,
+        reference=reference,
+        agency_id=cmd.agency_id,
+        external_id=registration.external_id,
+        country=registration.location.country,
+        region=registration.location.region,
+        risk_level=risk,
+        registration=body,
+        dedup_key=domain.duplicate_key(registration),
+        registered_at=now,
+    )
+    if duplicates is None:  # a concurrent twin request committed first
+        raise Conflict(
+            "Concurrent duplicate request",
+            "The same external_id is being registered right now; retry.",
+        )
+    if cmd.idempotency_key is not None:
+        await store.save_idempotency_key(
+            conn, cmd.agency_id, cmd.idempotency_key, request_hash, case_id
+        )
+    event = domain.case_created(
+        case_id=case_id,
+        reference=reference,
+        agency_id=cmd.agency_id,
+        registered_at=now,
+        reg=registration,
+        age=age,
+        risk=risk,
+        possible_duplicate_of=duplicates,
+    )
+    await enqueue(conn, event.topic, to_cloud_event(event, source=source, traceparent=traceparent))
+    return Receipt(case_id, reference, risk, duplicates, now)
+
+
+async def read_case(conn: Conn, case_id: UUID, agency_id: str) -> store.StoredCase:
+    """A case, for the agency that registered it; anyone else is told it does not exist."""
+    case = await store.get_case(conn, case_id)
+    if case is None or case.agency_id != agency_id:
+        raise NotFound("case")
+    return case
+
+
+async def withdraw_consent(
+    conn: Conn, cmd: WithdrawConsent, *, clock: Clock, source: str
+) -> Receipt:
+    """Record the withdrawal once (a repeat changes nothing) and tell the other services."""
+    at = cmd.withdrawn_at or clock.now()
+    if at.tzinfo is None:
+        raise InvalidField("withdrawn_at", "needs a time zone offset")
+    async with conn.transaction():
+        case = await store.get_case(conn, cmd.case_id, lock=True)
+        if case is None or case.agency_id != cmd.agency_id:
+            raise NotFound("case")
+        if case.consent_status is not ConsentStatus.WITHDRAWN:
+            await store.withdraw_consent(conn, case.case_id, at)
+            event = CaseConsentWithdrawnV1(
+                case_id=case.case_id,
+                reference=case.reference,
+                registering_agency_id=case.agency_id,
+                withdrawn_at=at,
+            )
+            await enqueue(conn, event.topic, to_cloud_event(event, source=source))
+            log.info("consent withdrawn", case_id=str(case.case_id), agency_id=cmd.agency_id)
+    return Receipt.of(case)
+
+
+async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
+    """Identifying details for an internal principal, refused once consent is withdrawn.
+    The caller (the referral service) has checked that `on_behalf_of` is the agency an
+    accepted referral is addressed to. Every disclosure is written to the append-only
+    audit table, in the same transaction as the read."""
+    async with conn.transaction():
+        case = await store.get_case(conn, cmd.case_id)
+        if case is None:
+            raise NotFound("case")
+        if case.consent_status is ConsentStatus.WITHDRAWN:
+            raise Conflict(
+                "Consent withdrawn", "Identifying details are no longer disclosed for this case."
+            )
+        await store.record_disclosure(
+            conn,
+            case_id=case.case_id,
+            requested_by=cmd.requested_by,
+            on_behalf_of=cmd.on_behalf_of,
+            referral_id=cmd.referral_id,
+            purpose=cmd.purpose[:200],
+        )
+    log.info(
+        "identity disclosed",
+        case_id=str(case.case_id),
+        to_agency=cmd.on_behalf_of,
+        referral_id=str(cmd.referral_id) if cmd.referral_id else None,
+    )
+    reg = case.registration
+    return Identity(
+        case_id=case.case_id,
+        reference=case.reference,
+        child=reg["child"],
+        location=reg["location"],
+        guardian=reg.get("guardian"),
+    )
+
+
+async def caseworker_contact(conn: Conn, agency_id: str, staff_id: str) -> dict[str, Any]:
+    """The latest contact details an agency registered for one of its caseworkers."""
+    contact = await store.latest_caseworker(conn, agency_id, staff_id)
+    if contact is None:
+        raise NotFound("caseworker")
+    return {"agency_id": agency_id, **contact}
