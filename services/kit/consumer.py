@@ -34,7 +34,7 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.envelope import CloudEvent, EnvelopeError
-from contracts.registry import UnknownEventType
+from contracts.registry import EVENT_MODELS, UnknownEventType
 from contracts.topics import dead_letter_topic, namespaced
 from services.kit.backoff import Backoff
 from services.kit.db import Conn
@@ -77,6 +77,14 @@ class Subscription:
     topic: str
     handlers: dict[str, EventHandler]
     name: str = ""  # consumer name in processed_events; defaults to the topic
+
+    def __post_init__(self) -> None:
+        for event_type in self.handlers:
+            model = EVENT_MODELS.get(event_type)
+            if model is not None and model.topic != self.topic:
+                raise ValueError(
+                    f"{event_type} is published on {model.topic.value}, not on {self.topic}"
+                )
 
     @property
     def consumer_name(self) -> str:

@@ -58,9 +58,7 @@ class Stack:
         return [email.message_from_bytes(p.read_bytes()) for p in sorted(new.iterdir())]
 
     def texts_about(self, reference: str, to: str | None = None) -> list[dict[str, Any]]:
-        return [
-            m for m in self.sms() if reference in m["body"] and (to is None or m["to"] == to)
-        ]
+        return [m for m in self.sms() if reference in m["body"] and (to is None or m["to"] == to)]
 
     def mails_about(self, reference: str, to: str | None = None) -> list[Message]:
         return [
@@ -189,7 +187,8 @@ async def test_post_case_to_sms_and_email_once_each(
     for _, _, _, phone in (UPE_DESK, CEM_DESK):
         texts = stack.texts_about(reference, to=phone)
         assert len(texts) == 1, texts
-        assert "Daniela" not in texts[0]["body"] and "Rojas" not in texts[0]["body"]
+        assert "Daniela" not in texts[0]["body"]
+        assert "Rojas" not in texts[0]["body"]
     assert len(stack.texts_about(reference)) == 2
     mails = stack.mails_about(reference)
     assert sorted(str(m["To"]) for m in mails) == [
