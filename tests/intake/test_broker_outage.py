@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from contracts.topics import Topic
@@ -22,7 +23,7 @@ from services.intake.app import IntakeSettings, create_app
 from services.kit.kafka import ensure_topics
 from tests.conftest import running, service_settings
 from tests.factories import piura_adolescent_girl
-from tests.helpers import TopicReader, auth, free_port
+from tests.helpers import TopicReader, auth, free_port, poll_until
 from tests.infra import Infra
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,6 +64,15 @@ class PrivateBroker:
         self._run("stop")
 
 
+async def _outbox_rows(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows: int = await conn.fetchval("SELECT count(*) FROM outbox")
+        return rows
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="module")
 def broker(infra: Infra) -> Iterator[PrivateBroker]:
     if not infra.can_restart_kafka:
@@ -83,9 +93,8 @@ async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
 ) -> None:
     namespace = "outage"
     await ensure_topics(broker.bootstrap, namespace, partitions=3)
-    settings = service_settings(
-        IntakeSettings, infra, namespace, await databases("intake"), relay_retry_max_seconds=1.0
-    )
+    dsn = await databases("intake")
+    settings = service_settings(IntakeSettings, infra, namespace, dsn, relay_retry_max_seconds=1.0)
     settings.kafka_bootstrap_servers = broker.bootstrap
     topics = TopicReader(broker.bootstrap, namespace)
     async with running(create_app(settings)) as intake:
@@ -120,6 +129,10 @@ async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
             timeout=60,
             what="every event after the broker came back",
         )
+        # "Published once" is an absence (no second copy): read again once the relay
+        # has nothing left, so a late retry cannot land after the read.
+        await poll_until(lambda: _outbox_rows(dsn), lambda n: n == 0, what="outbox published")
+        records = await topics.read(Topic.CASES)
 
     mine = [r for r in records if r.subject in case_ids]
     ids = Counter(r.headers["ce_id"] for r in mine)

@@ -9,7 +9,7 @@ import httpx
 
 from contracts.topics import Topic
 from tests.factories import piura_adolescent_girl
-from tests.helpers import TopicReader, auth
+from tests.helpers import TopicReader, auth, poll_until
 
 
 async def _count(dsn: str, sql: str, *args: object) -> int:
@@ -37,11 +37,18 @@ async def test_same_external_id_returns_the_original_case(
         )
         == 1
     )
-    # exactly one event: wait for a later case's event, then count ours
+    # Exactly one event. A later case's event has arrived and the outbox is empty, so
+    # anything the replay had enqueued (before the marker) is on the topic by now:
+    # the marker alone would not do, its key may sit on another partition.
     marker = await intake.post(
         "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
     )
     await topics.for_case(Topic.CASES, marker.json()["case_id"], 1)
+    await poll_until(
+        lambda: _count(intake_dsn, "SELECT count(*) FROM outbox"),
+        lambda n: n == 0,
+        what="intake's outbox published",
+    )
     assert len(await topics.for_case(Topic.CASES, first.json()["case_id"], 1)) == 1
 
 
