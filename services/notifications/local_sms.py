@@ -44,7 +44,7 @@ from starlette.routing import Route
 from services.kit.logging import configure_logging, get_logger
 from services.kit.settings import REPO_ROOT
 from services.notifications.channels.sms import sign_request
-from services.notifications.domain import sms_shape
+from services.notifications.domain.sms_text import sms_shape
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "local-sms-auth-token"
