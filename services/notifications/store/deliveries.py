@@ -1,87 +1,35 @@
-"""Notifications' SQL. Functions take the caller's connection (the caller owns the
-transaction), except the worker's claim, which is its own short transaction."""
+"""SQL for deliveries: one row per (event, recipient, channel), claimed by the worker,
+its outcome recorded, moved on by the SMS provider's status reports, and listed in
+an agency's delivery log. Functions take the caller's connection (the caller owns
+the transaction), except the worker's claim, which is its own short transaction."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Self
 from uuid import UUID
 
 import asyncpg
 
+from contracts.codes import Channel
 from services.kit.db import Conn
-from services.notifications.domain import CaseInfo, Recipient
+from services.notifications.domain.recipients import Recipient, RecipientKind, Role
 
 DUE_CHANNEL = "enlace_notifications_due"
 
 
-# --- cases and source events -------------------------------------------------------------
+class DeliveryStatus(StrEnum):
+    """deliveries.status (the migration's CHECK lists the same values)."""
 
-
-async def save_case(conn: Conn, case: CaseInfo) -> None:
-    await conn.execute(
-        """INSERT INTO cases (case_id, reference, agency_id, caseworker_id)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (case_id) DO UPDATE SET caseworker_id = EXCLUDED.caseworker_id""",
-        UUID(case.case_id),
-        case.reference,
-        case.agency_id,
-        case.caseworker_id,
-    )
-
-
-async def get_case(conn: Conn, case_id: UUID) -> CaseInfo | None:
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
-    if row is None:
-        return None
-    return CaseInfo(str(row["case_id"]), row["reference"], row["agency_id"], row["caseworker_id"])
-
-
-async def save_source_event(
-    conn: Conn,
-    *,
-    event_id: str,
-    event_type: str,
-    case_id: UUID,
-    data: dict[str, Any],
-    traceparent: str,
-    received_at: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO source_events (event_id, event_type, case_id, data, traceparent, received_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
-        event_id,
-        event_type,
-        case_id,
-        data,
-        traceparent,
-        received_at,
-    )
-
-
-async def await_case(conn: Conn, event_id: str, case_id: UUID) -> None:
-    await conn.execute(
-        "INSERT INTO awaiting_case (event_id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        event_id,
-        case_id,
-    )
-
-
-async def take_awaiting(conn: Conn, case_id: UUID) -> list[asyncpg.Record]:
-    """The events that waited for this case, removed from the waiting list."""
-    return list(
-        await conn.fetch(
-            """WITH taken AS (DELETE FROM awaiting_case WHERE case_id = $1 RETURNING event_id)
-           SELECT s.* FROM source_events s JOIN taken USING (event_id)
-           ORDER BY s.received_at""",
-            case_id,
-        )
-    )
-
-
-# --- deliveries ----------------------------------------------------------------------------
+    PENDING = "pending"  # due at next_attempt_at
+    SENDING = "sending"  # claimed by a worker until lease_until
+    SENT = "sent"  # the provider accepted it
+    DELIVERED = "delivered"  # the carrier reported it delivered (SMS)
+    FAILED = "failed"  # given up: permanent error or attempts exhausted
+    UNDELIVERED = "undelivered"  # accepted, then reported undeliverable (SMS)
 
 
 async def insert_deliveries(
@@ -137,13 +85,35 @@ class Claimed:
     traceparent: str
     case_id: UUID
     recipient_id: str
-    recipient_kind: str
+    recipient_kind: RecipientKind
     recipient_agency_id: str
     recipient_ref: str
-    role: str
-    channel: str
+    role: Role
+    channel: Channel
     urgent: bool
     attempts: int
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record, claim_token: UUID) -> Self:
+        """From a deliveries row joined with its source event's event_type, data and
+        traceparent."""
+        return cls(
+            notification_id=row["notification_id"],
+            claim_token=claim_token,
+            source_event_id=row["source_event_id"],
+            event_type=row["event_type"],
+            source_data=row["data"],
+            traceparent=row["traceparent"],
+            case_id=row["case_id"],
+            recipient_id=row["recipient_id"],
+            recipient_kind=RecipientKind(row["recipient_kind"]),
+            recipient_agency_id=row["recipient_agency_id"],
+            recipient_ref=row["recipient_ref"],
+            role=Role(row["role"]),
+            channel=Channel(row["channel"]),
+            urgent=row["urgent"],
+            attempts=row["attempts"],
+        )
 
 
 async def claim_due(
@@ -173,26 +143,14 @@ async def claim_due(
         token,
         lease_until,
     )
-    return [
-        Claimed(
-            r["notification_id"],
-            token,
-            r["source_event_id"],
-            r["event_type"],
-            r["data"],
-            r["traceparent"],
-            r["case_id"],
-            r["recipient_id"],
-            r["recipient_kind"],
-            r["recipient_agency_id"],
-            r["recipient_ref"],
-            r["role"],
-            r["channel"],
-            r["urgent"],
-            r["attempts"],
-        )
-        for r in rows
-    ]
+    return [Claimed.from_row(r, token) for r in rows]
+
+
+class OutcomeKind(StrEnum):
+    SENT = "sent"  # the provider accepted it
+    FAILED = "failed"  # given up
+    RETRY = "retry"  # a transient error: try again at `at`
+    DEFER = "defer"  # quiet hours: try again at `at`, without counting an attempt
 
 
 @dataclass(frozen=True)
@@ -200,7 +158,7 @@ class Outcome:
     """What became of one claimed delivery."""
 
     claimed: Claimed
-    kind: str  # "sent" | "failed" | "retry" | "defer"
+    kind: OutcomeKind
     at: datetime | None = None  # retry / defer: when to try again
     provider: str | None = None
     provider_message_id: str | None = None
@@ -208,7 +166,12 @@ class Outcome:
     permanent: bool = False
 
 
-_STATUS_AFTER = {"sent": "sent", "failed": "failed", "retry": "pending", "defer": "pending"}
+_STATUS_AFTER = {
+    OutcomeKind.SENT: DeliveryStatus.SENT,
+    OutcomeKind.FAILED: DeliveryStatus.FAILED,
+    OutcomeKind.RETRY: DeliveryStatus.PENDING,
+    OutcomeKind.DEFER: DeliveryStatus.PENDING,
+}
 
 
 async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) -> set[UUID]:
@@ -236,8 +199,8 @@ async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) ->
            RETURNING d.notification_id""",
         [o.claimed.notification_id for o in outcomes],
         [o.claimed.claim_token for o in outcomes],
-        [o.kind for o in outcomes],
-        [_STATUS_AFTER[o.kind] for o in outcomes],
+        [o.kind.value for o in outcomes],
+        [_STATUS_AFTER[o.kind].value for o in outcomes],
         [o.at for o in outcomes],
         [o.provider for o in outcomes],
         [o.provider_message_id for o in outcomes],
@@ -248,6 +211,14 @@ async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) ->
 
 
 # --- provider status callbacks --------------------------------------------------------------
+
+# What a provider's status report moves a sent SMS to; other reports (queued, sent,
+# ...) are recorded but change nothing.
+_STATUS_REPORTED = {
+    "delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.UNDELIVERED,
+}
 
 
 async def lock_provider_messages(conn: Conn, provider_message_ids: list[str]) -> None:
@@ -288,31 +259,26 @@ async def apply_status(
     """Move a sent SMS on (delivered / undelivered). Returns the delivery when its
     status changed to undelivered, so the caller can emit notification.failed."""
     row = await conn.fetchrow(
-        """SELECT d.*, s.data AS source_data, s.event_type, s.traceparent
+        """SELECT d.*, s.data, s.event_type, s.traceparent
            FROM deliveries d JOIN source_events s ON s.event_id = d.source_event_id
            WHERE d.provider_message_id = $1 FOR UPDATE OF d""",
         provider_message_id,
     )
-    if row is None or row["status"] not in ("sent", "delivered"):
+    if row is None or row["status"] not in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
         return None
-    new_status = {
-        "delivered": "delivered",
-        "undelivered": "undelivered",
-        "failed": "undelivered",
-    }.get(status, row["status"])
-    if row["status"] == "delivered" and new_status == "sent":
-        new_status = "delivered"
+    current = DeliveryStatus(row["status"])
+    new_status = _STATUS_REPORTED.get(status, current)
     await conn.execute(
         """UPDATE deliveries SET status = $2, provider_status = $3,
                   error_code = COALESCE($4, error_code), updated_at = $5
            WHERE notification_id = $1""",
         row["notification_id"],
-        new_status,
+        new_status.value,
         status,
         error_code,
         now,
     )
-    return row if new_status == "undelivered" and row["status"] != "undelivered" else None
+    return row if new_status is DeliveryStatus.UNDELIVERED else None
 
 
 async def reports_for(conn: Conn, provider_message_ids: list[str]) -> list[asyncpg.Record]:
@@ -325,51 +291,7 @@ async def reports_for(conn: Conn, provider_message_ids: list[str]) -> list[async
     )
 
 
-# --- caseworker contacts ---------------------------------------------------------------------
-
-
-async def cached_contact(
-    conn: Conn | asyncpg.Pool, agency_id: str, staff_id: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT contact, fetched_at FROM caseworker_contacts
-           WHERE agency_id = $1 AND staff_id = $2""",
-        agency_id,
-        staff_id,
-    )
-
-
-async def cache_contact(
-    conn: Conn | asyncpg.Pool,
-    agency_id: str,
-    staff_id: str,
-    contact: dict[str, Any],
-    now: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO caseworker_contacts (agency_id, staff_id, contact, fetched_at)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (agency_id, staff_id) DO UPDATE
-           SET contact = EXCLUDED.contact, fetched_at = EXCLUDED.fetched_at""",
-        agency_id,
-        staff_id,
-        contact,
-        now,
-    )
-
-
 # --- delivery log ---------------------------------------------------------------------------
-
-
-async def agency_owns_case(conn: Conn, case_id: UUID, agency_id: str) -> bool:
-    return bool(
-        await conn.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1 AND agency_id = $2)
-               OR EXISTS (SELECT 1 FROM deliveries WHERE case_id = $1 AND owner_agency_id = $2)""",
-            case_id,
-            agency_id,
-        )
-    )
 
 
 async def delivery_log(conn: Conn, case_id: UUID, agency_id: str) -> list[asyncpg.Record]:

@@ -1,0 +1,61 @@
+"""Notifications' SQL, and nothing else: `cases` (cases, source events, events parked
+until their case is known), `deliveries` (the delivery rows, their claims, outcomes,
+status reports and the delivery log) and `contacts` (caseworker contacts cached from
+intake, the contact directory replicated from referral). Everything is re-exported
+here, so callers write `store.claim_due(...)`."""
+
+from services.notifications.store.cases import (
+    agency_owns_case,
+    await_case,
+    get_case,
+    save_case,
+    save_source_event,
+    take_awaiting,
+)
+from services.notifications.store.contacts import (
+    cache_contact,
+    cached_contact,
+    contact_directory,
+    save_contact_directory,
+)
+from services.notifications.store.deliveries import (
+    DUE_CHANNEL,
+    Claimed,
+    DeliveryStatus,
+    Outcome,
+    OutcomeKind,
+    apply_status,
+    claim_due,
+    delivery_log,
+    insert_deliveries,
+    lock_provider_messages,
+    record_outcomes,
+    record_status_report,
+    reports_for,
+)
+
+__all__ = [
+    "DUE_CHANNEL",
+    "Claimed",
+    "DeliveryStatus",
+    "Outcome",
+    "OutcomeKind",
+    "agency_owns_case",
+    "apply_status",
+    "await_case",
+    "cache_contact",
+    "cached_contact",
+    "claim_due",
+    "contact_directory",
+    "delivery_log",
+    "get_case",
+    "insert_deliveries",
+    "lock_provider_messages",
+    "record_outcomes",
+    "record_status_report",
+    "reports_for",
+    "save_case",
+    "save_contact_directory",
+    "save_source_event",
+    "take_awaiting",
+]

@@ -1,0 +1,85 @@
+"""SQL for the cases notifications knows (from case.created), the events that caused
+notifications, and the events parked until their case is known."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.kit.db import Conn
+from services.notifications.domain.recipients import CaseInfo
+
+
+async def save_case(conn: Conn, case: CaseInfo) -> None:
+    await conn.execute(
+        """INSERT INTO cases (case_id, reference, agency_id, caseworker_id)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (case_id) DO UPDATE SET caseworker_id = EXCLUDED.caseworker_id""",
+        UUID(case.case_id),
+        case.reference,
+        case.agency_id,
+        case.caseworker_id,
+    )
+
+
+async def get_case(conn: Conn, case_id: UUID) -> CaseInfo | None:
+    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    if row is None:
+        return None
+    return CaseInfo(str(row["case_id"]), row["reference"], row["agency_id"], row["caseworker_id"])
+
+
+async def save_source_event(
+    conn: Conn,
+    *,
+    event_id: str,
+    event_type: str,
+    case_id: UUID,
+    data: dict[str, Any],
+    traceparent: str,
+    received_at: datetime,
+) -> None:
+    await conn.execute(
+        """INSERT INTO source_events (event_id, event_type, case_id, data, traceparent, received_at)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+        event_id,
+        event_type,
+        case_id,
+        data,
+        traceparent,
+        received_at,
+    )
+
+
+async def await_case(conn: Conn, event_id: str, case_id: UUID) -> None:
+    await conn.execute(
+        "INSERT INTO awaiting_case (event_id, case_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        event_id,
+        case_id,
+    )
+
+
+async def take_awaiting(conn: Conn, case_id: UUID) -> list[asyncpg.Record]:
+    """The events that waited for this case, removed from the waiting list."""
+    return list(
+        await conn.fetch(
+            """WITH taken AS (DELETE FROM awaiting_case WHERE case_id = $1 RETURNING event_id)
+           SELECT s.* FROM source_events s JOIN taken USING (event_id)
+           ORDER BY s.received_at""",
+            case_id,
+        )
+    )
+
+
+async def agency_owns_case(conn: Conn, case_id: UUID, agency_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM cases WHERE case_id = $1 AND agency_id = $2)
+               OR EXISTS (SELECT 1 FROM deliveries WHERE case_id = $1 AND owner_agency_id = $2)""",
+            case_id,
+            agency_id,
+        )
+    )
