@@ -1,6 +1,6 @@
-"""HTTP API: the delivery log an agency may read for its own cases, and the SMS
-provider's status callback (authenticated by its request signature, not by an
-agency key)."""
+"""HTTP API, mapped onto `commands`: the delivery log an agency may read for its own
+cases, and the SMS provider's status callback (authenticated by its request
+signature, not by an agency key). Domain errors become problem responses in the kit."""
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -12,42 +12,20 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.kit.clock import Clock
-from services.kit.http import Agency, Problem, not_found
+from services.kit.http import Agency, Problem
 from services.kit.logging import get_logger
-from services.notifications import store
+from services.notifications import commands
 from services.notifications.channels.sms import signature_is_valid
-from services.notifications.worker import DeliveryWorker
 
 log = get_logger(__name__)
-
-LOG_FIELDS = (
-    "notification_id",
-    "source_event_id",
-    "source_event_type",
-    "recipient_id",
-    "role",
-    "channel",
-    "status",
-    "attempts",
-    "provider",
-    "provider_message_id",
-    "provider_status",
-    "error_code",
-    "urgent",
-    "next_attempt_at",
-    "deferred_until",
-    "created_at",
-    "sent_at",
-    "updated_at",
-)
 
 
 def build_router(
     pool: Callable[[], asyncpg.Pool],
     current_agency: Callable[..., Awaitable[Agency]],
     *,
-    worker: DeliveryWorker,
     clock: Clock,
+    source: str,
     status_callback_url: str,
     sms_auth_token: str,
 ) -> APIRouter:
@@ -63,12 +41,12 @@ def build_router(
         case_id: Annotated[UUID, Query(description="The case whose notifications to list")],
     ) -> dict[str, Any]:
         async with pool().acquire() as conn:
-            if not await store.agency_owns_case(conn, case_id, agency.id):
-                raise not_found("case")
-            rows = await store.delivery_log(conn, case_id, agency.id)
+            entries = await commands.read_delivery_log(
+                conn, commands.ReadDeliveryLog(case_id, agency.id)
+            )
         return {
             "case_id": str(case_id),
-            "notifications": [{key: _json(row[key]) for key in LOG_FIELDS} for row in rows],
+            "notifications": [{k: _json(v) for k, v in entry.items()} for entry in entries],
         }
 
     @router.post(
@@ -100,14 +78,13 @@ def build_router(
                 errors=[{"field": f"body.{name}", "message": "required"} for name in missing],
             )
         code = params.get("ErrorCode")
-        error_code = f"twilio_{code}" if code and code.isdigit() else None
-        now = clock.now()
-        async with pool().acquire() as conn, conn.transaction():
-            await store.lock_provider_messages(conn, [sid])
-            await store.record_status_report(
-                conn, provider_message_id=sid, status=status, error_code=error_code, now=now
-            )
-            await worker.apply_status_report(conn, sid, status, error_code, now)
+        report = commands.SmsStatusReport(
+            provider_message_id=sid,
+            status=status,
+            error_code=f"twilio_{code}" if code and code.isdigit() else None,
+        )
+        async with pool().acquire() as conn:
+            await commands.apply_sms_status_report(conn, report, now=clock.now(), source=source)
         return Response(status_code=204)
 
     return router

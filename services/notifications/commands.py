@@ -1,0 +1,203 @@
+"""Notifications' use cases. Plain async functions taking a connection and a command
+value; handlers.py and api.py only translate events and requests into these.
+
+- `record_case`: case.created -> the case, and the events that waited for it planned;
+- `plan_deliveries`: a referral or follow-up event -> one delivery row per recipient
+  and channel (sent later by the worker, never here);
+- `apply_sms_status_report`: the SMS provider's report moves a sent SMS on;
+- `read_delivery_log`: an agency's view of the notifications of one of its cases.
+
+Planning needs the contact book: `contacts` gives the current one, or raises the
+consumer's TransientError while none was ever loaded (never plan on an empty book).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from contracts import events as ev
+from contracts.registry import model_for
+from services.kit.db import Conn
+from services.kit.errors import NotFound
+from services.kit.logging import get_logger
+from services.notifications import store
+from services.notifications.domain.recipients import (
+    CaseInfo,
+    ContactBook,
+    is_urgent,
+    owner_of,
+    plan_recipients,
+)
+from services.notifications.outcomes import apply_status_report
+
+log = get_logger(__name__)
+
+ContactSource = Callable[[], Awaitable[ContactBook]]
+
+
+# --- planning --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordCase:
+    case: CaseInfo
+
+
+@dataclass(frozen=True)
+class PlanDeliveries:
+    event_id: str
+    traceparent: str
+    data: ev.EventData
+
+
+@dataclass(frozen=True)
+class Planned:
+    deliveries: int  # rows created now (a redelivered event creates none)
+    waiting_for_case: bool
+
+
+async def record_case(
+    conn: Conn, command: RecordCase, *, contacts: ContactSource, now: datetime
+) -> list[Planned]:
+    """Keep the case; plan the events that were waiting for it (in arrival order)."""
+    case = command.case
+    await store.save_case(conn, case)
+    planned = []
+    for waiting in await store.take_awaiting(conn, UUID(case.case_id)):
+        parked = model_for(waiting["event_type"]).model_validate(waiting["data"])
+        planned.append(
+            await _plan(conn, waiting["event_id"], parked, case, book=await contacts(), now=now)
+        )
+    return planned
+
+
+async def plan_deliveries(
+    conn: Conn, command: PlanDeliveries, *, contacts: ContactSource, now: datetime
+) -> Planned:
+    """Keep the event (contract data only) and write its delivery rows; a caseworker
+    whose case is not known yet is told once case.created arrives."""
+    book = await contacts()
+    data = command.data
+    await store.save_source_event(
+        conn,
+        event_id=command.event_id,
+        event_type=data.event_type,
+        case_id=data.case_id,
+        data=data.model_dump(mode="json"),
+        traceparent=command.traceparent,
+        received_at=now,
+    )
+    case = await store.get_case(conn, data.case_id)
+    return await _plan(conn, command.event_id, data, case, book=book, now=now)
+
+
+async def _plan(
+    conn: Conn,
+    event_id: str,
+    data: ev.EventData,
+    case: CaseInfo | None,
+    *,
+    book: ContactBook,
+    now: datetime,
+) -> Planned:
+    plan = plan_recipients(data, case, book)
+    created = await store.insert_deliveries(
+        conn,
+        event_id=event_id,
+        case_id=data.case_id,
+        owner_agency_id=owner_of(data, case),
+        recipients=plan.recipients,
+        urgent=is_urgent(data),
+        now=now,
+    )
+    if plan.waiting_for_case:
+        await store.await_case(conn, event_id, data.case_id)
+    if not plan.recipients and not plan.waiting_for_case:
+        log.warning("no recipient in the directory for this event", event_id=event_id)
+    log.info(
+        "deliveries planned",
+        event_id=event_id,
+        deliveries=created,
+        waiting_for_case=plan.waiting_for_case,
+    )
+    return Planned(created, plan.waiting_for_case)
+
+
+# --- provider reports --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmsStatusReport:
+    """A verified status callback (the API checked its signature)."""
+
+    provider_message_id: str
+    status: str  # the provider's own word: queued, sent, delivered, undelivered, failed...
+    error_code: str | None
+
+
+async def apply_sms_status_report(
+    conn: Conn, command: SmsStatusReport, *, now: datetime, source: str
+) -> None:
+    """Record the report and apply it. Serialised with the recording of the send it
+    reports on, so a report that beats that recording is applied by it instead."""
+    async with conn.transaction():
+        await store.lock_provider_messages(conn, [command.provider_message_id])
+        await store.record_status_report(
+            conn,
+            provider_message_id=command.provider_message_id,
+            status=command.status,
+            error_code=command.error_code,
+            now=now,
+        )
+        await apply_status_report(
+            conn,
+            provider_message_id=command.provider_message_id,
+            status=command.status,
+            error_code=command.error_code,
+            now=now,
+            source=source,
+        )
+
+
+# --- the delivery log ---------------------------------------------------------------------------
+
+# What the log shows of each delivery: no message body, no address.
+LOG_FIELDS = (
+    "notification_id",
+    "source_event_id",
+    "source_event_type",
+    "recipient_id",
+    "role",
+    "channel",
+    "status",
+    "attempts",
+    "provider",
+    "provider_message_id",
+    "provider_status",
+    "error_code",
+    "urgent",
+    "next_attempt_at",
+    "deferred_until",
+    "created_at",
+    "sent_at",
+    "updated_at",
+)
+
+
+@dataclass(frozen=True)
+class ReadDeliveryLog:
+    case_id: UUID
+    agency_id: str
+
+
+async def read_delivery_log(conn: Conn, query: ReadDeliveryLog) -> list[dict[str, Any]]:
+    """The deliveries of a case the agency registered (or was told about as its
+    owner); NotFound for anyone else's case, exactly as for a case that does not exist."""
+    if not await store.agency_owns_case(conn, query.case_id, query.agency_id):
+        raise NotFound("case")
+    rows = await store.delivery_log(conn, query.case_id, query.agency_id)
+    return [{key: row[key] for key in LOG_FIELDS} for row in rows]
