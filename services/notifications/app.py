@@ -1,4 +1,5 @@
-"""Notifications service wiring: settings, channels, worker, handlers, API."""
+"""Notifications service wiring: settings, the contact directory replica, channels,
+the delivery worker, handlers and API."""
 
 import contextlib
 import time as monotonic_time
@@ -18,15 +19,20 @@ from services.kit.http import (
 )
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime, serve, service_app
-from services.kit.settings import DEPLOY_DIR, ServiceSettings
+from services.kit.settings import ServiceSettings
 from services.notifications.api import build_router
 from services.notifications.channels.email import SmtpConfig, SmtpEmailSender
 from services.notifications.channels.sms import TwilioSmsProvider
-from services.notifications.directory import load_directory
-from services.notifications.domain import Links, Renderer, TokenBucket
+from services.notifications.contact_directory import ContactDirectoryReplica
+from services.notifications.contacts import ContactResolver
+from services.notifications.domain.messages import Links
+from services.notifications.domain.timing import TokenBucket
 from services.notifications.handlers import Handlers
 from services.notifications.local_sms import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
-from services.notifications.worker import ContactResolver, DeliveryWorker, WorkerPolicy
+from services.notifications.outcomes import OutcomeRecorder
+from services.notifications.rendering import Renderer
+from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
+from services.notifications.worker import ClaimPolicy, DeliveryWorker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = get_logger(__name__)
@@ -71,11 +77,13 @@ class NotificationsSettings(ServiceSettings):
     worker_poll_seconds: float = 1.0
     worker_lease_seconds: float = 120.0
 
-    # who
+    # who: caseworkers from intake, contact points from referral's directory (a replica
+    # polled from referral's internal endpoint; edits arrive within the refresh period)
     intake_url: str = "http://127.0.0.1:8001"
+    referral_internal_url: str = "http://127.0.0.1:8002"
     internal_api_key: str = "demo-key-svc-notifications"
     caseworker_contact_cache_seconds: float = 3600.0
-    directory_file: Path = DEPLOY_DIR / "directory.yaml"
+    contact_directory_refresh_seconds: float = Field(default=2.0, gt=0)
     default_language: str = "es"
     referral_api_url: str = "http://127.0.0.1:8002"
     followup_api_url: str = "http://127.0.0.1:8003"
@@ -86,17 +94,17 @@ def create_app(
     *,
     clock: Clock | None = None,
     intake_client: httpx.AsyncClient | None = None,
+    referral_client: httpx.AsyncClient | None = None,
 ) -> FastAPI:
     settings = settings or NotificationsSettings()
     clock = clock or SystemClock()
-    if not settings.directory_file.exists():
-        log.warning(
-            "contact directory not found; only caseworkers can be told",
-            directory_file=str(settings.directory_file),
-        )
-    directory = load_directory(settings.directory_file)
-    own_intake = intake_client is None
-    intake = intake_client or httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
+    owned: list[httpx.AsyncClient] = []
+    if intake_client is None:
+        intake_client = httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
+        owned.append(intake_client)
+    if referral_client is None:
+        referral_client = httpx.AsyncClient(base_url=settings.referral_internal_url, timeout=5.0)
+        owned.append(referral_client)
     sms_client = httpx.AsyncClient(
         timeout=settings.sms_timeout_seconds,
         limits=httpx.Limits(
@@ -104,6 +112,7 @@ def create_app(
             max_keepalive_connections=settings.worker_max_in_flight,
         ),
     )
+    owned.append(sms_client)
     sms = TwilioSmsProvider(
         sms_client,
         base_url=settings.sms_base_url,
@@ -124,34 +133,35 @@ def create_app(
             timeout=settings.smtp_timeout_seconds,
         )
     )
-    runtime_ref: list[ServiceRuntime] = []
-    policy = WorkerPolicy(
-        max_attempts=settings.retry_max_attempts,
-        backoff_base_seconds=settings.retry_backoff_base_seconds,
-        backoff_cap_seconds=settings.retry_backoff_cap_seconds,
-        quiet_start=settings.quiet_hours_start,
-        quiet_end=settings.quiet_hours_end,
-        quiet_channels=frozenset(settings.quiet_hours_channels),
-        default_language=settings.default_language,
-        lease_seconds=settings.worker_lease_seconds,
-        max_in_flight=settings.worker_max_in_flight,
-        poll_seconds=settings.worker_poll_seconds,
-        contact_cache_seconds=settings.caseworker_contact_cache_seconds,
-    )
-    worker = DeliveryWorker(
-        policy=policy,
+    runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
+    metrics = DeliveryMetrics(runtime.metrics.registry)
+    directory = ContactDirectoryReplica(
+        referral=referral_client,
+        api_key=settings.internal_api_key,
         clock=clock,
-        directory=lambda: directory,
-        renderer=Renderer(),
-        links=Links(settings.referral_api_url, settings.followup_api_url),
+        refresh_seconds=settings.contact_directory_refresh_seconds,
+    )
+    sender = Sender(
+        policy=SendPolicy(
+            max_attempts=settings.retry_max_attempts,
+            backoff_base_seconds=settings.retry_backoff_base_seconds,
+            backoff_cap_seconds=settings.retry_backoff_cap_seconds,
+            quiet_start=settings.quiet_hours_start,
+            quiet_end=settings.quiet_hours_end,
+            quiet_channels=frozenset(settings.quiet_hours_channels),
+            default_language=settings.default_language,
+        ),
+        clock=clock,
+        book=lambda: directory.book,
         contacts=ContactResolver(
-            directory=lambda: directory,
-            intake=intake,
+            intake=intake_client,
             api_key=settings.internal_api_key,
-            pool=lambda: runtime_ref[0].pool,
+            pool=lambda: runtime.pool,
             clock=clock,
             cache_seconds=settings.caseworker_contact_cache_seconds,
         ),
+        renderer=Renderer(),
+        links=Links(settings.referral_api_url, settings.followup_api_url),
         sms=sms,
         email=email,
         rates={
@@ -162,17 +172,25 @@ def create_app(
                 settings.email_rate_per_second, settings.email_rate_burst, monotonic_time.monotonic
             ),
         },
-        source=settings.event_source,
+        metrics=metrics,
+    )
+    worker = DeliveryWorker(
+        policy=ClaimPolicy(
+            lease_seconds=settings.worker_lease_seconds,
+            max_in_flight=settings.worker_max_in_flight,
+            poll_seconds=settings.worker_poll_seconds,
+        ),
+        clock=clock,
+        sender=sender,
+        recorder=OutcomeRecorder(
+            pool=lambda: runtime.pool, clock=clock, source=settings.event_source
+        ),
+        metrics=metrics,
         dsn=settings.database_url,
     )
-    handlers = Handlers(directory=lambda: directory, now=clock.now)
-    runtime = ServiceRuntime(
-        settings,
-        migrations=MIGRATIONS,
-        subscriptions=handlers.subscriptions(),
-        workers=[worker.run],
-    )
-    runtime_ref.append(runtime)
+    handlers = Handlers(contacts=directory.wait_loaded, now=clock.now)
+    runtime.subscriptions = handlers.subscriptions()
+    runtime.workers = [directory.follow_referral, worker.run]
     agencies = AgencyRegistry.load(settings.agencies_file)
 
     @contextlib.asynccontextmanager
@@ -182,9 +200,8 @@ def create_app(
                 yield
         finally:
             await email.aclose()
-            await sms_client.aclose()
-            if own_intake:
-                await intake.aclose()
+            for client in owned:
+                await client.aclose()
 
     app = service_app(
         runtime,
@@ -193,12 +210,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.worker = worker
+    app.state.contact_directory = directory
     app.include_router(
         build_router(
             lambda: runtime.pool,
             agency_dependency(agencies),
-            worker=worker,
             clock=clock,
+            source=settings.event_source,
             status_callback_url=settings.sms_status_callback_url,
             sms_auth_token=settings.sms_auth_token,
         )

@@ -1,6 +1,7 @@
 """Notifications under test with everything real: Kafka, PostgreSQL, an aiosmtpd SMTP
-server keeping a Maildir, the local Twilio-compatible SMS server, and intake (for
-caseworker contacts), each on a free port for this session."""
+server keeping a Maildir, the local Twilio-compatible SMS server, intake (for
+caseworker contacts) and referral (owner of the contact directory, seeded from
+tests/notifications/directory.yaml), each on a free port for this session."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from services.intake.app import create_app as create_intake
 from services.notifications.app import NotificationsSettings, create_app
 from services.notifications.local_sms import LocalSmsProvider, serve
 from services.notifications.local_smtp import LocalSmtpServer
-from tests.conftest import running, service_settings
+from services.referral.app import ReferralSettings
+from services.referral.app import create_app as create_referral
+from tests.conftest import fresh_namespace, running, service_settings
 from tests.helpers import free_port
 from tests.infra import Infra
 
@@ -64,7 +67,7 @@ def fast_settings(
     infra: Infra, namespace: str, dsn: str, **overrides: Any
 ) -> NotificationsSettings:
     values: dict[str, Any] = {
-        "directory_file": DIRECTORY,
+        "contact_directory_refresh_seconds": 0.1,
         "retry_backoff_base_seconds": 0.05,
         "retry_backoff_cap_seconds": 0.3,
         "retry_max_attempts": 4,
@@ -151,6 +154,21 @@ async def intake(
         yield client
 
 
+@pytest.fixture(scope="package")
+async def referral(
+    infra: Infra, namespace: str, databases: Callable[[str], Any]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The referral service, which owns the contact directory, seeded from DIRECTORY.
+    In a topic namespace of its own: here it only serves its directory (admin API and
+    the internal endpoint notifications reads), it must not route this package's cases."""
+    async with fresh_namespace(infra, f"{namespace}-referral", partitions=1) as own:
+        settings = service_settings(
+            ReferralSettings, infra, own, await databases("referral"), directory_file=DIRECTORY
+        )
+        async with running(create_referral(settings)) as client:
+            yield client
+
+
 @dataclass
 class Notifications:
     client: httpx.AsyncClient
@@ -169,6 +187,16 @@ class Notifications:
         finally:
             await conn.close()
 
+    async def directory_version(self) -> int | None:
+        """The version of referral's contact directory notifications has saved (it
+        replaces its in-memory copy just before saving it)."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            version: int | None = await conn.fetchval("SELECT version FROM contact_directory")
+            return version
+        finally:
+            await conn.close()
+
 
 @contextlib.asynccontextmanager
 async def serving_notifications(
@@ -177,9 +205,12 @@ async def serving_notifications(
     *,
     clock: FlowingClock,
     intake_client: httpx.AsyncClient | None,
+    referral_client: httpx.AsyncClient,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The service on a real port (the SMS server calls it back), lifespan included."""
-    app = create_app(settings, clock=clock, intake_client=intake_client)
+    app = create_app(
+        settings, clock=clock, intake_client=intake_client, referral_client=referral_client
+    )
     async with (
         serve(app, "127.0.0.1", port) as base_url,
         httpx.AsyncClient(base_url=base_url) as client,
@@ -195,6 +226,7 @@ async def notifications(
     smtp: LocalSmtpServer,
     sms: LocalSmsProvider,
     intake: httpx.AsyncClient,
+    referral: httpx.AsyncClient,
 ) -> AsyncIterator[Notifications]:
     dsn: str = await databases("notifications")
     port = free_port()
@@ -208,7 +240,9 @@ async def notifications(
     )
     clock = FlowingClock()
     clock.set_local(12)  # midday in Lima: quiet hours do not apply unless a test says so
-    async with serving_notifications(settings, port, clock=clock, intake_client=intake) as client:
+    async with serving_notifications(
+        settings, port, clock=clock, intake_client=intake, referral_client=referral
+    ) as client:
         yield Notifications(client, clock, dsn, settings)
 
 

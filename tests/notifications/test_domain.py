@@ -1,17 +1,20 @@
-"""Pure rules: recipients, urgency, quiet hours, backoff, rate, SMS maths and every
-template in both languages (no I/O)."""
+"""Pure rules: recipients, urgency, quiet hours, retries, rate, SMS maths and every
+template in both languages (no I/O but reading the templates and directory files)."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from contracts import events as ev
 from contracts.codes import (
+    Channel,
     ClosureOutcome,
     DeadlineKind,
     FollowupKind,
@@ -19,30 +22,34 @@ from contracts.codes import (
     RiskLevel,
     ServiceType,
 )
-from services.notifications.directory import load_directory
-from services.notifications.domain import (
-    NOTIFIED_EVENT_TYPES,
+from services.notifications import store
+from services.notifications.contact_directory import parse_contact_directory
+from services.notifications.domain.messages import Links, message_context
+from services.notifications.domain.recipients import (
     CaseInfo,
-    Links,
+    ContactBook,
     Recipient,
     RecipientKind,
-    Renderer,
     Role,
-    SmsTooLong,
-    TokenBucket,
-    fit_sms,
     is_urgent,
-    message_context,
     plan_recipients,
-    quiet_hours_end,
-    retry_delay,
-    sms_shape,
-    to_gsm7,
-    zone,
 )
+from services.notifications.domain.sms_text import SmsTooLong, fit_sms, sms_shape, to_gsm7
+from services.notifications.domain.timing import TokenBucket, quiet_hours_end, zone
+from services.notifications.handlers import Handlers
+from services.notifications.rendering import Renderer
+from services.notifications.sending import SendPolicy, retry_or_fail
+from services.notifications.store import OutcomeKind
 from tests.notifications import events
 
-DIRECTORY = load_directory(Path(__file__).parent / "directory.yaml")
+
+def book_of(path: Path) -> ContactBook:
+    """A directory file read the way notifications reads referral's contact directory."""
+    _, book = parse_contact_directory(yaml.safe_load(path.read_text()))
+    return book
+
+
+BOOK = book_of(Path(__file__).parent / "directory.yaml")
 LINKS = Links("https://enlace.example.org/referral", "https://enlace.example.org/followup")
 CASE_ID = uuid.uuid4()
 CASE = CaseInfo(str(CASE_ID), "PE-PIU-2026-000123", "ong-amanecer", "cw-rosa")
@@ -54,7 +61,7 @@ def ids(recipients: list[Recipient]) -> list[str]:
 
 
 def test_referral_sent_goes_to_the_receiving_service_contacts() -> None:
-    plan = plan_recipients(events.referral_sent(CASE_ID, CASE.reference), None, DIRECTORY)
+    plan = plan_recipients(events.referral_sent(CASE_ID, CASE.reference), None, BOOK)
     assert ids(plan.recipients) == ["ct-upe-piura-mesa"]
     (mesa,) = plan.recipients
     assert (mesa.kind, mesa.role) == (RecipientKind.DIRECTORY, Role.SERVICE_CONTACT)
@@ -67,21 +74,21 @@ def test_referral_sent_goes_to_the_receiving_service_contacts() -> None:
 )
 def test_decisions_go_to_the_referring_caseworker(make: object) -> None:
     data = make(CASE_ID, CASE.reference)  # type: ignore[operator]
-    plan = plan_recipients(data, CASE, DIRECTORY)
+    plan = plan_recipients(data, CASE, BOOK)
     assert ids(plan.recipients) == ["ong-amanecer.cw-rosa"]
     assert plan.recipients[0].kind is RecipientKind.CASEWORKER
-    waiting = plan_recipients(data, None, DIRECTORY)
+    waiting = plan_recipients(data, None, BOOK)
     assert waiting.recipients == []
     assert waiting.waiting_for_case
 
 
 def test_overdue_level_one_tells_the_people_on_the_referral() -> None:
-    plan = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 1), CASE, DIRECTORY)
+    plan = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 1), CASE, BOOK)
     assert ids(plan.recipients) == ["ct-upe-piura-mesa", "ong-amanecer.cw-rosa"]
 
 
 def test_overdue_level_two_adds_focal_point_and_sender_supervisor() -> None:
-    plan = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 2), CASE, DIRECTORY)
+    plan = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 2), CASE, BOOK)
     assert ids(plan.recipients) == [
         "fp-upe-piura",
         "sup-ong-amanecer",
@@ -92,17 +99,17 @@ def test_overdue_level_two_adds_focal_point_and_sender_supervisor() -> None:
     assert roles["fp-upe-piura"] is Role.FOCAL_POINT
     assert roles["sup-ong-amanecer"] is Role.SUPERVISOR
     # without the case the directory people are still told at once; the caseworker waits
-    early = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 2), None, DIRECTORY)
+    early = plan_recipients(events.referral_overdue(CASE_ID, CASE.reference, 2), None, BOOK)
     assert ids(early.recipients) == ["fp-upe-piura", "sup-ong-amanecer", "ct-upe-piura-mesa"]
     assert early.waiting_for_case
 
 
 def test_followup_due_goes_to_the_caseworker_or_the_agency_focal_point() -> None:
-    named = plan_recipients(events.followup_due(CASE_ID, CASE.reference), None, DIRECTORY)
+    named = plan_recipients(events.followup_due(CASE_ID, CASE.reference), None, BOOK)
     assert ids(named.recipients) == ["ong-amanecer.cw-rosa"]
     unnamed = events.followup_due(CASE_ID, CASE.reference, caseworker_id=None)
-    assert ids(plan_recipients(unnamed, CASE, DIRECTORY).recipients) == ["ong-amanecer.cw-rosa"]
-    assert ids(plan_recipients(unnamed, None, DIRECTORY).recipients) == ["fp-ong-amanecer"]
+    assert ids(plan_recipients(unnamed, CASE, BOOK).recipients) == ["ong-amanecer.cw-rosa"]
+    assert ids(plan_recipients(unnamed, None, BOOK).recipients) == ["fp-ong-amanecer"]
 
 
 def test_urgency() -> None:
@@ -131,12 +138,55 @@ def test_quiet_hours_defer_to_the_local_morning() -> None:
     assert quiet_hours_end(datetime(2026, 3, 11, 12, 0, tzinfo=UTC), lima, NIGHT, MORNING) is None
 
 
-def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
-    low = [retry_delay(n, base=2, cap=60, rng=lambda a, b: a) for n in range(1, 8)]
-    high = [retry_delay(n, base=2, cap=60, rng=lambda a, b: b) for n in range(1, 8)]
-    assert high == [2, 4, 8, 16, 32, 60, 60]
-    assert low == [1, 2, 4, 8, 16, 30, 30]
-    assert len({retry_delay(3, base=2, cap=60) for _ in range(20)}) > 1
+def _claimed(attempts: int) -> store.Claimed:
+    return store.Claimed(
+        notification_id=uuid.uuid4(),
+        claim_token=uuid.uuid4(),
+        source_event_id="e-1",
+        event_type="referral.sent",
+        source_data={},
+        traceparent="",
+        case_id=CASE_ID,
+        recipient_id="ct-upe-piura-mesa",
+        recipient_kind=RecipientKind.DIRECTORY,
+        recipient_agency_id="upe-piura",
+        recipient_ref="ct-upe-piura-mesa",
+        role=Role.SERVICE_CONTACT,
+        channel=Channel.SMS,
+        urgent=False,
+        attempts=attempts,
+    )
+
+
+def test_retries_back_off_exponentially_with_jitter_and_a_cap_then_fail() -> None:
+    policy = SendPolicy(
+        max_attempts=8,
+        backoff_base_seconds=2,
+        backoff_cap_seconds=60,
+        quiet_start=NIGHT,
+        quiet_end=MORNING,
+        quiet_channels=frozenset(),
+        default_language="es",
+    )
+    now = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)
+
+    def delays(jitter: Any) -> list[float]:
+        out = []
+        for n in range(1, 8):
+            outcome = retry_or_fail(_claimed(n), "smtp_unavailable", policy, now, jitter=jitter)
+            assert (outcome.kind, outcome.error_code) == (OutcomeKind.RETRY, "smtp_unavailable")
+            assert outcome.at is not None
+            out.append((outcome.at - now).total_seconds())
+        return out
+
+    assert delays(lambda a, b: b) == [2, 4, 8, 16, 32, 60, 60]
+    assert delays(lambda a, b: a) == [1, 2, 4, 8, 16, 30, 30]
+    spread = {retry_or_fail(_claimed(3), "x", policy, now).at for _ in range(20)}
+    assert len(spread) > 1
+    low, high = now + timedelta(seconds=4), now + timedelta(seconds=8)
+    assert all(at is not None and low <= at <= high for at in spread)
+    spent = retry_or_fail(_claimed(8), "smtp_unavailable", policy, now)
+    assert (spent.kind, spent.permanent, spent.at) == (OutcomeKind.FAILED, False, None)
 
 
 def test_token_bucket_limits_the_rate() -> None:
@@ -206,8 +256,16 @@ def _worst_cases() -> list[ev.EventData]:
     for kind, risk in itertools.product(FollowupKind, RiskLevel):
         due = events.followup_due(case_id, ref, risk=risk)
         out.append(ev.FollowupDueV1(**{**due.model_dump(), "kind": kind}))
-    assert {d.event_type for d in out} == set(NOTIFIED_EVENT_TYPES)
+    # every event type the service subscribes to tells someone (case.created only
+    # completes what waited for the case)
+    handlers = Handlers(contacts=_no_book, now=lambda: datetime.now(UTC))
+    subscribed = {t for s in handlers.subscriptions() for t in s.handlers}
+    assert {d.event_type for d in out} == subscribed - {ev.CaseCreatedV1.event_type}
     return out
+
+
+async def _no_book() -> ContactBook:
+    raise AssertionError("not used")
 
 
 @pytest.mark.parametrize("language", ["es", "en"])
@@ -220,7 +278,7 @@ def test_every_template_renders_within_two_gsm7_segments(language: str) -> None:
             time_zone="America/Lima",
             recipient_name="Rosa Huamán",
             role=role,
-            directory=DIRECTORY,
+            book=BOOK,
             links=LINKS,
         )
         sms = renderer.sms(data.event_type, language, ctx)
@@ -255,7 +313,7 @@ def test_spanish_sms_for_a_new_referral_reads_well() -> None:
         time_zone="America/Lima",
         recipient_name="Mesa",
         role=Role.SERVICE_CONTACT,
-        directory=DIRECTORY,
+        book=BOOK,
         links=LINKS,
     )
     assert Renderer().sms("referral.sent", "es", ctx) == (
@@ -271,9 +329,9 @@ def test_spanish_sms_for_a_new_referral_reads_well() -> None:
 
 
 def test_the_shared_directory_loads_and_every_contact_can_be_reached() -> None:
-    directory = load_directory(Path(__file__).parents[2] / "deploy" / "directory.yaml")
-    assert directory.organizations
-    for org in directory.organizations.values():
+    book = book_of(Path(__file__).parents[2] / "deploy" / "directory.yaml")
+    assert book.agencies
+    for org in book.agencies.values():
         people = [c for c in (org.focal_point, org.supervisor) if c]
         people += [c for contacts in org.services.values() for c in contacts]
         for contact in people:

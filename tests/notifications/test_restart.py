@@ -1,6 +1,8 @@
 """SMTP refusing connections until it is started: the email is retried from the
-database, survives a restart of the service, and arrives once. Runs in a topic
-namespace of its own so that its service instances see only this test's events."""
+database, survives a restart of the service, and arrives once. The restart happens
+while referral is unreachable: the contact directory saved by the first run is what
+the second one sends with. Runs in a topic namespace of its own so that its service
+instances see only this test's events."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from contracts.topics import Topic
@@ -41,6 +44,7 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
     own_namespace: str,
     databases: Callable[[str], Any],
     kafka: Kafka,
+    referral: httpx.AsyncClient,
     tmp_path: Path,
 ) -> None:
     smtp = LocalSmtpServer(port=free_port(), maildir=tmp_path / "mail")  # not started yet
@@ -62,7 +66,9 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
         probe = Notifications(None, clock, dsn, settings)  # type: ignore[arg-type]
         case_id, reference = str(uuid.uuid4()), events.new_reference()
 
-        async with serving_notifications(settings, free_port(), clock=clock, intake_client=None):
+        async with serving_notifications(
+            settings, free_port(), clock=clock, intake_client=None, referral_client=referral
+        ):
             await kafka.publish(events.referral_sent(case_id, reference), namespace=own_namespace)
             rows = await poll_until(
                 lambda: probe.deliveries(case_id),
@@ -82,9 +88,15 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
         assert email_row["status"] == "pending"
 
         smtp.start()
+        # Nothing listens there: the directory can only come from the saved snapshot.
+        referral_down = httpx.AsyncClient(base_url=f"http://127.0.0.1:{free_port()}")
         try:
             async with serving_notifications(
-                settings, free_port(), clock=clock, intake_client=None
+                settings,
+                free_port(),
+                clock=clock,
+                intake_client=None,
+                referral_client=referral_down,
             ):
                 mails = await poll_until(
                     lambda: _mails(smtp, reference),
@@ -103,6 +115,7 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
             assert len(texts_about(sms, reference)) == 1
         finally:
             smtp.stop()
+            await referral_down.aclose()
 
 
 async def _mails(smtp: LocalSmtpServer, reference: str) -> list[Any]:
