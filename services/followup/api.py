@@ -1,25 +1,24 @@
 """Follow-up's HTTP API: an agency reads and completes its own follow-up checks, and
-reads how well its referral loop closes (operations: every agency)."""
+reads how well its referral loop closes (operations: every agency).
 
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+Each route maps the request to a use case in `commands` and its result to a
+response; the kit answers the use cases' domain errors as problem responses."""
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from contracts.codes import FollowupKind, RegionCode, RiskLevel, ServiceType
-from contracts.events import FollowupCompletedV1
-from contracts.registry import to_cloud_event
-from services.followup import domain, store
+from services.followup import commands, domain
+from services.followup.domain import FollowupStatus, Granularity
+from services.followup.store.followups import Followup
 from services.kit.clock import Clock
 from services.kit.db import Pool
-from services.kit.http import Agency, Problem, invalid_field, not_found, parse_id
-from services.kit.logging import get_logger
-
-log = get_logger(__name__)
-
-CLOCK_SKEW = timedelta(minutes=10)
+from services.kit.http import Agency, parse_id
 
 
 class FollowupView(BaseModel):
@@ -32,7 +31,7 @@ class FollowupView(BaseModel):
     caseworker_id: str | None
     risk_level: RiskLevel
     due_at: datetime
-    status: Literal["scheduled", "due", "completed"]
+    status: FollowupStatus
     child_reached: bool | None
     service_received: bool | None
     current_risk: RiskLevel | None
@@ -56,7 +55,7 @@ class FollowupOutcome(BaseModel):
     )
 
 
-def _view(f: store.Followup) -> FollowupView:
+def _view(f: Followup) -> FollowupView:
     return FollowupView.model_validate(f, from_attributes=True)
 
 
@@ -67,13 +66,13 @@ def _utc(moment: datetime | None) -> datetime | None:
 
 
 def build_router(
-    pool_of: Any, clock: Clock, current_agency: Any, policy: domain.DeadlinePolicy, source: str
+    pool_of: Callable[[], Pool],
+    clock: Clock,
+    current_agency: Callable[..., Awaitable[Agency]],
+    policy: domain.DeadlinePolicy,
+    source: str,
 ) -> APIRouter:
     router = APIRouter()
-
-    def pool() -> Pool:
-        result: Pool = pool_of()
-        return result
 
     @router.get(
         "/v1/followups",
@@ -83,11 +82,12 @@ def build_router(
     )
     async def list_followups(
         agency: Annotated[Agency, Depends(current_agency)],
-        status: Literal["scheduled", "due", "completed"] | None = None,
+        status: FollowupStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[FollowupView]:
-        async with pool().acquire() as conn:
-            return [_view(f) for f in await store.list_followups(conn, agency.id, status, limit)]
+        async with pool_of().acquire() as conn:
+            followups = await commands.list_followups(conn, agency.id, status, limit)
+        return [_view(f) for f in followups]
 
     @router.get(
         "/v1/followups/{followup_id}",
@@ -98,10 +98,10 @@ def build_router(
     async def read_followup(
         followup_id: str, agency: Annotated[Agency, Depends(current_agency)]
     ) -> FollowupView:
-        async with pool().acquire() as conn:
-            followup = await store.get_followup(conn, parse_id(followup_id, "follow-up"))
-        if followup is None or followup.agency_id != agency.id:
-            raise not_found("follow-up")
+        async with pool_of().acquire() as conn:
+            followup = await commands.read_followup(
+                conn, parse_id(followup_id, "follow-up"), agency.id
+            )
         return _view(followup)
 
     @router.post(
@@ -115,71 +115,19 @@ def build_router(
         outcome: FollowupOutcome,
         agency: Annotated[Agency, Depends(current_agency)],
     ) -> FollowupView:
-        now = clock.now()
-        completed_at = outcome.completed_at or now
-        if completed_at.tzinfo is None:
-            raise invalid_field("completed_at", "needs a time zone offset")
-        if completed_at > now + CLOCK_SKEW:
-            raise invalid_field("completed_at", "is in the future")
-        if outcome.reopen and outcome.service_received:
-            raise invalid_field(
-                "reopen", "a follow-up reopens only when the service was not received"
-            )
-        reopen = domain.should_reopen(
-            service_received=outcome.service_received, requested=outcome.reopen
-        )
-        async with pool().acquire() as conn, conn.transaction():
-            followup = await store.get_followup(conn, parse_id(followup_id, "follow-up"), lock=True)
-            if followup is None or followup.agency_id != agency.id:
-                raise not_found("follow-up")
-            if followup.status == "completed":
-                raise Problem(409, "Already completed", "This follow-up was completed already.")
-            reopened_as = None
-            if reopen:
-                reopened_as = await store.create_followup(
-                    conn,
-                    origin=f"reopen:{followup.followup_id}",
-                    kind=followup.kind,
-                    case_id=followup.case_id,
-                    reference=followup.reference,
-                    referral_id=followup.referral_id,
-                    agency_id=followup.agency_id,
-                    caseworker_id=followup.caseworker_id,
-                    risk_level=outcome.current_risk.value,
-                    due_at=completed_at + policy.reopened_followup,
-                    reopened_from=followup.followup_id,
-                )
-            await store.complete_followup(
-                conn,
-                followup.followup_id,
-                child_reached=outcome.child_reached,
-                service_received=outcome.service_received,
-                current_risk=outcome.current_risk.value,
-                completed_at=completed_at,
-                reopened_as=reopened_as,
-            )
-            event = FollowupCompletedV1(
-                case_id=followup.case_id,
-                followup_id=followup.followup_id,
-                reference=followup.reference,
-                referral_id=followup.referral_id,
-                agency_id=followup.agency_id,
-                child_reached=outcome.child_reached,
-                service_received=outcome.service_received,
-                current_risk=outcome.current_risk,
-                reopened=reopened_as is not None,
-                completed_at=completed_at,
-            )
-            await store.enqueue(conn, event.topic, to_cloud_event(event, source=source))
-            done = await store.get_followup(conn, followup.followup_id)
-        assert done is not None
-        log.info(
-            "follow-up completed",
-            followup_id=str(done.followup_id),
-            case_id=str(done.case_id),
+        command = commands.CompleteFollowup(
+            followup_id=parse_id(followup_id, "follow-up"),
             agency_id=agency.id,
-            reopened=reopened_as is not None,
+            child_reached=outcome.child_reached,
+            service_received=outcome.service_received,
+            current_risk=outcome.current_risk,
+            completed_at=outcome.completed_at,
+            reopen=outcome.reopen,
         )
+        async with pool_of().acquire() as conn:
+            done = await commands.complete_followup(
+                conn, command, policy=policy, clock=clock, source=source
+            )
         return _view(done)
 
     @router.get(
@@ -199,30 +147,30 @@ def build_router(
         ] = None,
         service_type: ServiceType | None = None,
         region: Annotated[RegionCode | None, Query(description="ISO 3166-2 case region")] = None,
-        granularity: Literal["day", "week", "month"] = "month",
+        granularity: Granularity = Granularity.MONTH,
     ) -> dict[str, Any]:
-        start, end = _utc(period_from), _utc(period_to)
-        if start is not None and end is not None and start >= end:
-            raise invalid_field("query.period_from", "must be before period_to")
-        scope = None if agency.is_operations else agency.id
-        now = clock.now()
-        async with pool().acquire() as conn:
-            facts = await store.report_facts(
-                conn,
-                agency_id=scope,
-                period_from=start,
-                period_to=end,
-                service_type=service_type.value if service_type else None,
-                region=region,
-                now=now,
-            )
+        query = commands.ReportQuery(
+            agency_id=agency.id,
+            every_agency=agency.is_operations,
+            period_from=_utc(period_from),
+            period_to=_utc(period_to),
+            service_type=service_type,
+            region=region,
+            granularity=granularity,
+        )
+        async with pool_of().acquire() as conn:
+            report = await commands.referral_report(conn, query, now=clock.now())
         return {
             "agency_id": agency.id,
-            "scope": "all" if scope is None else "agency",
-            "period": {"from": start, "to": end, "granularity": granularity},
+            "scope": "all" if report.scope is None else "agency",
+            "period": {
+                "from": query.period_from,
+                "to": query.period_to,
+                "granularity": granularity,
+            },
             "filters": {"service_type": service_type, "region": region},
-            "generated_at": now,
-            **domain.referral_report(facts, scope, granularity),
+            "generated_at": report.generated_at,
+            **report.figures,
         }
 
     return router

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from contracts.codes import RiskLevel
 from services.followup import domain
 from services.followup.api import build_router
-from services.followup.handlers import subscriptions
+from services.followup.handlers import Handlers
 from services.followup.metrics import FollowupMetrics
 from services.followup.timers import TimerLoop
 from services.kit.clock import Clock, SystemClock
@@ -117,7 +117,7 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        subscriptions=subscriptions(policy),
+        subscriptions=Handlers(policy).subscriptions(),
         workers=[timer_worker, report_metrics_worker],
     )
     metrics = FollowupMetrics(runtime.metrics.registry)

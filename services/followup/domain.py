@@ -25,10 +25,20 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from contracts.codes import ClosureOutcome, DeadlineKind, ReferralState, RiskLevel
+from contracts.events import (
+    ReferralAcceptedV1,
+    ReferralAcknowledgedV1,
+    ReferralCancelledV1,
+    ReferralClosedV1,
+    ReferralRejectedV1,
+    ReferralSentV1,
+    ReferralStartedV1,
+)
 
 OPEN_STATES = frozenset(
     {
@@ -40,8 +50,20 @@ OPEN_STATES = frozenset(
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+class FollowupStatus(StrEnum):
+    """A follow-up check's life (stored as `followups.status`)."""
+
+    SCHEDULED = "scheduled"  # its timer has not fired yet
+    DUE = "due"  # announced with followup.due, waiting for the caseworker
+    COMPLETED = "completed"
+
+
+class Granularity(StrEnum):
+    """How the referral report groups by period."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
 
 
 # --- deadlines -------------------------------------------------------------------------
@@ -71,16 +93,6 @@ class DeadlinePolicy:
                 raise ValueError(f"{name}: no duration for {sorted(missing)}")
             if any(d <= timedelta(0) for d in table.values()):
                 raise ValueError(f"{name}: durations must be positive")
-
-    def duration(self, kind: DeadlineKind, urgency: RiskLevel) -> timedelta:
-        tables = {
-            DeadlineKind.ACKNOWLEDGE: self.acknowledge,
-            DeadlineKind.DECIDE: self.decide,
-            DeadlineKind.START_SERVICE: self.start_service,
-        }
-        if kind not in tables:
-            raise ValueError(f"no policy for deadline {kind}")
-        return tables[kind][urgency]
 
     def acknowledge_due(
         self, sent_at: datetime, urgency: RiskLevel, respond_by: datetime | None
@@ -141,41 +153,41 @@ def plan_transition(
     """
     at = occurred_at
     starts: list[DeadlineStart] = []
-    if event_type == "referral.sent":
+    if event_type == ReferralSentV1.event_type:
         due = policy.acknowledge_due(at, urgency, respond_by)
         starts.append(DeadlineStart(DeadlineKind.ACKNOWLEDGE, at, due))
         plan = TransitionPlan(milestones={"sent_at": at, "acknowledge_due_at": due})
-    elif event_type == "referral.acknowledged":
+    elif event_type == ReferralAcknowledgedV1.event_type:
         starts.append(DeadlineStart(DeadlineKind.DECIDE, at, at + policy.decide[urgency]))
         plan = TransitionPlan(
             finishes=frozenset({DeadlineKind.ACKNOWLEDGE}), milestones={"acknowledged_at": at}
         )
-    elif event_type == "referral.accepted":
+    elif event_type == ReferralAcceptedV1.event_type:
         starts.append(
             DeadlineStart(DeadlineKind.START_SERVICE, at, at + policy.start_service[urgency])
         )
         plan = TransitionPlan(
             finishes=_RESPONDED, milestones={"acknowledged_at": at, "decided_at": at}
         )
-    elif event_type == "referral.rejected":
+    elif event_type == ReferralRejectedV1.event_type:
         plan = TransitionPlan(
             finishes=ALL_DEADLINES,
             terminal=True,
             milestones={"acknowledged_at": at, "decided_at": at, "finished_at": at},
         )
-    elif event_type == "referral.started":
+    elif event_type == ReferralStartedV1.event_type:
         plan = TransitionPlan(
             finishes=ALL_DEADLINES,
             milestones={"acknowledged_at": at, "decided_at": at, "service_started_at": at},
         )
-    elif event_type == "referral.closed":
+    elif event_type == ReferralClosedV1.event_type:
         plan = TransitionPlan(
             finishes=ALL_DEADLINES,
             terminal=True,
             post_closure_followup_at=at + policy.post_closure_followup,
             milestones={"closed_at": at, "finished_at": at},
         )
-    elif event_type == "referral.cancelled":
+    elif event_type == ReferralCancelledV1.event_type:
         plan = TransitionPlan(finishes=ALL_DEADLINES, terminal=True, milestones={"finished_at": at})
     else:
         plan = TransitionPlan()
@@ -245,8 +257,9 @@ def percentile(values: Sequence[float], pct: float) -> float | None:
 
 
 @dataclass(frozen=True)
-class ReferralFacts:
-    """What the report needs about one referral."""
+class TrackedReferral:
+    """What the report needs about one referral follow-up tracks (the referral
+    service's own `ReferralFacts` is another thing)."""
 
     referral_id: UUID
     from_agency_id: str
@@ -290,7 +303,7 @@ def _median_p90(values: Sequence[float]) -> dict[str, float | None]:
     return {"median": _rounded(percentile(values, 50)), "p90": _rounded(percentile(values, 90))}
 
 
-def figures(facts: Iterable[ReferralFacts], agency_id: str | None) -> dict[str, Any]:
+def figures(facts: Iterable[TrackedReferral], agency_id: str | None) -> dict[str, Any]:
     """The closed-loop figures over some referrals, from `agency_id`'s point of view
     (None: operations, everything). `sent`/`received` count the agency's side; every
     other figure counts each referral the agency is part of once."""
@@ -316,23 +329,25 @@ def figures(facts: Iterable[ReferralFacts], agency_id: str | None) -> dict[str, 
     }
 
 
-def period_key(moment: datetime, granularity: str) -> str:
+def period_key(moment: datetime, granularity: Granularity) -> str:
     moment = moment.astimezone(UTC)
-    if granularity == "day":
+    if granularity == Granularity.DAY:
         return moment.strftime("%Y-%m-%d")
-    if granularity == "week":
+    if granularity == Granularity.WEEK:
         year, week, _ = moment.isocalendar()
         return f"{year}-W{week:02d}"
     return moment.strftime("%Y-%m")
 
 
 def referral_report(
-    facts: Sequence[ReferralFacts], agency_id: str | None, granularity: str = "month"
+    facts: Sequence[TrackedReferral],
+    agency_id: str | None,
+    granularity: Granularity = Granularity.MONTH,
 ) -> dict[str, Any]:
     """Totals, then the same figures by service type, by region and by period."""
 
     def grouped(key: Any) -> dict[str, Any]:
-        groups: dict[str, list[ReferralFacts]] = {}
+        groups: dict[str, list[TrackedReferral]] = {}
         for f in facts:
             groups.setdefault(key(f), []).append(f)
         out = {name: figures(rows, agency_id) for name, rows in sorted(groups.items())}

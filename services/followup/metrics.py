@@ -44,9 +44,9 @@ class Snapshot:
     taken_at: datetime | None = None
 
 
-def snapshot_from(facts: list[domain.ReferralFacts], now: datetime) -> Snapshot:
-    by_group: dict[tuple[str, str], list[domain.ReferralFacts]] = {}
-    for f in facts:
+def snapshot_from(referrals: list[domain.TrackedReferral], now: datetime) -> Snapshot:
+    by_group: dict[tuple[str, str], list[domain.TrackedReferral]] = {}
+    for f in referrals:
         by_group.setdefault((f.service_type, f.region), []).append(f)
     groups = {
         key: _Group(
@@ -134,7 +134,7 @@ class FollowupMetrics:
 
     async def refresh(self, pool: asyncpg.Pool, now: datetime) -> None:
         async with pool.acquire() as conn:
-            facts = await store.report_facts(
+            referrals = await store.reports.tracked_referrals(
                 conn,
                 agency_id=None,
                 period_from=None,
@@ -143,4 +143,4 @@ class FollowupMetrics:
                 region=None,
                 now=now,
             )
-        self.report.snapshot = snapshot_from(facts, now)
+        self.report.snapshot = snapshot_from(referrals, now)

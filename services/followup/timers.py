@@ -6,14 +6,14 @@ transaction advances each timer and enqueues its event through the kit outbox.
 A crash before the commit leaves the timers due; after it, the outbox publishes.
 A pass that fired something is followed at once by another (catch-up after
 downtime, next escalation level already past); otherwise the loop waits for
-`wake()` or the poll interval.
+`wake()` or the poll interval. A pass the database refuses is retried on the kit's
+backoff schedule (`services.kit.backoff`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from datetime import datetime
@@ -29,12 +29,19 @@ from contracts.events import FollowupDueV1, ReferralOverdueV1
 from contracts.registry import to_cloud_event
 from contracts.topics import Topic
 from services.followup import domain, store
+from services.followup.domain import FollowupStatus
+from services.followup.store.timers import TimerKind, TimerStatus, TimerUpdate
+from services.kit.backoff import Backoff, pause
 from services.kit.clock import Clock
+from services.kit.db import Conn
 from services.kit.logging import get_logger
+from services.kit.outbox import enqueue
 
 log = get_logger(__name__)
 
 DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+RETRY_BASE_SECONDS = 0.5
+RETRY_CAP_SECONDS = 10.0
 
 
 def _json_time(moment: datetime) -> str:
@@ -73,47 +80,39 @@ class TimerLoop:
         await asyncio.gather(*(self._run_one(stopping) for _ in range(concurrency)))
 
     async def _run_one(self, stopping: asyncio.Event) -> None:
-        backoff = 0.5
+        backoff = Backoff(RETRY_BASE_SECONDS, RETRY_CAP_SECONDS)
         while not stopping.is_set():
             self._wake.clear()
             try:
                 fired = await self.fire_due()
-                backoff = 0.5
+                backoff.reset()
             except DB_ERRORS as exc:
+                delay = backoff.next_delay()
                 log.warning(
-                    "timer pass failed; retrying", error=exc.__class__.__name__, retry_in=backoff
+                    "timer pass failed; retrying",
+                    error=exc.__class__.__name__,
+                    retry_in=round(delay, 2),
                 )
-                await self._idle(stopping, backoff)
-                backoff = min(backoff * 2, 10.0)
+                await pause(delay, self._wake, stopping)
                 continue
             if fired == 0:
-                await self._idle(stopping, self._poll_seconds)
-
-    async def _idle(self, stopping: asyncio.Event, seconds: float) -> None:
-        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stopping.wait())]
-        try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await waiter
+                await pause(self._poll_seconds, self._wake, stopping)
 
     async def fire_due(self) -> int:
         """One pass; returns how many timers fired."""
         now = self._clock.now()
         fired_labels: list[tuple[str, str, str]] = []
         async with self._pool_of().acquire() as conn, conn.transaction():
-            rows = await store.claim_due_timers(conn, now, self._batch_size)
-            updates: list[store.TimerUpdate] = []
+            rows = await store.timers.claim_due_timers(conn, now, self._batch_size)
+            updates: list[TimerUpdate] = []
             events: dict[str, list[CloudEvent]] = {}
             due_followups: list[UUID] = []
             for row in rows:
-                kind = row["kind"]
-                if kind == "deadline":
+                kind = TimerKind(row["kind"])
+                if kind is TimerKind.DEADLINE:
                     update, event = self._fire_deadline(row)
                     fired_labels.append((kind, row["deadline"], str(row["level"])))
-                elif kind == "followup":
+                elif kind is TimerKind.FOLLOWUP:
                     update, event = self._fire_followup(row)
                     if event is not None:
                         due_followups.append(row["followup_id"])
@@ -131,11 +130,11 @@ class TimerLoop:
                 # thousands is the hot path); checking one per pass against the contract
                 # catches any drift between the two without paying for every row.
                 ReferralOverdueV1.model_validate(overdue[0].data)
-            await store.apply_timer_updates(conn, updates)
-            await store.mark_followups_due(conn, due_followups)
+            await store.timers.apply_timer_updates(conn, updates)
+            await store.followups.mark_followups_due(conn, due_followups)
             for family, batch in events.items():
                 topic = Topic.REFERRALS if family == "referral" else Topic.FOLLOWUPS
-                await store.enqueue(conn, topic, *batch)
+                await enqueue(conn, topic, *batch)
         for labels, count in collections.Counter(fired_labels).items():
             self._fired.labels(*labels).inc(count)
         self.passes += 1
@@ -144,15 +143,17 @@ class TimerLoop:
             log.info("timers fired", count=len(rows), events=sum(map(len, events.values())))
         return len(rows)
 
-    def _fire_deadline(self, row: Any) -> tuple[store.TimerUpdate, CloudEvent | None]:
+    def _fire_deadline(self, row: Any) -> tuple[TimerUpdate, CloudEvent | None]:
         firing = domain.fire_deadline(
             self._policy, started_at=row["started_at"], due_at=row["due_at"], level=row["level"]
         )
         if firing.next_fire_at is None:
-            update = store.TimerUpdate(row["timer_id"], "escalated", row["level"], row["fire_at"])
+            update = TimerUpdate(
+                row["timer_id"], TimerStatus.ESCALATED, row["level"], row["fire_at"]
+            )
         else:
-            update = store.TimerUpdate(
-                row["timer_id"], "pending", row["level"] + 1, firing.next_fire_at
+            update = TimerUpdate(
+                row["timer_id"], TimerStatus.PENDING, row["level"] + 1, firing.next_fire_at
             )
         data = {
             "case_id": str(row["case_id"]),
@@ -184,11 +185,11 @@ class TimerLoop:
             dataschema=schema_urn(ReferralOverdueV1.event_type),
         )
 
-    def _fire_followup(self, row: Any) -> tuple[store.TimerUpdate, CloudEvent | None]:
-        done = store.TimerUpdate(
-            row["timer_id"], "finished", row["level"], row["fire_at"], finished_by="fired"
+    def _fire_followup(self, row: Any) -> tuple[TimerUpdate, CloudEvent | None]:
+        done = TimerUpdate(
+            row["timer_id"], TimerStatus.FINISHED, row["level"], row["fire_at"], finished_by="fired"
         )
-        if row["f_status"] != "scheduled":  # completed early: nothing to announce
+        if row["f_status"] != FollowupStatus.SCHEDULED:  # completed early: nothing to announce
             return done, None
         caseworker = row["f_caseworker_id"]
         if caseworker is None and row["c_agency_id"] == row["f_agency_id"]:
@@ -207,18 +208,18 @@ class TimerLoop:
         return done, self._cloud_event(due, f"followup-due:{row['followup_id']}")
 
     async def _fire_review(
-        self, conn: store.Conn, row: Any, now: datetime
-    ) -> tuple[store.TimerUpdate, CloudEvent | None]:
-        open_now = await store.open_referrals(conn, row["case_id"])
+        self, conn: Conn, row: Any, now: datetime
+    ) -> tuple[TimerUpdate, CloudEvent | None]:
+        open_now = await store.projections.open_referrals(conn, row["case_id"])
         if open_now.count == 0:
-            return store.TimerUpdate(
+            return TimerUpdate(
                 row["timer_id"],
-                "finished",
+                TimerStatus.FINISHED,
                 row["level"],
                 row["fire_at"],
                 finished_by="no_open_referrals",
             ), None
-        case = await store.get_case(conn, row["case_id"])
+        case = await store.projections.get_case(conn, row["case_id"])
         assert open_now.highest_urgency is not None
         assert open_now.reference is not None
         risk = (
@@ -231,23 +232,23 @@ class TimerLoop:
         due_at = row["fire_at"]
         # Deterministic id: the same review (case, due time) is one follow-up, ever.
         followup_id = uuid5(NAMESPACE_URL, f"enlace:review:{row['case_id']}:{due_at.isoformat()}")
-        created = await store.create_followup(
+        created = await store.followups.create_followup(
             conn,
             origin=f"review:{row['case_id']}:{due_at.isoformat()}",
-            kind=FollowupKind.PERIODIC_REVIEW.value,
+            kind=FollowupKind.PERIODIC_REVIEW,
             case_id=row["case_id"],
             reference=case.reference if case else open_now.reference,
             referral_id=None,
             agency_id=agency,
             caseworker_id=case.caseworker_id if case else None,
-            risk_level=risk.value,
+            risk_level=risk,
             due_at=due_at,
-            status="due",
+            status=FollowupStatus.DUE,
             followup_id=followup_id,
         )
-        update = store.TimerUpdate(
+        update = TimerUpdate(
             row["timer_id"],
-            "pending",
+            TimerStatus.PENDING,
             row["level"] + 1,
             domain.next_review_at(due_at, self._policy.periodic_review, now),
         )

@@ -139,8 +139,8 @@ def _facts(
     service: str = "shelter",
     region: str = "PE-PIU",
     sent: datetime = T0,
-) -> domain.ReferralFacts:
-    return domain.ReferralFacts(
+) -> domain.TrackedReferral:
+    return domain.TrackedReferral(
         referral_id=uuid.uuid4(),
         from_agency_id=frm,
         to_agency_id=to,
