@@ -1,68 +1,41 @@
-"""Referral rules, with no I/O.
+"""The service directory, modelled on the Open Referral Human Services Data
+Specification (organization → service → coverage/location → taxonomy), so that a
+partner's existing HSDS directory maps onto it.
 
-Three parts, each tested on its own:
-
-- the service directory, modelled on the Open Referral Human Services Data
-  Specification (organization → service → coverage/location → taxonomy), so a
-  partner's existing HSDS directory maps onto it;
-- routing: declarative rules (deploy/routing.yaml) turn a `case.created` into
-  referrals — mandatory pathways are sent at once, the others are proposed to the
-  case-owning agency — and a need no eligible service covers becomes an unmet need;
-- the closed-loop lifecycle after FHIR Task: proposed → sent → acknowledged →
-  accepted | rejected → in_progress → closed, cancelled by the sender while open.
+Each organisation is an agency of deploy/agencies.yaml; its services say where they
+take cases from (`Coverage`), whom they take (`Eligibility`) and whom to tell
+(`ContactPoint`). Routing and hand referrals see the directory as a flat list of
+`Offer`s (one service of one organisation).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Self
-from uuid import UUID
+from typing import Annotated, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, StringConstraints, ValidationError, model_validator
 
 from contracts.codes import (
-    AgeBand,
     Channel,
-    ConcernCode,
-    ConsentBasis,
     CountryCode,
     LanguageCode,
-    ReferralState,
     RegionCode,
-    RiskLevel,
     ServiceType,
     Sex,
     region_country,
 )
-from contracts.events import (
-    AgencyId,
-    CaseCreatedV1,
-    ConsentV1,
-    ReferralAcceptedV1,
-    ReferralAcknowledgedV1,
-    ReferralCancelledV1,
-    ReferralClosedV1,
-    ReferralEventV1,
-    ReferralRejectedV1,
-    ReferralSentV1,
-    ReferralStartedV1,
-    ServiceId,
+from contracts.events import AgencyId, ServiceId
+from services.referral.domain.case import CaseProfile, age_band_bounds
+from services.referral.domain.documents import (
+    DirectoryError,
+    Strict,
+    format_validation,
+    labels_of,
+    load_yaml,
 )
-
-# --- directory -----------------------------------------------------------------------
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ContactId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,80}$")]
@@ -81,15 +54,7 @@ def _check_time_zone(name: str) -> str:
 TimeZone = Annotated[str, AfterValidator(_check_time_zone)]
 
 
-class DirectoryError(ValueError):
-    """The directory or routing file is invalid; the message names the place."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class ContactPoint(_Strict):
+class ContactPoint(Strict):
     """A person or desk that receives notifications (HSDS `contact` + `phone`)."""
 
     id: ContactId
@@ -115,7 +80,7 @@ class OrganizationKind(StrEnum):
     INTERNATIONAL = "international"
 
 
-class Coverage(_Strict):
+class Coverage(Strict):
     """Where a service is delivered (HSDS `service_area` / `service_at_location`)."""
 
     countries: list[CountryCode] = Field(min_length=1)
@@ -145,12 +110,7 @@ class Coverage(_Strict):
         return self.is_domestic_for(country, region) or country in self.accepts_from_countries
 
 
-def age_band_bounds(band: AgeBand) -> tuple[int, int]:
-    low, high = band.value.split("-")
-    return int(low), int(high)
-
-
-class Eligibility(_Strict):
+class Eligibility(Strict):
     """Who a service takes. An empty list means anyone."""
 
     min_age: int = Field(default=0, ge=0, le=17)
@@ -181,7 +141,7 @@ class Eligibility(_Strict):
         return None
 
 
-class DirectoryService(_Strict):
+class DirectoryService(Strict):
     id: ServiceId
     name: Text
     type: ServiceType
@@ -191,7 +151,7 @@ class DirectoryService(_Strict):
     contacts: list[ContactPoint] = Field(min_length=1)
 
 
-class Organization(_Strict):
+class Organization(Strict):
     id: AgencyId = Field(description="The agency id of deploy/agencies.yaml")
     name: Text
     kind: OrganizationKind
@@ -201,7 +161,7 @@ class Organization(_Strict):
     services: list[DirectoryService] = Field(default_factory=list)
 
 
-class Directory(_Strict):
+class Directory(Strict):
     organizations: list[Organization]
 
     @model_validator(mode="after")
@@ -245,42 +205,15 @@ class Directory(_Strict):
         return Directory(organizations=[o for o in self.organizations if o.id != org_id])
 
 
-def _format_validation(exc: ValidationError, source: str, labels: Mapping[int, str]) -> str:
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = list(err["loc"])
-        path = ""
-        for i, part in enumerate(loc):
-            if isinstance(part, int):
-                path += f"[{part}]"
-                if i == 1 and part in labels:
-                    path += f" ({labels[part]})"
-            else:
-                path += f".{part}" if path else str(part)
-        lines.append(f"{source}: {path}: {err['msg']}")
-    return "\n".join(lines)
-
-
-def _load_yaml(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise DirectoryError(f"{source}: not valid YAML: {exc}") from None
-
-
 def load_directory(
     text: str, *, known_agencies: Iterable[str] | None = None, source: str = "directory.yaml"
 ) -> Directory:
-    raw = _load_yaml(text, source)
-    labels = {
-        i: f"id {o.get('id')!r}"
-        for i, o in enumerate(raw.get("organizations") or [])
-        if isinstance(o, dict)
-    }
+    raw = load_yaml(text, source)
     try:
         directory = Directory.model_validate(raw)
     except ValidationError as exc:
-        raise DirectoryError(_format_validation(exc, source, labels)) from None
+        labels = labels_of(raw.get("organizations") if isinstance(raw, dict) else None)
+        raise DirectoryError(format_validation(exc, source, labels)) from None
     if known_agencies is not None:
         directory.check_agencies(known_agencies)
     return directory
@@ -301,431 +234,48 @@ class Offer:
             return case_country
         return self.organization.country
 
-
-# --- the case as routing sees it -------------------------------------------------------
+    def refuses_referral_of(self, case: CaseProfile) -> str | None:
+        """Why the case's agency cannot refer the case here by hand, or None."""
+        if self.organization.id == case.registering_agency_id:
+            return "is a service of your own agency"
+        if not self.service.accepting_referrals:
+            return "is not accepting referrals"
+        if not self.service.coverage.admits(case.country, case.region):
+            return f"does not take cases from {case.region}"
+        refused = self.service.eligibility.refuses(case)
+        if refused:
+            return f"the child is not eligible ({refused})"
+        return None
 
 
 @dataclass(frozen=True)
-class CaseProfile:
-    """The codes of a case that routing needs (from case.created; no identifiers)."""
+class ServiceQuery:
+    """A search of the directory; an omitted criterion matches every service. With a
+    region, a service matches when it takes cases from that region (in country or
+    across the border); with a country only, when it works in or takes cases from it."""
 
-    case_id: UUID
-    reference: str
-    registering_agency_id: str
-    country: str
-    region: str
-    age_band: AgeBand
-    sex: Sex
-    nationality: str | None
-    languages: tuple[str, ...]
-    unaccompanied: bool
-    separated: bool
-    has_disability: bool
-    concerns: tuple[ConcernCode, ...]
-    needs: tuple[ServiceType, ...]
-    risk_level: RiskLevel
-    consent: ConsentV1
-
-    @classmethod
-    def from_event(cls, event: CaseCreatedV1) -> CaseProfile:
-        return cls(
-            case_id=event.case_id,
-            reference=event.reference,
-            registering_agency_id=event.registering_agency_id,
-            country=event.country,
-            region=event.region,
-            age_band=event.age_band,
-            sex=event.sex,
-            nationality=event.nationality,
-            languages=tuple(event.languages),
-            unaccompanied=event.unaccompanied,
-            separated=event.separated,
-            has_disability=event.has_disability,
-            concerns=tuple(event.concerns),
-            needs=tuple(event.needs),
-            risk_level=event.risk_level,
-            consent=event.consent,
-        )
+    type: ServiceType | None = None
+    country: str | None = None
+    region: str | None = None
+    accepting: bool | None = None
 
     @property
-    def migrant(self) -> bool:
-        """Not a national of the country where the child is (unknown counts as not)."""
-        return self.nationality != self.country
-
-
-# --- routing rules ----------------------------------------------------------------------
-
-RuleId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-
-
-class Pathway(StrEnum):
-    MANDATORY = "mandatory"  # sent automatically
-    PROPOSED = "proposed"  # the case-owning agency confirms or drops it
-
-
-class Conditions(_Strict):
-    """All given conditions must hold; an omitted one always holds."""
-
-    countries: list[CountryCode] = Field(default_factory=list)
-    concerns_any: list[ConcernCode] = Field(default_factory=list)
-    needs_any: list[ServiceType] = Field(default_factory=list)
-    risk_at_least: RiskLevel | None = None
-    unaccompanied: bool | None = None
-    unaccompanied_or_separated: bool | None = None
-    migrant: bool | None = None
-    sexes: list[Sex] = Field(default_factory=list)
-    age_bands: list[AgeBand] = Field(default_factory=list)
-
-    def hold_for(self, case: CaseProfile) -> bool:
-        checks = (
-            not self.countries or case.country in self.countries,
-            not self.concerns_any or bool(set(self.concerns_any) & set(case.concerns)),
-            not self.needs_any or bool(set(self.needs_any) & set(case.needs)),
-            self.risk_at_least is None or case.risk_level.rank >= self.risk_at_least.rank,
-            self.unaccompanied is None or case.unaccompanied == self.unaccompanied,
-            self.unaccompanied_or_separated is None
-            or (case.unaccompanied or case.separated) == self.unaccompanied_or_separated,
-            self.migrant is None or case.migrant == self.migrant,
-            not self.sexes or case.sex in self.sexes,
-            not self.age_bands or case.age_band in self.age_bands,
-        )
-        return all(checks)
-
-
-class RoutingRule(_Strict):
-    id: RuleId
-    description: Annotated[str, StringConstraints(min_length=1, max_length=600)]
-    pathway: Pathway
-    when: Conditions = Field(default_factory=Conditions)
-    refer_to: list[ServiceType] = Field(default_factory=list)
-    refer_to_needs: bool = Field(default=False, description="Also refer to the case's stated needs")
-    min_urgency: RiskLevel | None = None
-
-    @model_validator(mode="after")
-    def _refers_somewhere(self) -> Self:
-        if not self.refer_to and not self.refer_to_needs:
-            raise ValueError("give refer_to or refer_to_needs: true")
-        return self
-
-
-class RoutingRules(_Strict):
-    version: int = Field(ge=1, le=1)
-    rules: list[RoutingRule] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> Self:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
-        return self
-
-
-def load_rules(text: str, *, source: str = "routing.yaml") -> RoutingRules:
-    raw = _load_yaml(text, source)
-    labels = {
-        i: f"id {r.get('id')!r}"
-        for i, r in enumerate(raw.get("rules") or [])
-        if isinstance(r, dict)
-    }
-    try:
-        return RoutingRules.model_validate(raw)
-    except ValidationError as exc:
-        raise DirectoryError(_format_validation(exc, source, labels)) from None
-
-
-class UnmetReason(StrEnum):
-    NO_SERVICE_IN_COVERAGE = "no_service_in_coverage"
-    NONE_ELIGIBLE = "none_eligible"
-    NONE_ACCEPTING = "none_accepting"
-
-
-@dataclass(frozen=True)
-class PlannedReferral:
-    offer: Offer
-    rule_id: str
-    mandatory: bool
-    urgency: RiskLevel
-    send_now: bool  # mandatory and covered by consent; otherwise proposed
-
-    @property
-    def service_type(self) -> ServiceType:
-        return self.offer.service.type
-
-
-@dataclass(frozen=True)
-class UnmetNeed:
-    service_type: ServiceType
-    rule_id: str
-    urgency: RiskLevel
-    reason: UnmetReason
-
-
-@dataclass(frozen=True)
-class RoutingPlan:
-    referrals: list[PlannedReferral] = field(default_factory=list)
-    unmet: list[UnmetNeed] = field(default_factory=list)
-    served_internally: list[ServiceType] = field(default_factory=list)
-
-
-@dataclass
-class _Want:
-    service_type: ServiceType
-    rule_id: str
-    mandatory: bool
-    urgency: RiskLevel
-
-
-def consent_covers(consent: ConsentV1, service_type: ServiceType) -> bool:
-    return consent.basis is not ConsentBasis.NONE and consent.covers(service_type)
-
-
-def _wanted(case: CaseProfile, rules: RoutingRules) -> list[_Want]:
-    """Service types the rules ask for, in rule order; a mandatory rule wins over a
-    proposing one for the same type, and the highest urgency wins."""
-    wanted: dict[ServiceType, _Want] = {}
-    for rule in rules.rules:
-        if not rule.when.hold_for(case):
-            continue
-        urgency = RiskLevel.highest(case.risk_level, rule.min_urgency or RiskLevel.LOW)
-        mandatory = rule.pathway is Pathway.MANDATORY
-        types = list(rule.refer_to) + (list(case.needs) if rule.refer_to_needs else [])
-        for service_type in dict.fromkeys(types):
-            want = wanted.get(service_type)
-            if want is None:
-                wanted[service_type] = _Want(service_type, rule.id, mandatory, urgency)
-                continue
-            if mandatory and not want.mandatory:
-                want.rule_id, want.mandatory = rule.id, True
-            want.urgency = RiskLevel.highest(want.urgency, urgency)
-    return list(wanted.values())
-
-
-def _rank(offer: Offer, case: CaseProfile) -> tuple[int, int, int, int]:
-    coverage, eligibility = offer.service.coverage, offer.service.eligibility
-    return (
-        0 if coverage.is_domestic_for(case.country, case.region) else 1,
-        0 if case.region in coverage.regions else 1,
-        0 if eligibility.nationalities else 1,  # a service for this very group first
-        offer.position,
-    )
-
-
-def plan_routing(case: CaseProfile, rules: RoutingRules, offers: list[Offer]) -> RoutingPlan:
-    """Which referrals to make for a new case, and which needs nobody covers.
-
-    Per service type: the services that admit the case's location (in country, or
-    cross-border through accepts_from_countries), take referrals and find the child
-    eligible; one is chosen — domestic before cross-border, region before country,
-    group-specific before general, then directory order. When the registering agency
-    itself offers the service it serves the case: no referral, no unmet need.
-    """
-    plan = RoutingPlan()
-    for want in _wanted(case, rules):
-        of_type = [o for o in offers if o.service.type is want.service_type]
-        in_coverage = [o for o in of_type if o.service.coverage.admits(case.country, case.region)]
-        eligible = [o for o in in_coverage if o.service.eligibility.refuses(case) is None]
-        accepting = [o for o in eligible if o.service.accepting_referrals]
-        if any(o.organization.id == case.registering_agency_id for o in accepting):
-            plan.served_internally.append(want.service_type)
-            continue
-        if not accepting:
-            reason = (
-                UnmetReason.NO_SERVICE_IN_COVERAGE
-                if not in_coverage
-                else UnmetReason.NONE_ELIGIBLE
-                if not eligible
-                else UnmetReason.NONE_ACCEPTING
-            )
-            plan.unmet.append(UnmetNeed(want.service_type, want.rule_id, want.urgency, reason))
-            continue
-        best = min(accepting, key=lambda o: _rank(o, case))
-        plan.referrals.append(
-            PlannedReferral(
-                offer=best,
-                rule_id=want.rule_id,
-                mandatory=want.mandatory,
-                urgency=want.urgency,
-                send_now=want.mandatory and consent_covers(case.consent, want.service_type),
-            )
-        )
-    return plan
-
-
-# --- lifecycle ----------------------------------------------------------------------------
-
-
-class Action(StrEnum):
-    CONFIRM = "confirm"
-    ACKNOWLEDGE = "acknowledge"
-    ACCEPT = "accept"
-    REJECT = "reject"
-    START = "start"
-    CLOSE = "close"
-    CANCEL = "cancel"
-
-
-class Party(StrEnum):
-    SENDER = "sending"
-    RECEIVER = "receiving"
-
-
-OPEN_STATES = frozenset(
-    {
-        ReferralState.PROPOSED,
-        ReferralState.SENT,
-        ReferralState.ACKNOWLEDGED,
-        ReferralState.ACCEPTED,
-        ReferralState.IN_PROGRESS,
-    }
-)
-DISCLOSING_STATES = frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS})
-_LIFECYCLE_ORDER = list(ReferralState)
-
-
-@dataclass(frozen=True)
-class Transition:
-    party: Party
-    from_states: frozenset[ReferralState]
-    to_state: ReferralState
-    event: type[ReferralEventV1]
-
-
-TRANSITIONS: dict[Action, Transition] = {
-    Action.CONFIRM: Transition(
-        Party.SENDER, frozenset({ReferralState.PROPOSED}), ReferralState.SENT, ReferralSentV1
-    ),
-    Action.ACKNOWLEDGE: Transition(
-        Party.RECEIVER,
-        frozenset({ReferralState.SENT}),
-        ReferralState.ACKNOWLEDGED,
-        ReferralAcknowledgedV1,
-    ),
-    Action.ACCEPT: Transition(
-        Party.RECEIVER,
-        frozenset({ReferralState.ACKNOWLEDGED}),
-        ReferralState.ACCEPTED,
-        ReferralAcceptedV1,
-    ),
-    Action.REJECT: Transition(
-        Party.RECEIVER,
-        frozenset({ReferralState.ACKNOWLEDGED}),
-        ReferralState.REJECTED,
-        ReferralRejectedV1,
-    ),
-    Action.START: Transition(
-        Party.RECEIVER,
-        frozenset({ReferralState.ACCEPTED}),
-        ReferralState.IN_PROGRESS,
-        ReferralStartedV1,
-    ),
-    # Closing straight from accepted covers outcomes reached before the service
-    # started (declined by family, child unreachable, transferred).
-    Action.CLOSE: Transition(
-        Party.RECEIVER,
-        frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS}),
-        ReferralState.CLOSED,
-        ReferralClosedV1,
-    ),
-    Action.CANCEL: Transition(
-        Party.SENDER, OPEN_STATES, ReferralState.CANCELLED, ReferralCancelledV1
-    ),
-}
-
-
-class TransitionNotAllowed(Exception):
-    def __init__(self, action: Action, current: ReferralState) -> None:
-        self.action = action
-        self.current = current
-        self.allowed_from = sorted(TRANSITIONS[action].from_states, key=_LIFECYCLE_ORDER.index)
-        super().__init__(
-            f"cannot {action.value} a referral that is {current.value}; "
-            f"allowed from: {', '.join(s.value for s in self.allowed_from)}"
+    def region_outside_country(self) -> bool:
+        return (
+            self.region is not None
+            and self.country is not None
+            and not self.region.startswith(f"{self.country}-")
         )
 
-
-def next_state(current: ReferralState, action: Action) -> ReferralState:
-    transition = TRANSITIONS[action]
-    if current not in transition.from_states:
-        raise TransitionNotAllowed(action, current)
-    return transition.to_state
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    """How long the receiving agency has to acknowledge, by urgency."""
-
-    critical: timedelta = timedelta(hours=4)
-    high: timedelta = timedelta(hours=24)
-    medium: timedelta = timedelta(hours=72)
-    low: timedelta = timedelta(days=7)
-
-    def respond_by(self, urgency: RiskLevel, sent_at: datetime) -> datetime:
-        delay: timedelta = getattr(self, urgency.value)
-        return sent_at + delay
-
-
-@dataclass(frozen=True)
-class ReferralFacts:
-    """What every referral event repeats, so consumers need no lookup."""
-
-    referral_id: UUID
-    case_id: UUID
-    reference: str
-    from_agency_id: str
-    to_agency_id: str
-    service_id: str
-    service_type: ServiceType
-    urgency: RiskLevel
-    case_country: str
-    case_region: str
-    service_country: str
-
-    @property
-    def cross_border(self) -> bool:
-        return self.case_country != self.service_country
-
-    def event(
-        self,
-        model: type[ReferralEventV1],
-        *,
-        state: ReferralState,
-        version: int,
-        occurred_at: datetime,
-        **extra: Any,
-    ) -> ReferralEventV1:
-        return model(
-            referral_id=self.referral_id,
-            case_id=self.case_id,
-            reference=self.reference,
-            state=state,
-            version=version,
-            from_agency_id=self.from_agency_id,
-            to_agency_id=self.to_agency_id,
-            service_id=self.service_id,
-            service_type=self.service_type,
-            urgency=self.urgency,
-            case_country=self.case_country,
-            case_region=self.case_region,
-            service_country=self.service_country,
-            cross_border=self.cross_border,
-            occurred_at=occurred_at,
-            **extra,
-        )
-
-
-def facts_for(case: CaseProfile, planned: PlannedReferral, referral_id: UUID) -> ReferralFacts:
-    return ReferralFacts(
-        referral_id=referral_id,
-        case_id=case.case_id,
-        reference=case.reference,
-        from_agency_id=case.registering_agency_id,
-        to_agency_id=planned.offer.organization.id,
-        service_id=planned.offer.service.id,
-        service_type=planned.service_type,
-        urgency=planned.urgency,
-        case_country=case.country,
-        case_region=case.region,
-        service_country=planned.offer.service_country(case.country),
-    )
+    def matches(self, offer: Offer) -> bool:
+        s = offer.service
+        country = self.country or (self.region.split("-")[0] if self.region else None)
+        if self.type is not None and s.type is not self.type:
+            return False
+        if self.accepting is not None and s.accepting_referrals != self.accepting:
+            return False
+        if country is None:
+            return True
+        if self.region:
+            return s.coverage.admits(country, self.region)
+        return country in s.coverage.countries or country in s.coverage.accepts_from_countries

@@ -1,0 +1,64 @@
+"""When the receiving agency may see the child's identifying details.
+
+Referral never stores them: intake holds them and answers an audited internal call
+for each disclosure. They are disclosed to the receiving agency only, once it has
+accepted the referral and while the service runs, and never after the case's
+consent was withdrawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from contracts.codes import ReferralState, ServiceType
+
+DISCLOSING_STATES = frozenset({ReferralState.ACCEPTED, ReferralState.IN_PROGRESS})
+
+
+class IdentityStatus(StrEnum):
+    """Why the receiving agency does or does not see the identifying details."""
+
+    DISCLOSED = "disclosed"
+    AFTER_ACCEPTANCE_ONLY = "after_acceptance_only"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+    UNAVAILABLE = "unavailable"  # intake did not answer; the caller may try again
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The child's identifying details as intake gives them (never stored here)."""
+
+    child: dict[str, Any]
+    location: dict[str, Any]
+    guardian: dict[str, Any] | None
+
+    @property
+    def fields(self) -> list[str]:
+        """What was disclosed, for the audit."""
+        return ["child", "location"] + (["guardian"] if self.guardian else [])
+
+
+@dataclass(frozen=True)
+class IdentityRequest:
+    """One disclosure asked of intake, on behalf of the receiving agency."""
+
+    case_id: UUID
+    referral_id: UUID
+    on_behalf_of: str
+    purpose: str
+
+
+def withheld(state: ReferralState, *, consent_withdrawn: bool) -> IdentityStatus | None:
+    """Why the details must not be disclosed now, or None when they may be."""
+    if consent_withdrawn:
+        return IdentityStatus.CONSENT_WITHDRAWN
+    if state not in DISCLOSING_STATES:
+        return IdentityStatus.AFTER_ACCEPTANCE_ONLY
+    return None
+
+
+def disclosure_purpose(service_type: ServiceType) -> str:
+    return f"delivery of {service_type.value} under an accepted referral"
