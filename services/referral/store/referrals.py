@@ -1,57 +1,28 @@
-"""Referral's SQL. Every function takes the caller's connection, so the caller owns
-the transaction. Writers about a case lock its `cases` row first (`lock_case`)."""
+"""The `referrals` table (one row per referral, its state and version) and the
+append-only `disclosures` audit. A referral row changes only under its case's lock
+(`lock_case`), so `save_transition` never loses a race."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from enum import StrEnum
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
 
-from contracts.codes import ReferralState, RiskLevel, ServiceType
+from contracts.codes import (
+    CancellationReason,
+    ClosureOutcome,
+    ReferralState,
+    RejectionReason,
+    RiskLevel,
+    ServiceType,
+)
 from contracts.events import CaseCreatedV1
 from services.kit.db import Conn
-from services.referral.domain import ReferralFacts
-
-
-@asynccontextmanager
-async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A pooled connection, typed as the connection it proxies."""
-    async with pool.acquire() as conn:
-        yield cast(asyncpg.Connection, conn)
-
-
-@asynccontextmanager
-async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    async with pool.acquire() as conn, conn.transaction():
-        yield cast(asyncpg.Connection, conn)
-
-
-@dataclass(frozen=True)
-class StoredCase:
-    case_id: UUID
-    reference: str
-    registering_agency_id: str
-    profile: dict[str, Any]
-    consent_withdrawn_at: datetime | None
-
-    @property
-    def event(self) -> CaseCreatedV1:
-        return CaseCreatedV1.model_validate(self.profile)
-
-
-def _case(row: asyncpg.Record) -> StoredCase:
-    return StoredCase(
-        case_id=row["case_id"],
-        reference=row["reference"],
-        registering_agency_id=row["registering_agency_id"],
-        profile=row["profile"],
-        consent_withdrawn_at=row["consent_withdrawn_at"],
-    )
+from services.referral.domain.lifecycle import Party, ReferralFacts
 
 
 @dataclass(frozen=True)
@@ -62,12 +33,12 @@ class StoredReferral:
     routing_rule: str | None
     mandatory: bool
     respond_by: datetime | None
-    rejection_reason: str | None
-    closure_outcome: str | None
-    cancellation_reason: str | None
-    best_interest: dict[str, Any] | None
+    rejection_reason: RejectionReason | None
+    closure_outcome: ClosureOutcome | None
+    cancellation_reason: CancellationReason | None
+    best_interest: dict[str, Any] | None  # the documented decision (who, when, why)
     created_at: datetime
-    sent_at: datetime | None
+    sent_at: datetime | None  # None while proposed: the receiver cannot see it yet
     updated_at: datetime
 
     @property
@@ -77,6 +48,21 @@ class StoredReferral:
     @property
     def case_id(self) -> UUID:
         return self.facts.case_id
+
+    def party_of(self, agency_id: str) -> Party | None:
+        """The agency's part in this referral, or None (see `ReferralFacts.party_of`)."""
+        return self.facts.party_of(agency_id, sent=self.sent_at is not None)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _optional(kind: type[E], value: str | None) -> E | None:
+    return None if value is None else kind(value)
+
+
+def _value(member: StrEnum | None) -> str | None:
+    return None if member is None else member.value
 
 
 def _referral(row: asyncpg.Record) -> StoredReferral:
@@ -100,57 +86,15 @@ def _referral(row: asyncpg.Record) -> StoredReferral:
         routing_rule=row["routing_rule"],
         mandatory=row["mandatory"],
         respond_by=row["respond_by"],
-        rejection_reason=row["rejection_reason"],
-        closure_outcome=row["closure_outcome"],
-        cancellation_reason=row["cancellation_reason"],
+        rejection_reason=_optional(RejectionReason, row["rejection_reason"]),
+        closure_outcome=_optional(ClosureOutcome, row["closure_outcome"]),
+        cancellation_reason=_optional(CancellationReason, row["cancellation_reason"]),
         best_interest=row["best_interest"],
         created_at=row["created_at"],
         sent_at=row["sent_at"],
         updated_at=row["updated_at"],
     )
 
-
-# --- cases ------------------------------------------------------------------------------
-
-
-async def insert_case(conn: Conn, event: CaseCreatedV1, routed_at: datetime) -> bool:
-    """False when the case is already known: it was routed before."""
-    inserted = await conn.fetchval(
-        """INSERT INTO cases (case_id, reference, registering_agency_id, country, region,
-                              profile, routed_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (case_id) DO NOTHING RETURNING true""",
-        event.case_id,
-        event.reference,
-        event.registering_agency_id,
-        event.country,
-        event.region,
-        event.model_dump(mode="json"),
-        routed_at,
-    )
-    return bool(inserted)
-
-
-async def lock_case(conn: Conn, case_id: UUID) -> StoredCase | None:
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
-    return _case(row) if row else None
-
-
-async def get_case(conn: Conn, case_id: UUID) -> StoredCase | None:
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
-    return _case(row) if row else None
-
-
-async def mark_consent_withdrawn(conn: Conn, case_id: UUID, at: datetime) -> None:
-    await conn.execute(
-        """UPDATE cases SET consent_withdrawn_at = $2
-           WHERE case_id = $1 AND consent_withdrawn_at IS NULL""",
-        case_id,
-        at,
-    )
-
-
-# --- referrals ----------------------------------------------------------------------------
 
 _INSERT_REFERRAL = """
 INSERT INTO referrals (referral_id, case_id, reference, from_agency_id, to_agency_id, service_id,
@@ -294,9 +238,9 @@ async def save_transition(
     state: ReferralState,
     at: datetime,
     respond_by: datetime | None = None,
-    rejection_reason: str | None = None,
-    closure_outcome: str | None = None,
-    cancellation_reason: str | None = None,
+    rejection_reason: RejectionReason | None = None,
+    closure_outcome: ClosureOutcome | None = None,
+    cancellation_reason: CancellationReason | None = None,
     best_interest: dict[str, Any] | None = None,
 ) -> StoredReferral:
     row = await conn.fetchrow(
@@ -314,9 +258,9 @@ async def save_transition(
         state.value,
         at,
         respond_by,
-        rejection_reason,
-        closure_outcome,
-        cancellation_reason,
+        _value(rejection_reason),
+        _value(closure_outcome),
+        _value(cancellation_reason),
         best_interest,
         referral.version,
     )
@@ -335,17 +279,22 @@ async def list_referrals(
     conn: Conn,
     *,
     agency_id: str,
-    direction: str | None,
-    states: list[str],
+    party: Party | None,
+    states: list[ReferralState],
     case_id: UUID | None,
     after: tuple[datetime, UUID] | None,
     limit: int,
 ) -> Page:
-    """Referrals addressed to (once sent) or sent by `agency_id`, oldest first."""
+    """Referrals addressed to (once sent) or sent by `agency_id`, oldest first; only
+    those where it is `party` when one is given."""
     incoming = "(to_agency_id = $1 AND sent_at IS NOT NULL)"
     outgoing = "from_agency_id = $1"
-    both = f"({incoming} OR {outgoing})"
-    where = {"incoming": incoming, "outgoing": outgoing}.get(direction or "", both)
+    if party is Party.RECEIVER:
+        where = incoming
+    elif party is Party.SENDER:
+        where = outgoing
+    else:
+        where = f"({incoming} OR {outgoing})"
     sql = f"""SELECT * FROM referrals WHERE {where}
               AND (cardinality($2::text[]) = 0 OR state = ANY($2::text[]))
               AND ($3::uuid IS NULL OR case_id = $3)
@@ -354,7 +303,7 @@ async def list_referrals(
     rows = await conn.fetch(
         sql,
         agency_id,
-        states,
+        [s.value for s in states],
         case_id,
         after[0] if after else None,
         after[1] if after else None,
@@ -383,64 +332,3 @@ async def record_disclosure(
         purpose,
         at,
     )
-
-
-# --- directory ----------------------------------------------------------------------------
-
-
-async def directory_version(conn: Conn) -> int:
-    version: int = await conn.fetchval("SELECT version FROM directory_version")
-    return version
-
-
-async def directory_documents(conn: Conn) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT document FROM directory_organizations ORDER BY position, organization_id"
-    )
-    return [r["document"] for r in rows]
-
-
-async def seed_directory(conn: Conn, documents: list[dict[str, Any]]) -> int:
-    """Add the seed's organisations the database does not have yet; returns how many.
-    Existing ones are left alone: admin edits survive a restart."""
-    added = 0
-    for position, doc in enumerate(documents):
-        inserted = await conn.fetchval(
-            """INSERT INTO directory_organizations (organization_id, position, document)
-               VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING true""",
-            doc["id"],
-            position,
-            doc,
-        )
-        added += bool(inserted)
-    if added:
-        await bump_directory_version(conn)
-    return added
-
-
-async def upsert_organization(conn: Conn, document: dict[str, Any]) -> bool:
-    """True when the organisation is new."""
-    created = await conn.fetchval(
-        """INSERT INTO directory_organizations (organization_id, position, document)
-           VALUES ($1, (SELECT COALESCE(max(position), 0) + 1 FROM directory_organizations), $2)
-           ON CONFLICT (organization_id) DO UPDATE SET document = $2, updated_at = now()
-           RETURNING (xmax = 0)""",
-        document["id"],
-        document,
-    )
-    await bump_directory_version(conn)
-    return bool(created)
-
-
-async def delete_organization(conn: Conn, organization_id: str) -> bool:
-    deleted = await conn.fetchval(
-        "DELETE FROM directory_organizations WHERE organization_id = $1 RETURNING true",
-        organization_id,
-    )
-    if deleted:
-        await bump_directory_version(conn)
-    return bool(deleted)
-
-
-async def bump_directory_version(conn: Conn) -> None:
-    await conn.execute("UPDATE directory_version SET version = version + 1")
