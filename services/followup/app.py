@@ -40,14 +40,14 @@ def _hours(critical: float, high: float, medium: float, low: float) -> dict[Risk
 
 class FollowupSettings(ServiceSettings):
     """Deadlines are hours per urgency; set them as JSON, e.g.
-    ENLACE_ACKNOWLEDGE_WITHIN_HOURS='{"critical": 4, "high": 24, "medium": 72, "low": 168}'."""
+    ENLACE_DECIDE_WITHIN_HOURS='{"critical": 4, "high": 24, "medium": 72, "low": 168}'.
+
+    The time to acknowledge is not set here: it is the referral service's promise
+    (`respond_by` on referral.sent, from its ENLACE_RESPOND_WITHIN_*_HOURS)."""
 
     service_name: str = "followup"
     http_port: int = 8003
 
-    acknowledge_within_hours: dict[RiskLevel, Hours] = Field(
-        default_factory=lambda: _hours(4, 24, 72, 168)
-    )
     decide_within_hours: dict[RiskLevel, Hours] = Field(
         default_factory=lambda: _hours(4, 24, 72, 168),
         description="Counted from the acknowledgement",
@@ -70,9 +70,7 @@ class FollowupSettings(ServiceSettings):
     timer_concurrency: int = Field(default=2, ge=1, le=16)
     report_metrics_refresh_seconds: float = Field(default=30.0, gt=0)
 
-    @field_validator(
-        "acknowledge_within_hours", "decide_within_hours", "start_service_within_hours"
-    )
+    @field_validator("decide_within_hours", "start_service_within_hours")
     @classmethod
     def _every_urgency(cls, value: dict[RiskLevel, float]) -> dict[RiskLevel, float]:
         missing = set(RiskLevel) - set(value)
@@ -85,7 +83,6 @@ class FollowupSettings(ServiceSettings):
             return {level: timedelta(hours=h) for level, h in hours.items()}
 
         return domain.DeadlinePolicy(
-            acknowledge=table(self.acknowledge_within_hours),
             decide=table(self.decide_within_hours),
             start_service=table(self.start_service_within_hours),
             escalation_multiples=tuple(self.escalation_multiples),

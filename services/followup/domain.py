@@ -2,10 +2,11 @@
 finishes, when a deadline escalates, when follow-up checks fall due, and the
 closed-loop report maths.
 
-Deadlines (durations per urgency, configurable):
+Deadlines (durations per urgency, configurable, except the first):
 
-- referral.sent starts *acknowledge*: due at the earlier of the sender's promised
-  `respond_by` and sent + the acknowledge duration (a promise is never extended here);
+- referral.sent starts *acknowledge*, due at the event's `respond_by`: the referral
+  service sets that promise from its own `respond_within_*_hours` and is its only
+  owner (the contract makes `respond_by` required on referral.sent);
 - referral.acknowledged finishes *acknowledge* and starts *decide* (from the acknowledgement);
 - referral.accepted finishes acknowledge and decide, and starts *start_service*;
 - referral.rejected / started / closed / cancelled finish whatever is still open.
@@ -71,7 +72,9 @@ class Granularity(StrEnum):
 
 @dataclass(frozen=True)
 class DeadlinePolicy:
-    acknowledge: Mapping[RiskLevel, timedelta]
+    """Follow-up's own deadlines. The acknowledge deadline is not here: it is the
+    referral service's promise, `respond_by` on referral.sent."""
+
     decide: Mapping[RiskLevel, timedelta]
     start_service: Mapping[RiskLevel, timedelta]
     escalation_multiples: tuple[float, ...] = (1.0, 2.0)
@@ -86,19 +89,13 @@ class DeadlinePolicy:
             raise ValueError("escalation_multiples: at least one positive multiple")
         if any(b <= a for a, b in itertools.pairwise(multiples)):
             raise ValueError("escalation_multiples: must be strictly increasing")
-        for name in ("acknowledge", "decide", "start_service"):
+        for name in ("decide", "start_service"):
             table: Mapping[RiskLevel, timedelta] = getattr(self, name)
             missing = set(RiskLevel) - set(table)
             if missing:
                 raise ValueError(f"{name}: no duration for {sorted(missing)}")
             if any(d <= timedelta(0) for d in table.values()):
                 raise ValueError(f"{name}: durations must be positive")
-
-    def acknowledge_due(
-        self, sent_at: datetime, urgency: RiskLevel, respond_by: datetime | None
-    ) -> datetime:
-        ours = sent_at + self.acknowledge[urgency]
-        return ours if respond_by is None else min(ours, respond_by)
 
     @property
     def levels(self) -> int:
@@ -150,11 +147,14 @@ def plan_transition(
 
     `is_latest` is False when a newer version of the referral was already applied:
     such an event may still finish deadlines and record milestones, never start one.
+    `respond_by` is referral.sent's promise, the acknowledge deadline.
     """
     at = occurred_at
     starts: list[DeadlineStart] = []
     if event_type == ReferralSentV1.event_type:
-        due = policy.acknowledge_due(at, urgency, respond_by)
+        if respond_by is None:
+            raise ValueError("referral.sent needs respond_by: it is the acknowledge deadline")
+        due = respond_by
         starts.append(DeadlineStart(DeadlineKind.ACKNOWLEDGE, at, due))
         plan = TransitionPlan(milestones={"sent_at": at, "acknowledge_due_at": due})
     elif event_type == ReferralAcknowledgedV1.event_type:

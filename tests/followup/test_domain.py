@@ -20,17 +20,18 @@ def policy() -> domain.DeadlinePolicy:
     return FollowupSettings().policy()
 
 
-def test_default_acknowledge_deadlines_by_urgency(policy: domain.DeadlinePolicy) -> None:
-    assert policy.acknowledge[RiskLevel.CRITICAL] == 4 * H
-    assert policy.acknowledge[RiskLevel.HIGH] == 24 * H
-    assert policy.acknowledge[RiskLevel.MEDIUM] == 72 * H
-    assert policy.acknowledge[RiskLevel.LOW] == timedelta(days=7)
-    assert policy.decide == policy.acknowledge
+def test_default_deadlines_by_urgency(policy: domain.DeadlinePolicy) -> None:
+    assert policy.decide[RiskLevel.CRITICAL] == 4 * H
+    assert policy.decide[RiskLevel.HIGH] == 24 * H
+    assert policy.decide[RiskLevel.MEDIUM] == 72 * H
+    assert policy.decide[RiskLevel.LOW] == timedelta(days=7)
+    # The time to acknowledge is the referral service's (respond_by), not set here.
+    assert "acknowledge_within_hours" not in FollowupSettings.model_fields
     assert policy.post_closure_followup == timedelta(days=14)
     assert policy.periodic_review == timedelta(days=7)
 
 
-def test_sent_starts_acknowledge_at_the_earlier_of_promise_and_policy(
+def test_sent_starts_acknowledge_at_the_referral_services_promise(
     policy: domain.DeadlinePolicy,
 ) -> None:
     plan = domain.plan_transition(
@@ -59,7 +60,12 @@ def test_sent_starts_acknowledge_at_the_earlier_of_promise_and_policy(
         is_latest=True,
         respond_by=T0 + 48 * H,
     )
-    assert later.starts[0].due_at == T0 + 4 * H  # ...but is never extended here
+    assert later.starts[0].due_at == T0 + 48 * H  # ...and is not shortened here either
+    assert later.milestones == {"sent_at": T0, "acknowledge_due_at": T0 + 48 * H}
+    with pytest.raises(ValueError, match="respond_by"):
+        domain.plan_transition(
+            policy, "referral.sent", urgency=RiskLevel.HIGH, occurred_at=T0, is_latest=True
+        )
 
 
 def test_each_transition_finishes_what_it_satisfies(policy: domain.DeadlinePolicy) -> None:
