@@ -1,4 +1,6 @@
-"""Referral service wiring: settings, directory and rules, runtime, API."""
+"""Referral service wiring: settings, the directory and the routing rules, the
+use cases' context, the Kafka handlers, the directory worker and the HTTP API.
+(The package docstring, services/referral/__init__.py, says where to read next.)"""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,17 +19,18 @@ from services.kit.http import (
     agency_dependency,
     role_dependency,
 )
-from services.kit.logging import get_logger
-from services.kit.runtime import ServiceRuntime, Worker, serve, service_app
+from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import DEPLOY_DIR, ServiceSettings
-from services.referral import store
-from services.referral.api import ApiContext, build_router
-from services.referral.directory import DirectoryCache
-from services.referral.domain import Deadlines, Directory, load_rules
-from services.referral.handlers import Handlers, ReferralMetrics
+from services.referral import commands
+from services.referral.api import build_router
+from services.referral.directory_cache import DirectoryCache, directory_worker
+from services.referral.domain.lifecycle import Deadlines
+from services.referral.domain.routing import load_rules
+from services.referral.handlers import Handlers
+from services.referral.intake import IntakeIdentities
+from services.referral.metrics import ReferralMetrics
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-log = get_logger(__name__)
 
 
 class ReferralSettings(ServiceSettings):
@@ -37,7 +40,8 @@ class ReferralSettings(ServiceSettings):
     internal_api_key: str = "demo-key-svc-referral"
     directory_file: Path = DEPLOY_DIR / "directory.yaml"
     routing_file: Path = DEPLOY_DIR / "routing.yaml"
-    directory_refresh_seconds: float = 5.0
+    # How often each replica checks whether another one edited the directory.
+    directory_refresh_seconds: float = 2.0
     # Consumers of the cases topic in this process (one consumer-group member each, so
     # partitions are split among them and routed in parallel; a case stays on one).
     case_consumers: int = Field(default=1, ge=1, le=32)
@@ -57,26 +61,10 @@ class ReferralSettings(ServiceSettings):
         )
 
 
-def _agency_ids(path: Path) -> list[str]:
+def agency_ids(path: Path) -> list[str]:
+    """The agency ids of deploy/agencies.yaml: the only valid directory organisations."""
     raw = yaml.safe_load(path.read_text()) or {}
     return [AgencyConfig.model_validate(a).id for a in raw.get("agencies", [])]
-
-
-def _directory_worker(directory: DirectoryCache, seed: Directory, refresh_seconds: float) -> Worker:
-    async def directory_worker(runtime: ServiceRuntime) -> None:
-        """Seed the directory, load it, then follow edits made by any replica."""
-        async with store.connection(runtime.pool) as conn:
-            added = await directory.seed(conn, seed)
-            await directory.refresh(conn, force=True)
-        log.info("directory seeded", added=added)
-        while not await runtime.sleep(refresh_seconds):
-            try:
-                async with store.connection(runtime.pool) as conn:
-                    await directory.refresh(conn)
-            except Exception as exc:  # keep routing on the copy we have
-                log.warning("directory refresh failed", error=exc.__class__.__name__)
-
-    return directory_worker
 
 
 def create_app(
@@ -88,30 +76,29 @@ def create_app(
     settings = settings or ReferralSettings()
     clock = clock or SystemClock()
     agencies = AgencyRegistry.load(settings.agencies_file)
-    directory = DirectoryCache(_agency_ids(settings.agencies_file))
+    directory = DirectoryCache(agency_ids(settings.agencies_file))
     # Both files are validated here: a bad rule or seed stops start-up, naming its place.
     rules = load_rules(settings.routing_file.read_text(), source=settings.routing_file.name)
     seed = directory.read_seed(settings.directory_file)
 
+    owned_client = intake_client is None
+    client = intake_client or httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
     runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
-    metrics = ReferralMetrics(runtime.metrics.registry)
-    handlers = Handlers(
-        rules=rules,
+    ctx = commands.Context(
         directory=directory,
+        rules=rules,
         deadlines=settings.deadlines,
         clock=clock,
         source=settings.event_source,
-        metrics=metrics,
+        metrics=ReferralMetrics(runtime.metrics.registry),
+        identities=IntakeIdentities(lambda: client, settings.internal_api_key),
     )
-    runtime.subscriptions = [handlers.subscription() for _ in range(settings.case_consumers)]
-    runtime.workers = [_directory_worker(directory, seed, settings.directory_refresh_seconds)]
+    runtime.subscriptions = Handlers(ctx, case_consumers=settings.case_consumers).subscriptions()
+    runtime.workers = [directory_worker(directory, seed, settings.directory_refresh_seconds)]
 
     current_agency = agency_dependency(agencies)
     operations = role_dependency(current_agency, "operations")
     internal = role_dependency(current_agency, "internal")
-
-    owned_client = intake_client is None
-    client = intake_client or httpx.AsyncClient(base_url=settings.intake_url, timeout=5.0)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -129,17 +116,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.directory = directory
-    ctx = ApiContext(
-        pool_of=lambda: runtime.pool,
-        directory=directory,
-        deadlines=settings.deadlines,
-        clock=clock,
-        source=settings.event_source,
-        metrics=metrics,
-        intake=lambda: client,
-        internal_api_key=settings.internal_api_key,
+    app.include_router(
+        build_router(ctx, lambda: runtime.pool, current_agency, operations, internal)
     )
-    app.include_router(build_router(ctx, current_agency, operations, internal))
     return app
 
 

@@ -1,6 +1,12 @@
-"""The service directory as the process holds it: seeded from deploy/directory.yaml
-into the database at start-up, kept in memory for routing, and reloaded whenever
-the admin API (of any replica) bumps the directory version."""
+"""The service directory as this process holds it.
+
+Seeded from deploy/directory.yaml into the database at start-up (organisations the
+database already has are left alone, so admin edits survive restarts), kept in
+memory for routing and the partner API, and reloaded whenever the directory
+version in the database moves on — which the admin API of any replica bumps. A
+worker polls that version every `directory_refresh_seconds`; the replica that made
+an edit reloads at once.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
+from services.kit.backoff import Backoff
 from services.kit.consumer import TransientError
 from services.kit.db import Conn
 from services.kit.logging import get_logger
+from services.kit.runtime import ServiceRuntime, Worker
 from services.referral import store
-from services.referral.domain import Directory, Offer, load_directory
+from services.referral.domain.directory import Directory, Offer, load_directory
 
 log = get_logger(__name__)
 LOAD_TIMEOUT_SECONDS = 10.0
@@ -61,3 +69,30 @@ class DirectoryCache:
             await asyncio.wait_for(self.loaded.wait(), timeout=LOAD_TIMEOUT_SECONDS)
         except TimeoutError:
             raise TransientError("directory not loaded yet") from None
+
+
+def directory_worker(cache: DirectoryCache, seed: Directory, refresh_seconds: float) -> Worker:
+    """The background worker that seeds the directory, loads it (retrying with the
+    kit's backoff until the database answers), then follows edits made by any replica."""
+
+    async def directory_worker(runtime: ServiceRuntime) -> None:
+        backoff = Backoff(base=0.5, cap=max(0.5, refresh_seconds))
+        while True:
+            try:
+                async with store.connection(runtime.pool) as conn:
+                    added = await cache.seed(conn, seed)
+                    await cache.refresh(conn, force=True)
+                break
+            except Exception as exc:
+                log.warning("directory seeding failed", error=exc.__class__.__name__)
+                if await runtime.sleep(backoff.next_delay()):
+                    return
+        log.info("directory seeded", added=added)
+        while not await runtime.sleep(refresh_seconds):
+            try:
+                async with store.connection(runtime.pool) as conn:
+                    await cache.refresh(conn)
+            except Exception as exc:  # keep routing on the copy we have
+                log.warning("directory refresh failed", error=exc.__class__.__name__)
+
+    return directory_worker
