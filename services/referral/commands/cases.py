@@ -1,0 +1,141 @@
+"""What referral does when intake publishes about a case: route a new case, and
+cancel its open referrals when consent is withdrawn.
+
+Both run in the caller's transaction (the kit consumer records the event id beside
+their effects) and both take the case lock first, so a case's events leave in
+commit order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from contracts.codes import CancellationReason, ReferralState
+from contracts.envelope import new_traceparent
+from contracts.events import CaseCreatedV1, ReferralUnmetNeedV1
+from services.kit.db import Conn
+from services.kit.logging import get_logger
+from services.referral import store
+from services.referral.commands.context import Context
+from services.referral.commands.lifecycle import apply_step, initial_event, publish
+from services.referral.domain.case import CaseProfile
+from services.referral.domain.lifecycle import Action, StepDetails
+from services.referral.domain.routing import (
+    PlannedReferral,
+    RoutingPlan,
+    plan_routing,
+    referral_facts,
+)
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class RouteCase:
+    case: CaseCreatedV1
+    data: dict[str, Any]  # the event's data as received, kept as the case's profile
+    trace_id: str | None = None
+
+
+async def route_case(conn: Conn, ctx: Context, command: RouteCase) -> RoutingPlan | None:
+    """Make the referrals the routing rules ask for and report unmet needs; None
+    (and nothing written) when the case was routed before, under any event id."""
+    await ctx.directory.wait_loaded()
+    now = ctx.clock.now()
+    case = CaseProfile.from_event(command.case)
+    plan = plan_routing(case, ctx.rules, ctx.directory.offers)
+    new = [_new_referral(ctx, case, planned, now) for planned in plan.referrals]
+    # The case row is also the case lock; a case seen before (the same case.created
+    # under another event id) was routed then and is not routed again.
+    if not await store.insert_routed_case(conn, command.data, command.case, new, now):
+        log.info("case already routed", case_id=str(case.case_id))
+        return None
+    unmet = [
+        ReferralUnmetNeedV1(
+            case_id=case.case_id,
+            reference=case.reference,
+            registering_agency_id=case.registering_agency_id,
+            service_type=u.service_type,
+            country=case.country,
+            region=case.region,
+            urgency=u.urgency,
+            reason=u.reason.value,
+            occurred_at=now,
+        )
+        for u in plan.unmet
+    ]
+    await publish(
+        conn,
+        [*(initial_event(n) for n in new), *unmet],
+        source=ctx.source,
+        traceparent=new_traceparent(command.trace_id),
+    )
+    for n in new:
+        ctx.metrics.referrals_created.labels(n.state.value, n.facts.service_type.value).inc()
+    for u in plan.unmet:
+        ctx.metrics.unmet_needs.labels(u.service_type.value, case.country, u.reason.value).inc()
+    log.debug(
+        "case routed",
+        case_id=str(case.case_id),
+        reference=case.reference,
+        sent=sum(n.state is ReferralState.SENT for n in new),
+        proposed=sum(n.state is ReferralState.PROPOSED for n in new),
+        unmet=[u.service_type.value for u in plan.unmet],
+        served_internally=[t.value for t in plan.served_internally],
+    )
+    return plan
+
+
+def _new_referral(
+    ctx: Context, case: CaseProfile, planned: PlannedReferral, now: datetime
+) -> store.NewReferral:
+    """Sent at once when mandatory and covered by consent, else proposed."""
+    return store.NewReferral(
+        facts=referral_facts(case, planned.offer, planned.urgency, uuid4()),
+        state=ReferralState.SENT if planned.send_now else ReferralState.PROPOSED,
+        routing_rule=planned.rule_id,
+        mandatory=planned.mandatory,
+        respond_by=ctx.deadlines.respond_by(planned.urgency, now) if planned.send_now else None,
+        best_interest=None,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class WithdrawConsent:
+    case_id: UUID
+    withdrawn_at: datetime
+    trace_id: str | None = None
+
+
+async def withdraw_consent(conn: Conn, ctx: Context, command: WithdrawConsent) -> int:
+    """Record the withdrawal (which stops every further disclosure) and cancel the
+    case's open referrals on the sender's behalf; returns how many were cancelled."""
+    case = await store.lock_case(conn, command.case_id)
+    if case is None:
+        log.info("consent withdrawn for a case never routed here", case_id=str(command.case_id))
+        return 0
+    now = ctx.clock.now()
+    await store.mark_consent_withdrawn(conn, case.case_id, command.withdrawn_at)
+    traceparent = new_traceparent(command.trace_id)
+    cancelled = 0
+    for referral in await store.open_referrals_of_case(conn, case.case_id):
+        await apply_step(
+            conn,
+            ctx,
+            referral,
+            Action.CANCEL,
+            now=now,
+            traceparent=traceparent,
+            details=StepDetails(cancellation_reason=CancellationReason.CONSENT_WITHDRAWN),
+        )
+        cancelled += 1
+    log.info(
+        "consent withdrawn: open referrals cancelled",
+        case_id=str(case.case_id),
+        cancelled=cancelled,
+    )
+    return cancelled
