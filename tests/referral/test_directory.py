@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from contracts.codes import ServiceType
-from services.referral.domain import DirectoryError, load_directory, load_rules
+from services.referral.domain.directory import load_directory
+from services.referral.domain.documents import DirectoryError
+from services.referral.domain.routing import load_rules
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 AGENCY_IDS = [a["id"] for a in yaml.safe_load((DEPLOY / "agencies.yaml").read_text())["agencies"]]

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.topics import Topic, namespaced
 from tests.factories import guatemala_trafficking_boy
-from tests.helpers import TopicReader, poll_until
+from tests.helpers import TopicReader, consumed, poll_until
 from tests.infra import Infra
 from tests.referral.conftest import register
 
@@ -44,15 +44,19 @@ async def test_duplicate_case_created_routes_once(
         await producer.stop()
 
     # Same key, same partition: once the copy is processed, so was the redelivery.
-    await poll_until(
-        lambda: db.fetchval("SELECT count(*) FROM processed_events WHERE event_id = $1", copy_id),
-        lambda n: n == 1,
-        what="the copy to be consumed",
-    )
+    await consumed(db, copy_id)
     count = await db.fetchval(
         "SELECT count(*) FROM referrals WHERE case_id = $1", uuid.UUID(case_id)
     )
     assert count == 5
+    # Whatever they wrote is on the topic once the case's outbox rows are relayed
+    # (the relay deletes a row once the broker has it): only then is "no more
+    # records" a proof.
+    await poll_until(
+        lambda: db.fetchval("SELECT count(*) FROM outbox WHERE subject = $1", case_id),
+        lambda n: n == 0,
+        what="the case's events to be relayed",
+    )
     records = [r for r in await topics.read(Topic.REFERRALS) if r.subject == case_id]
     assert len(records) == 5
     assert len({r.value["referral_id"] for r in records}) == 5

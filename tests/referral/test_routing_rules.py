@@ -21,13 +21,12 @@ from contracts.codes import (
     Sex,
 )
 from contracts.events import ConsentV1
-from services.referral.domain import (
-    CaseProfile,
-    Directory,
+from services.referral.domain.case import CaseProfile
+from services.referral.domain.directory import Directory, load_directory
+from services.referral.domain.routing import (
     PlannedReferral,
     RoutingPlan,
     UnmetReason,
-    load_directory,
     load_rules,
     plan_routing,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts.codes import ReferralState as St
-from services.referral.domain import (
+from services.referral.domain.lifecycle import (
     OPEN_STATES,
     TRANSITIONS,
     Action,
