@@ -170,3 +170,42 @@ async def test_directory_search_and_admin(referral: httpx.AsyncClient) -> None:
         return "uavt-ni-atencion" in {s["service"]["id"] for s in response.json()}
 
     await poll_until(ni_accepting, what="the directory to be restored")
+
+
+async def test_contact_directory_for_enlace_services_only(referral: httpx.AsyncClient) -> None:
+    url = "/internal/v1/contact-directory"
+    for caller in ("uavt-gt", "enlace-ops"):
+        refused = await referral.get(url, headers=auth(caller))
+        assert refused.status_code == 404, caller
+    unauthenticated = await referral.get(url)
+    assert unauthenticated.status_code == 401
+
+    served = await referral.get(url, headers=auth("svc-notifications"))
+    assert served.status_code == 200, served.text
+    body = served.json()
+    assert served.headers["ETag"] == f'"{body["version"]}"'
+    assert set(body) == {"version", "organizations"}
+    contact_keys = {"id", "name", "phone", "email", "language", "time_zone", "channels"}
+    for org in body["organizations"]:
+        assert set(org) == {"id", "name", "focal_point", "supervisor", "services"}
+        assert set(org["focal_point"]) == contact_keys
+        for service in org["services"]:
+            assert set(service) == {"id", "contacts"}
+            assert all(set(c) == contact_keys for c in service["contacts"])
+    upe = next(o for o in body["organizations"] if o["id"] == "upe-piura")
+    assert upe["services"][0]["contacts"]
+
+    for tag in (
+        served.headers["ETag"],
+        f"W/{served.headers['ETag']}",
+        '"0", ' + served.headers["ETag"],
+    ):
+        unchanged = await referral.get(
+            url, headers={**auth("svc-notifications"), "If-None-Match": tag}
+        )
+        assert unchanged.status_code == 304, tag
+        assert unchanged.headers["ETag"] == served.headers["ETag"]
+        assert unchanged.content == b""
+    other = await referral.get(url, headers={**auth("svc-followup"), "If-None-Match": '"0"'})
+    assert other.status_code == 200
+    assert other.json() == body
