@@ -50,7 +50,11 @@ async def wait_overdue(topics: TopicReader, referral: Referral, count: int) -> l
 
 
 async def settled(service: Service) -> None:
-    """The timer loop has looked at the current clock and the outbox is published."""
+    """The timer loop has caught up with the current clock: a pass that read it has
+    completed, no timer is due (none is claimed by a pass still in flight: a claimed
+    row stays pending until its pass commits) and the outbox is empty (every event a
+    pass enqueued is on the topic). Only then may a test assert that an event did
+    not happen; `TopicReader.read` raises rather than return a partial topic."""
     now = service.clock.now()
     service.app.state.timers.wake()
     await poll_until(lambda: _quiet(service, now), what="timer pass and empty outbox")
@@ -72,11 +76,14 @@ async def test_unacknowledged_critical_referral_escalates_at_4h_then_8h(
     topics: TopicReader,
 ) -> None:
     referral = Referral(urgency=RiskLevel.CRITICAL)
+    marker = Referral(urgency=RiskLevel.CRITICAL)  # sent an hour earlier: due an hour earlier
     sent_at = followup.clock.now()
-    await publish(referral.sent(sent_at))
+    await publish(referral.sent(sent_at), marker.sent(sent_at - H))
     await projected(followup, referral, 2)
+    await projected(followup, marker, 2)
 
     await followup.advance(3 * H + 59 * timedelta(minutes=1))
+    await wait_overdue(topics, marker, 1)  # the pass after the move has fired
     await settled(followup)
     assert overdue(await topics.read(Topic.REFERRALS), referral) == []  # not yet
 
@@ -163,7 +170,9 @@ async def test_late_and_out_of_order_events_never_resurrect_a_deadline(
     topics: TopicReader,
 ) -> None:
     referral = Referral(urgency=RiskLevel.CRITICAL)
+    marker = Referral(urgency=RiskLevel.CRITICAL)  # never acknowledged: proves the loop ran
     t = followup.clock.now()
+    await publish(marker.sent(t))
     sent = referral.sent(t, version=2)
     accepted = referral.accepted(t + H, version=4)
     late_ack = referral.acknowledged(t + 30 * timedelta(minutes=1), version=3)
@@ -186,7 +195,9 @@ async def test_late_and_out_of_order_events_never_resurrect_a_deadline(
     assert row is not None
     assert (row["state"], row["version"]) == ("accepted", 4)
 
+    await projected(followup, marker, 2)
     await followup.advance(9 * H)
+    await wait_overdue(topics, marker, 2)
     await settled(followup)
     assert overdue(await topics.read(Topic.REFERRALS), referral) == []
     timers = {
