@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
@@ -26,17 +27,25 @@ from contracts.topics import namespaced
 from services.intake.app import IntakeSettings
 from services.intake.app import create_app as create_intake
 from services.notifications.app import NotificationsSettings, create_app
+from services.notifications.contact_directory import parse_contact_directory
+from services.notifications.domain.recipients import ContactBook
 from services.notifications.local_sms import LocalSmsProvider, serve
 from services.notifications.local_smtp import LocalSmtpServer
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
 from tests.conftest import fresh_namespace, running, service_settings
-from tests.helpers import free_port
+from tests.helpers import consumed, free_port
 from tests.infra import Infra
 
 DIRECTORY = Path(__file__).parent / "directory.yaml"
 INVALID_NUMBER = "+51900000000"
 REFUSED_MAILBOX = "baja@cem-piura.example.org"
+
+
+def book_of(path: Path) -> ContactBook:
+    """A directory file read the way notifications reads referral's contact directory."""
+    _, book = parse_contact_directory(yaml.safe_load(path.read_text()))
+    return book
 
 
 class FlowingClock:
@@ -154,6 +163,10 @@ async def intake(
         yield client
 
 
+def referral_namespace(namespace: str) -> str:
+    return f"{namespace}-referral"
+
+
 @pytest.fixture(scope="package")
 async def referral(
     infra: Infra, namespace: str, databases: Callable[[str], Any]
@@ -161,7 +174,7 @@ async def referral(
     """The referral service, which owns the contact directory, seeded from DIRECTORY.
     In a topic namespace of its own: here it only serves its directory (admin API and
     the internal endpoint notifications reads), it must not route this package's cases."""
-    async with fresh_namespace(infra, f"{namespace}-referral", partitions=1) as own:
+    async with fresh_namespace(infra, referral_namespace(namespace), partitions=1) as own:
         settings = service_settings(
             ReferralSettings, infra, own, await databases("referral"), directory_file=DIRECTORY
         )
@@ -184,6 +197,14 @@ class Notifications:
                 case_id,
             )
             return [dict(r) for r in rows]
+        finally:
+            await conn.close()
+
+    async def consumed(self, event_id: str) -> None:
+        """Wait until the service has applied (or dead-lettered) this event."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            await consumed(conn, event_id)
         finally:
             await conn.close()
 

@@ -30,6 +30,7 @@ from tests.notifications.conftest import (
 
 MESA_PHONE, MESA_EMAIL = "+51911000003", "mesa@upe-piura.example.org"
 ROSA_PHONE = "+51987654321"  # the caseworker registered with the case at intake
+GUARDIA = ("cem-piura-guardia", "ct-cem-piura-guardia", "+51911000501")  # service, contact, SMS
 CHILD_DETAILS = ("Daniela", "Rojas", "Méndez", "V-31234567", "Veintiséis")
 
 
@@ -175,7 +176,7 @@ async def test_provider_answering_500_twice_then_201_gives_one_sms(
     sms: LocalSmsProvider,
     topics: TopicReader,
 ) -> None:
-    guardia = "+51911000501"
+    guardia = GUARDIA[2]
     sms.fail_next(2, 500, to=guardia)
     case_id, reference = str(uuid.uuid4()), events.new_reference()
     await kafka.publish(
@@ -213,8 +214,26 @@ async def test_invalid_number_and_refused_mailbox_fail_at_once(
     for value in failed.values():
         assert value["permanent"] is True
         assert value["attempts"] == 1
+
+    # A later event of the same case (same key, same partition) as a marker: once its
+    # SMS is out, nothing more can come of the first event (both of its rows are
+    # final), so the absences below are proven, not a snapshot taken too early.
+    await kafka.publish(
+        events.referral_sent(case_id, reference, to_agency_id="cem-piura", service_id=GUARDIA[0])
+    )
+    await poll_until(
+        lambda: notifications.deliveries(case_id),
+        lambda ds: any(
+            d["recipient_id"] == GUARDIA[1] and d["status"] in ("sent", "delivered") for d in ds
+        ),
+        what="the marker's SMS sent",
+    )
     deliveries = await notifications.deliveries(case_id)
-    assert [(d["status"], d["attempts"]) for d in deliveries] == [("failed", 1), ("failed", 1)]
+    assert [
+        (d["channel"], d["status"], d["attempts"])
+        for d in deliveries
+        if d["recipient_id"] == "ct-cem-piura-invalido"
+    ] == [("email", "failed", 1), ("sms", "failed", 1)]
     assert (
         len([r for r in sms.requests if r["To"] == INVALID_NUMBER and reference in r["Body"]]) == 1
     )
@@ -303,10 +322,12 @@ async def test_quiet_hours_defer_until_morning_but_not_critical_cases(
             .replace(hour=7, minute=0, second=0, microsecond=0)
         )
         assert {d["next_attempt_at"] for d in deferred} == {morning.astimezone(UTC)}
+        # Both rows were claimed and their attempt recorded as a deferral (attempt given
+        # back): the attempt is over and it sent nothing, so the provider never saw it.
         assert {(d["status"], d["attempts"]) for d in deferred} == {("pending", 0)}
         await topics.for_case(Topic.NOTIFICATIONS, urgent_case, 2)  # critical: sent at night
         assert len(texts_about(sms, urgent_ref)) == 1
-        assert texts_about(sms, reference) == []
+        assert [r for r in sms.requests if reference in r["Body"]] == []
 
         clock.set(morning + timedelta(minutes=1))  # the next morning in Lima
         records = await topics.for_case(Topic.NOTIFICATIONS, case_id, 2)
@@ -324,9 +345,12 @@ async def test_decision_before_the_case_is_known_waits_for_case_created(
 ) -> None:
     await register_case(intake)  # makes sure intake knows caseworker cw-rosa of ong-amanecer
     case_id, reference = str(uuid.uuid4()), events.new_reference()
-    await kafka.publish(events.referral_rejected(case_id, reference))
-    # no case.created yet: the referral topic is consumed, nothing can be sent
-    await poll_until(lambda: _awaiting(notifications, case_id), what="the parked event")
+    rejected = await kafka.publish(events.referral_rejected(case_id, reference))
+    # No case.created yet: the event is consumed (its id recorded in the same transaction
+    # as its effects) and parked; it planned no delivery, so nothing can be sent.
+    await notifications.consumed(rejected.id)
+    assert await _awaiting(notifications, case_id)
+    assert await notifications.deliveries(case_id) == []
     assert texts_about(sms, reference) == []
     await kafka.publish(
         CaseCreatedV1(

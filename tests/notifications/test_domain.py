@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from contracts import events as ev
 from contracts.codes import (
@@ -23,7 +22,6 @@ from contracts.codes import (
     ServiceType,
 )
 from services.notifications import store
-from services.notifications.contact_directory import parse_contact_directory
 from services.notifications.domain.messages import Links, message_context
 from services.notifications.domain.recipients import (
     CaseInfo,
@@ -41,15 +39,9 @@ from services.notifications.rendering import Renderer
 from services.notifications.sending import SendPolicy, retry_or_fail
 from services.notifications.store import OutcomeKind
 from tests.notifications import events
+from tests.notifications.conftest import DIRECTORY, book_of
 
-
-def book_of(path: Path) -> ContactBook:
-    """A directory file read the way notifications reads referral's contact directory."""
-    _, book = parse_contact_directory(yaml.safe_load(path.read_text()))
-    return book
-
-
-BOOK = book_of(Path(__file__).parent / "directory.yaml")
+BOOK = book_of(DIRECTORY)
 LINKS = Links("https://enlace.example.org/referral", "https://enlace.example.org/followup")
 CASE_ID = uuid.uuid4()
 CASE = CaseInfo(str(CASE_ID), "PE-PIU-2026-000123", "ong-amanecer", "cw-rosa")
