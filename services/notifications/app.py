@@ -140,6 +140,7 @@ def create_app(
         api_key=settings.internal_api_key,
         clock=clock,
         refresh_seconds=settings.contact_directory_refresh_seconds,
+        registry=runtime.metrics.registry,
     )
     sender = Sender(
         policy=SendPolicy(

@@ -15,7 +15,8 @@ empty directory is never taken for a loaded one (referral answers with an empty 
 before it has seeded its own).
 
 Staff contact points travel only over this authenticated call, never on a topic;
-logs carry versions and counts, never a name, number or address.
+logs carry versions and counts, never a name, number or address. /metrics shows the
+version in use and when referral last answered.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pydantic
+from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.codes import Channel
@@ -126,6 +128,7 @@ class ContactDirectoryReplica:
         clock: Clock,
         refresh_seconds: float,
         load_timeout: float = LOAD_TIMEOUT_SECONDS,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._referral = referral
         self._api_key = api_key
@@ -136,6 +139,16 @@ class ContactDirectoryReplica:
         self.version: int | None = None
         self._loaded = asyncio.Event()
         self._unsaved: tuple[int, dict[str, Any]] | None = None
+        self._version_gauge = Gauge(
+            "enlace_contact_directory_version",
+            "Version of referral's contact directory in use (0: none loaded yet)",
+            registry=registry,
+        )
+        self._checked_gauge = Gauge(
+            "enlace_contact_directory_checked_timestamp_seconds",
+            "When referral last answered the directory poll (200 or 304)",
+            registry=registry,
+        )
 
     @property
     def book(self) -> ContactBook | None:
@@ -209,10 +222,12 @@ class ContactDirectoryReplica:
             headers["If-None-Match"] = f'"{self.version}"'
         response = await self._referral.get(CONTACT_DIRECTORY_PATH, headers=headers)
         if response.status_code == 304:
+            self._checked_gauge.set_to_current_time()
             await self._save(pool)
             return False
         if response.status_code != 200:
             raise DirectoryUnavailable(f"referral answered {response.status_code}")
+        self._checked_gauge.set_to_current_time()
         try:
             document: dict[str, Any] = response.json()
             version, book = parse_contact_directory(document)
@@ -235,6 +250,7 @@ class ContactDirectoryReplica:
 
     def _replace(self, version: int, book: ContactBook) -> None:
         self._book, self.version = book, version
+        self._version_gauge.set(version)
         self._loaded.set()
 
     async def _save(self, pool: asyncpg.Pool) -> None:
