@@ -3,7 +3,9 @@ value; handlers.py and api.py only translate events and requests into these.
 
 - `record_case`: case.created -> the case, and the events that waited for it planned;
 - `plan_deliveries`: a referral or follow-up event -> one delivery row per recipient
-  and channel (sent later by the worker, never here);
+  and channel (sent later by the worker, never here); the same content under
+  another event id, or an older version of a referral after a newer one, plans
+  nothing;
 - `apply_sms_status_report`: the SMS provider's report moves a sent SMS on;
 - `read_delivery_log`: an agency's view of the notifications of one of its cases.
 
@@ -13,11 +15,14 @@ consumer's TransientError while none was ever loaded (never plan on an empty boo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from contracts import events as ev
 from contracts.registry import model_for
@@ -82,17 +87,32 @@ async def plan_deliveries(
     whose case is not known yet is told once case.created arrives."""
     book = await contacts()
     data = command.data
-    await store.save_source_event(
+    if isinstance(data, ev.ReferralEventV1) and not await store.note_referral_version(
+        conn, data.referral_id, data.version
+    ):
+        log.info("older referral version ignored", event_id=command.event_id)
+        return Planned(0, False)
+    raw = data.model_dump(mode="json")
+    if not await store.save_source_event(
         conn,
         event_id=command.event_id,
         event_type=data.event_type,
         case_id=data.case_id,
-        data=data.model_dump(mode="json"),
+        data=raw,
         traceparent=command.traceparent,
         received_at=now,
-    )
+        content_key=content_key(data.event_type, raw),
+    ):
+        log.info("event already seen, under this id or another", event_id=command.event_id)
+        return Planned(0, False)
     case = await store.get_case(conn, data.case_id)
     return await _plan(conn, command.event_id, data, case, book=book, now=now)
+
+
+def content_key(event_type: str, data: dict[str, Any]) -> str:
+    """What makes two events the same event, whatever their ids: type and data."""
+    canonical = orjson.dumps([event_type, data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 async def _plan(

@@ -195,3 +195,36 @@ async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Poo
         )
         == 3
     )
+
+
+async def test_the_same_content_under_a_new_id_or_an_older_version_plans_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    case_id, reference = str(uuid.uuid4()), events.new_reference()
+    sent = events.referral_sent(case_id, reference, version=2)
+    async with pool.acquire() as conn, conn.transaction():
+        await commands.plan_deliveries(conn, plan_of(sent), contacts=loaded, now=NOW)
+        copy = plan_of(sent)  # another event id, the same data
+        assert copy.event_id != plan_of(sent).event_id
+        assert await commands.plan_deliveries(conn, copy, contacts=loaded, now=NOW) == (
+            commands.Planned(0, False)
+        )
+    assert len(await rows(pool, case_id)) == 2
+
+    overdue = events.referral_overdue(
+        case_id, reference, 2, referral_id=sent.referral_id, version=4
+    )
+    late = events.referral_sent(case_id, reference, referral_id=sent.referral_id, version=3)
+    async with pool.acquire() as conn, conn.transaction():
+        planned = await commands.plan_deliveries(conn, plan_of(overdue), contacts=loaded, now=NOW)
+    assert planned.deliveries > 0
+    before = await rows(pool, case_id)
+    async with pool.acquire() as conn, conn.transaction():
+        ignored = await commands.plan_deliveries(conn, plan_of(late), contacts=loaded, now=NOW)
+    assert ignored == commands.Planned(0, False)
+    assert await rows(pool, case_id) == before
+    stored = await pool.fetchval(
+        "SELECT count(*) FROM source_events WHERE data->>'referral_id' = $1",
+        str(sent.referral_id),
+    )
+    assert stored == 2  # the first referral.sent and the overdue; not the late one

@@ -1,5 +1,6 @@
 """SQL for the cases notifications knows (from case.created), the events that caused
-notifications, and the events parked until their case is known."""
+notifications (one per content), the newest version seen of each referral, and the
+events parked until their case is known."""
 
 from __future__ import annotations
 
@@ -41,17 +42,36 @@ async def save_source_event(
     data: dict[str, Any],
     traceparent: str,
     received_at: datetime,
-) -> None:
-    await conn.execute(
-        """INSERT INTO source_events (event_id, event_type, case_id, data, traceparent, received_at)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING""",
+    content_key: str,
+) -> bool:
+    """False when this event id, or the same content under another id, is known."""
+    saved = await conn.fetchval(
+        """INSERT INTO source_events (event_id, event_type, case_id, data, traceparent,
+                                      received_at, content_key)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true""",
         event_id,
         event_type,
         case_id,
         data,
         traceparent,
         received_at,
+        content_key,
     )
+    return bool(saved)
+
+
+async def note_referral_version(conn: Conn, referral_id: UUID, version: int) -> bool:
+    """Remember the newest version of a referral; False when `version` is older than
+    one already seen (the row is then left alone)."""
+    noted = await conn.fetchval(
+        """INSERT INTO referral_versions (referral_id, version) VALUES ($1, $2)
+           ON CONFLICT (referral_id) DO UPDATE SET version = EXCLUDED.version
+           WHERE referral_versions.version <= EXCLUDED.version
+           RETURNING true""",
+        referral_id,
+        version,
+    )
+    return bool(noted)
 
 
 async def await_case(conn: Conn, event_id: str, case_id: UUID) -> None:
