@@ -220,7 +220,22 @@ async def test_a_contact_point_edited_through_the_admin_api_gets_the_next_sms(
         headers=ops,
     )
     assert saved.status_code == 200, saved.text
+    after = await http.get(f"{stack.urls['referral']}/v1/admin/directory", headers=ops)
+    version = after.json()["version"]
 
+    async def notifications_version() -> float:
+        metrics = await http.get(f"{stack.urls['notifications']}/metrics")
+        for line in metrics.text.splitlines():
+            if line.startswith("enlace_contact_directory_version "):
+                return float(line.split()[1])
+        return -1.0
+
+    await poll_until(
+        notifications_version,
+        lambda seen: seen >= version,
+        timeout=30,
+        what=f"notifications following directory version {version}",
+    )
     receipt = await _register(stack, http)
     await _deliveries_done(stack, http, receipt["case_id"], 4)
     reference = receipt["reference"]

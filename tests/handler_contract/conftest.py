@@ -170,6 +170,9 @@ async def services(
         ),
         clock=clock,
         intake_client=httpx.AsyncClient(base_url="http://127.0.0.1:9"),
+        referral_client=httpx.AsyncClient(  # the contact directory, from the real referral
+            transport=httpx.ASGITransport(app=referral_app), base_url="http://referral"
+        ),
     )
     async with (
         _started("referral", referral_app, namespace) as referral,
