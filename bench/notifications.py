@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from bench.common import BenchContext, Figure, percentile
@@ -27,21 +28,12 @@ from contracts.registry import to_cloud_event
 from contracts.topics import Topic, namespaced
 from services.kit.settings import REPO_ROOT
 from services.notifications.app import NotificationsSettings, create_app
+from services.referral.app import ReferralSettings
+from services.referral.app import create_app as create_referral
 from tests.helpers import free_port
 
 EVENTS = 2000  # each one SMS + one email
 TARGET = 200.0
-
-DIRECTORY = """
-organizations:
-  - id: upe-piura
-    name: "UPE Piura"
-    services:
-      - id: upe-piura-proteccion
-        contacts:
-          - {id: ct-bench, name: "Mesa", phone: "+51911000003", email: "mesa@bench.example.org",
-             language: es, time_zone: UTC, channels: [sms, email]}
-"""
 
 
 def _referral_sent(sequence: int) -> ReferralSentV1:
@@ -105,15 +97,23 @@ def _recorded(workdir: Path) -> int:
 
 async def run(ctx: BenchContext) -> list[Figure]:
     workdir = Path(tempfile.mkdtemp(prefix="enlace-bench-notifications-"))
-    (workdir / "directory.yaml").write_text(DIRECTORY)
     smtp_port, sms_port = free_port(), free_port()
     dsn = await ctx.make_database("notifications")
+    # The contact points come from the referral service, seeded with deploy/directory.yaml.
+    referral = create_referral(
+        ReferralSettings(
+            database_url=await ctx.make_database("referral"),
+            kafka_bootstrap_servers=ctx.bootstrap,
+            topic_namespace=ctx.namespace,
+            consumer_group=f"{ctx.namespace}-referral-bench-{uuid.uuid4().hex[:6]}",
+            log_level="WARNING",
+        )
+    )
     settings = NotificationsSettings(
         database_url=dsn,
         kafka_bootstrap_servers=ctx.bootstrap,
         topic_namespace=ctx.namespace,
         consumer_group=f"{ctx.namespace}-notifications-bench-{uuid.uuid4().hex[:6]}",
-        directory_file=workdir / "directory.yaml",
         smtp_port=smtp_port,
         sms_base_url=f"http://127.0.0.1:{sms_port}",
         sms_status_callback_url="",
@@ -144,8 +144,14 @@ async def run(ctx: BenchContext) -> list[Figure]:
             str(workdir / "sms"),
             port=sms_port,
         ),
+        referral.router.lifespan_context(referral) as _,
     ):
-        app = create_app(settings)
+        app = create_app(
+            settings,
+            referral_client=httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=referral), base_url="http://referral"
+            ),
+        )
         async with app.router.lifespan_context(app):
             return await _measure(ctx, dsn, workdir)
 
