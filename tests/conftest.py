@@ -2,14 +2,13 @@
 
 Servers come from the environment, else testcontainers when a Docker engine answers,
 else the local runtime of deploy/local (see tests/infra.py). Each test package gets
-its own topic namespace and its own databases, so neither parallel runs nor the
-services of another package ever see its data.
+its own topic namespace (see `package_namespace`) and its own databases, so neither
+parallel runs nor the services of another package ever see its data.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -48,13 +47,21 @@ async def fresh_namespace(infra: Infra, name: str, partitions: int = 3) -> Async
             await admin.close()
 
 
-@pytest.fixture(scope="package")
-async def namespace(infra: Infra, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """Topics of one test package: services started by another package's tests (same
-    session, same broker) never consume this package's events."""
-    package = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-") or "root"
-    async with fresh_namespace(infra, f"test-{RUN_ID}-{package}") as ns:
-        yield ns
+def package_namespace(package: str) -> Any:
+    """The `namespace` fixture of one test package: its topics, deleted afterwards, so
+    that services started by another package's tests (same session, same broker)
+    never consume this package's events.
+
+    Every package's conftest.py defines its own (`namespace = package_namespace(...)`):
+    pytest scopes a package fixture to the package of the conftest that defines it,
+    so a single one here would be one namespace for the whole suite."""
+
+    @pytest.fixture(scope="package")
+    async def namespace(infra: Infra) -> AsyncIterator[str]:
+        async with fresh_namespace(infra, f"test-{RUN_ID}-{package}") as ns:
+            yield ns
+
+    return namespace
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +81,7 @@ async def databases(infra: Infra) -> AsyncIterator[Callable[[str], Any]]:
             await drop_database(infra, name)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def topics(infra: Infra, namespace: str) -> TopicReader:
     return TopicReader(infra.kafka_bootstrap, namespace)
 

@@ -19,8 +19,10 @@ from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings, create_app
 from services.kit.clock import MovableClock
-from tests.conftest import fresh_namespace, running, service_settings
+from tests.conftest import fresh_namespace, package_namespace, running, service_settings
 from tests.infra import Infra
+
+namespace = package_namespace("followup")
 
 T0 = datetime.now(UTC).replace(microsecond=0)
 

@@ -34,9 +34,11 @@ from services.notifications.app import NotificationsSettings
 from services.notifications.app import create_app as create_notifications
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
-from tests.conftest import running, service_settings
+from tests.conftest import package_namespace, running, service_settings
 from tests.handler_contract.story import Story
 from tests.infra import Infra
+
+namespace = package_namespace("handler-contract")
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PRODUCER = {"case": "intake", "referral": "referral", "followup": "followup"}

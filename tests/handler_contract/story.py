@@ -103,7 +103,8 @@ class Story:
             )
         return self._referral(event_type)
 
-    def versioned(self, event_type: str) -> int | None:
+    @staticmethod
+    def versioned(event_type: str) -> int | None:
         return _VERSION[event_type][0] if event_type in _VERSION else None
 
     def _case_created(self) -> ev.CaseCreatedV1:

@@ -7,8 +7,10 @@ import httpx
 import pytest
 
 from services.intake.app import IntakeSettings, create_app
-from tests.conftest import running, service_settings
+from tests.conftest import package_namespace, running, service_settings
 from tests.infra import Infra
+
+namespace = package_namespace("intake")
 
 
 @pytest.fixture(scope="package")

@@ -33,9 +33,11 @@ from services.notifications.local_sms import LocalSmsProvider, serve
 from services.notifications.local_smtp import LocalSmtpServer
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
-from tests.conftest import fresh_namespace, running, service_settings
+from tests.conftest import fresh_namespace, package_namespace, running, service_settings
 from tests.helpers import consumed, free_port
 from tests.infra import Infra
+
+namespace = package_namespace("notifications")
 
 DIRECTORY = Path(__file__).parent / "directory.yaml"
 INVALID_NUMBER = "+51900000000"

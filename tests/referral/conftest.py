@@ -10,9 +10,11 @@ import pytest
 from services.intake.app import IntakeSettings
 from services.intake.app import create_app as create_intake
 from services.referral.app import ReferralSettings, create_app
-from tests.conftest import running, service_settings
+from tests.conftest import package_namespace, running, service_settings
 from tests.helpers import auth, poll_until
 from tests.infra import Infra
+
+namespace = package_namespace("referral")
 
 
 @pytest.fixture(scope="package")
