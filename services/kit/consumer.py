@@ -67,6 +67,18 @@ TRANSIENT = (
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )
+
+
+async def wait_until_ready(ready: asyncio.Event, timeout: float, what: str) -> None:
+    """For a handler that needs state a background worker loads (a directory): wait
+    briefly for it, else raise TransientError so the consumer retries the record
+    without committing its offset."""
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=timeout)
+    except TimeoutError:
+        raise TransientError(f"{what} not loaded yet") from None
+
+
 POISON = (PoisonEventError, EnvelopeError, UnknownEventType, pydantic.ValidationError)
 
 

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.codes import Channel
 from services.kit.backoff import Backoff
 from services.kit.clock import Clock
-from services.kit.consumer import TransientError, describe_error
+from services.kit.consumer import describe_error, wait_until_ready
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime
 from services.notifications import store
@@ -52,13 +52,15 @@ RETRY_CAP_SECONDS = 30.0
 class _ContactDocument(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    # Every field is required: referral's directory owns the defaults (language, time
+    # zone, channels), and a second set here would drift from them.
     id: str
     name: str
-    phone: str | None = None
-    email: str | None = None
-    language: str = "es"
-    time_zone: str = "UTC"
-    channels: list[Channel] = Field(default_factory=lambda: [Channel.SMS, Channel.EMAIL])
+    phone: str | None
+    email: str | None
+    language: str
+    time_zone: str
+    channels: list[Channel] = Field(min_length=1)
 
     def to_contact(self) -> Contact:
         return Contact(
@@ -159,10 +161,7 @@ class ContactDirectoryReplica:
         """The current book, waiting briefly for the first one; raises TransientError
         (the consumer retries without committing) when there is none yet."""
         if self._book is None:
-            try:
-                await asyncio.wait_for(self._loaded.wait(), timeout=self._load_timeout)
-            except TimeoutError:
-                raise TransientError("contact directory not loaded yet") from None
+            await wait_until_ready(self._loaded, self._load_timeout, "contact directory")
         assert self._book is not None
         return self._book
 

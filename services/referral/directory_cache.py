@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from services.kit.backoff import Backoff
-from services.kit.consumer import TransientError
+from services.kit.consumer import wait_until_ready
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime, Worker
@@ -65,10 +65,7 @@ class DirectoryCache:
     async def wait_loaded(self) -> None:
         """Routing must never run on an empty directory: that would flag every need
         as unmet. Retried by the consumer (offset not committed) until it is loaded."""
-        try:
-            await asyncio.wait_for(self.loaded.wait(), timeout=LOAD_TIMEOUT_SECONDS)
-        except TimeoutError:
-            raise TransientError("directory not loaded yet") from None
+        await wait_until_ready(self.loaded, LOAD_TIMEOUT_SECONDS, "directory")
 
 
 def directory_worker(cache: DirectoryCache, seed: Directory, refresh_seconds: float) -> Worker:

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import httpx
 import pytest
-import yaml
 from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
@@ -31,8 +30,10 @@ from services.notifications.contact_directory import parse_contact_directory
 from services.notifications.domain.recipients import ContactBook
 from services.notifications.local_sms import LocalSmsProvider, serve
 from services.notifications.local_smtp import LocalSmtpServer
+from services.referral.api.models import contact_directory
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
+from services.referral.domain import load_directory
 from tests.conftest import fresh_namespace, package_namespace, running, service_settings
 from tests.helpers import consumed, free_port
 from tests.infra import Infra
@@ -45,8 +46,10 @@ REFUSED_MAILBOX = "baja@cem-piura.example.org"
 
 
 def book_of(path: Path) -> ContactBook:
-    """A directory file read the way notifications reads referral's contact directory."""
-    _, book = parse_contact_directory(yaml.safe_load(path.read_text()))
+    """A directory file as notifications gets it: loaded by referral, served as its
+    contact directory, parsed by notifications."""
+    served = contact_directory(1, load_directory(path.read_text()).organizations)
+    _, book = parse_contact_directory(served.model_dump(mode="json"))
     return book
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import yaml
 
 from services.kit.clock import MovableClock
 from services.kit.consumer import TransientError
@@ -24,6 +23,8 @@ from services.notifications.contact_directory import (
     DirectoryUnavailable,
 )
 from services.notifications.domain.recipients import ContactBook
+from services.referral.api.models import contact_directory
+from services.referral.domain import load_directory
 from tests.notifications.conftest import DIRECTORY
 
 KEY = "demo-key-svc-notifications"
@@ -32,7 +33,8 @@ MESA = "ct-upe-piura-mesa"
 
 @dataclass
 class Referral:
-    """Answers as referral's GET /internal/v1/contact-directory does."""
+    """Answers as referral's GET /internal/v1/contact-directory does, with the
+    document referral's own view makes of the test directory."""
 
     document: dict[str, Any]
     status: int = 200
@@ -71,7 +73,8 @@ async def pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def referral() -> Referral:
-    return Referral({"version": 7, **yaml.safe_load(DIRECTORY.read_text())})
+    served = contact_directory(7, load_directory(DIRECTORY.read_text()).organizations)
+    return Referral(served.model_dump(mode="json"))
 
 
 def replica_of(referral: Referral) -> ContactDirectoryReplica:
