@@ -86,6 +86,27 @@ apt_install() {
     ) 8>"$RUN_DIR/apt.lock"
 }
 
+# Secrets the local scripts generate at first start: one file per secret under
+# $SECRETS_DIR (directory 0700, files 0600), never committed, never a fixed value.
+SECRETS_DIR="$LOCAL_DIR/secrets"
+
+# ensure_secret RELPATH: print the secret in $SECRETS_DIR/RELPATH, creating it
+# (32 random bytes, URL-safe base64) on first use. Safe to call concurrently.
+ensure_secret() {
+    local file="$SECRETS_DIR/$1" tmp
+    if [[ ! -s "$file" ]]; then
+        mkdir -p "$(dirname -- "$file")"
+        chmod 700 "$SECRETS_DIR" "$(dirname -- "$file")"
+        tmp="$(mktemp "$file.XXXXXX")"
+        chmod 600 "$tmp"
+        head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$tmp"
+        # ln fails if another process created it first: theirs wins, ours is dropped.
+        ln "$tmp" "$file" 2>/dev/null || true
+        rm -f -- "$tmp"
+    fi
+    cat -- "$file"
+}
+
 # port_open PORT: true if something accepts TCP connections on 127.0.0.1:PORT.
 port_open() {
     timeout 2 bash -c "exec 3<>/dev/tcp/$ENLACE_HOST/$1" 2>/dev/null
