@@ -17,28 +17,32 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import BenchContext, Figure
 from services.kit.kafka import ensure_topics
+from tests.infra import Infra, create_database, local_postgres
 
 SECTIONS = ["foundation", "referral", "followup", "notifications"]
+# Whose role owns a bench database when the name is not a service's (as in tests).
+BENCH_DB_ROLES = {"relaybench": "intake", "intakebench": "intake"}
 
 
 async def main(selected: list[str]) -> int:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
-    admin_dsn = os.environ.get(
-        "ENLACE_BENCH_PG_DSN", "postgresql://enlace:enlace@127.0.0.1:15432/postgres"
-    )
+    # Databases are made by the superuser and owned by a service role, as in tests.
+    # ENLACE_BENCH_PG_DSN: another cluster's superuser DSN (roles are then made there).
+    if env_dsn := os.environ.get("ENLACE_BENCH_PG_DSN"):
+        pg = Infra(bootstrap, env_dsn, "env")
+    else:
+        local_admin, role_dsns = local_postgres()
+        pg = Infra(bootstrap, local_admin, "local", pg_role_dsns=role_dsns)
+    admin_dsn = pg.pg_admin_dsn
     run_id = uuid.uuid4().hex[:6]
     topics: list[str] = []
     databases: list[str] = []
 
     async def make_database(service: str) -> str:
         name = f"bench_{service}_{run_id}_{len(databases)}"
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
+        dsn = await create_database(pg, name, BENCH_DB_ROLES.get(service, service))
         databases.append(name)
-        return admin_dsn.rsplit("/", 1)[0] + f"/{name}"
+        return dsn
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"Enlace bench — {machine}, Python {platform.python_version()}")

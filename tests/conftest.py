@@ -65,15 +65,21 @@ def package_namespace(package: str) -> Any:
 
 
 @pytest.fixture(scope="session")
-async def databases(infra: Infra) -> AsyncIterator[Callable[[str], Any]]:
-    """`await databases("intake")` -> DSN of a fresh database for this session."""
+async def databases(infra: Infra) -> AsyncIterator[Callable[..., Any]]:
+    """`await databases("intake")` -> DSN of a fresh database for this session, owned
+    by the service's own role (no superuser) and logging in as it.
+
+    The owner is the service the name says ("hc_referral" -> referral); a database
+    for something else names the service whose role it runs as:
+    `await databases("relay", role="intake")`.
+    """
     created: list[str] = []
 
-    async def make(service: str) -> str:
-        name = f"enlace_{service}_{RUN_ID}_{len(created)}"
-        await create_database(infra, name)
-        created.append(name)
-        return infra.dsn_for(name)
+    async def make(name: str, role: str | None = None) -> str:
+        database = f"enlace_{name}_{RUN_ID}_{len(created)}"
+        dsn = await create_database(infra, database, role or name.removeprefix("hc_"))
+        created.append(database)
+        return dsn
 
     yield make
     for name in created:

@@ -3,24 +3,35 @@
 Order (first that applies wins):
 
 1. ``env``: ``KAFKA_BOOTSTRAP_SERVERS`` and ``ENLACE_TEST_PG_DSN`` (a DSN to a
-   database where the role may ``CREATE DATABASE``) are both set.
+   database as a superuser: it creates the databases and the service roles) are
+   both set.
 2. ``testcontainers``: a Docker engine answers ``docker info`` within 5 s.
 3. ``local``: ``deploy/local/infra.sh up`` (idempotent; left running afterwards
    so the next run starts in a second).
 
 ``ENLACE_TEST_INFRA=env|testcontainers|local`` forces one source (and fails
 loudly if it cannot be used) instead of probing.
+
+PostgreSQL roles are as in production: a test database is owned by one service's
+login role (``enlace_<service>``, no superuser), CONNECT is revoked from PUBLIC, and
+the DSN a test gets logs in as that role. Locally the roles and their passwords are
+deploy/local's (``postgres.sh dsn``); elsewhere they are made on first use, with a
+password derived from the admin DSN (so parallel sessions agree on it). So do not
+point ``ENLACE_TEST_PG_DSN`` at deploy/local's cluster: use the local source there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -40,18 +51,45 @@ LOCAL_UP_TIMEOUT_S = 900
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
+# Each service's PostgreSQL login role.
+SERVICE_ROLES = {s: f"enlace_{s}" for s in ("intake", "referral", "followup", "notifications")}
+LOCAL_PG_SECRETS = REPO_ROOT / ".local" / "secrets" / "postgres"
+
 
 @dataclass(frozen=True)
 class Infra:
     kafka_bootstrap: str  # "127.0.0.1:19092"
-    pg_admin_dsn: str  # DSN to the 'postgres' database as a role that may CREATE DATABASE
+    pg_admin_dsn: str  # DSN to the 'postgres' database as the superuser (scripts and fixtures only)
     source: str  # "env" | "testcontainers" | "local"
     can_restart_kafka: bool = False  # True only for "local" (kafka_stop/kafka_start)
 
-    def dsn_for(self, database: str) -> str:
-        """The admin DSN with its database replaced (query string kept)."""
+    # service -> DSN of its role (any database; dsn_for picks one). Empty: derived.
+    pg_role_dsns: Mapping[str, str] = field(default_factory=dict)
+
+    def role_dsn(self, service: str) -> str:
+        """DSN of `service`'s own login role (its default database)."""
+        role = service_role(service)
+        if service in self.pg_role_dsns:
+            return self.pg_role_dsns[service]
+        # Not local: a password only these sessions know, the same in all of them.
+        password = hmac.new(self.pg_admin_dsn.encode(), role.encode(), hashlib.sha256).hexdigest()
         parts = urlsplit(self.pg_admin_dsn)
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{role}:{password}@{host}", path="/" + role))
+
+    def dsn_for(self, database: str, service: str) -> str:
+        """DSN of `service`'s role to `database` (query string kept)."""
+        parts = urlsplit(self.role_dsn(service))
         return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
+
+
+def service_role(service: str) -> str:
+    try:
+        return SERVICE_ROLES[service]
+    except KeyError:
+        raise ValueError(
+            f"no PostgreSQL role for {service!r}; expected one of {sorted(SERVICE_ROLES)}"
+        ) from None
 
 
 def provide_infra() -> tuple[Infra, Callable[[], None]]:
@@ -115,7 +153,11 @@ def _from_testcontainers() -> tuple[Infra, Callable[[], None]]:
     }.items():
         kafka.with_env(key, value)
     postgres: Any = PostgresContainer(
-        POSTGRES_IMAGE, username="enlace", password="enlace", dbname="postgres", driver=None
+        POSTGRES_IMAGE,
+        username="enlace_admin",
+        password=secrets.token_urlsafe(24),
+        dbname="postgres",
+        driver=None,
     )
     started: list[Any] = []
 
@@ -145,15 +187,26 @@ def _from_local() -> tuple[Infra, Callable[[], None]]:
     _run_local("infra.sh", "up")
     host = "127.0.0.1"
     kafka_port = os.environ.get("ENLACE_KAFKA_PORT", "19092")
-    pg_port = os.environ.get("ENLACE_PG_PORT", "15432")
+    admin_dsn, role_dsns = local_postgres()
     infra = Infra(
         kafka_bootstrap=f"{host}:{kafka_port}",
-        pg_admin_dsn=f"postgresql://enlace:enlace@{host}:{pg_port}/postgres",
+        pg_admin_dsn=admin_dsn,
         source="local",
         can_restart_kafka=True,
+        pg_role_dsns=role_dsns,
     )
     # Left running on purpose: the next session (or engineer) reuses it.
     return infra, _noop
+
+
+def local_postgres() -> tuple[str, dict[str, str]]:
+    """The local cluster (running): the superuser's DSN to 'postgres', from its secret
+    file, and each service role's DSN as `postgres.sh dsn` gives it."""
+    port = os.environ.get("ENLACE_PG_PORT", "15432")
+    # Made by postgres.sh at first start (0600); URL-safe base64, no quoting needed.
+    password = (LOCAL_PG_SECRETS / "enlace_admin.password").read_text().strip()
+    admin_dsn = f"postgresql://enlace_admin:{password}@127.0.0.1:{port}/postgres"
+    return admin_dsn, {s: _run_local("postgres.sh", "dsn", s).strip() for s in SERVICE_ROLES}
 
 
 def _run_local(script: str, *args: str, timeout_s: float = LOCAL_UP_TIMEOUT_S) -> str:
@@ -196,15 +249,38 @@ def _check_db_name(name: str) -> str:
     return '"' + name + '"'
 
 
-async def create_database(infra: Infra, name: str) -> str:
-    """Create database ``name`` (must not exist); return its DSN."""
-    ident = _check_db_name(name)
+async def create_database(infra: Infra, name: str, service: str) -> str:
+    """Create database ``name`` (must not exist) owned by ``service``'s role, which
+    alone may connect to it; return the DSN logging in as that role."""
+    ident, role = _check_db_name(name), service_role(service)
     conn = await asyncpg.connect(infra.pg_admin_dsn, timeout=30)
     try:
-        await conn.execute(f"CREATE DATABASE {ident}")
+        if infra.source != "local":  # locally deploy/local/postgres.sh made the roles
+            await _ensure_role(conn, role, infra.role_dsn(service))
+        await conn.execute(f'CREATE DATABASE {ident} OWNER "{role}"')
+        await conn.execute(f"REVOKE ALL ON DATABASE {ident} FROM PUBLIC")
     finally:
         await conn.close()
-    return infra.dsn_for(name)
+    return infra.dsn_for(name, service)
+
+
+_ROLE_LOCK = 0x656E6C6163650002  # "enlace" + 2: one session at a time alters roles
+
+
+async def _ensure_role(conn: asyncpg.Connection, role: str, dsn: str) -> None:
+    """The service role as deploy/local makes it, with the password in ``dsn``."""
+    password = urlsplit(dsn).password or ""
+    assert re.fullmatch(r"[0-9a-f]{64}", password), "derived role passwords are hex"
+    await conn.execute("SELECT pg_advisory_lock($1)", _ROLE_LOCK)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        verb = "ALTER" if exists else "CREATE"
+        await conn.execute(
+            f'{verb} ROLE "{role}" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+            f"NOREPLICATION NOBYPASSRLS PASSWORD '{password}'"
+        )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _ROLE_LOCK)
 
 
 async def drop_database(infra: Infra, name: str) -> None:

@@ -39,8 +39,11 @@ KAFKA_BOOTSTRAP="$ENLACE_HOST:$ENLACE_KAFKA_PORT"
 PG_DIR="$LOCAL_DIR/pg"
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
-PG_SUPERUSER=enlace
-PG_PASSWORD=enlace
+# Used by the scripts alone; each service logs in as its own role enlace_<service>,
+# which owns its database enlace_<service> and nothing else. Every password is
+# generated at first start: $SECRETS_DIR/postgres/<role>.password (see postgres.sh).
+PG_SUPERUSER=enlace_admin
+PG_SERVICES=(intake referral followup notifications)
 PG_SERVICE_DBS=(enlace_intake enlace_referral enlace_followup enlace_notifications)
 
 RUN_DIR="$LOCAL_DIR/run"

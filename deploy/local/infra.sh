@@ -9,8 +9,8 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 print_addresses() {
     info "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
-    info "DATABASE_URL base postgresql://$PG_SUPERUSER:$PG_PASSWORD@$ENLACE_HOST:$ENLACE_PG_PORT/"
-    info "  service databases: ${PG_SERVICE_DBS[*]}"
+    info "PostgreSQL $ENLACE_HOST:$ENLACE_PG_PORT, databases ${PG_SERVICE_DBS[*]}, each owned by its service's role"
+    info "  a service's DATABASE_URL: deploy/local/postgres.sh dsn <service>; superuser shell: deploy/local/postgres.sh psql"
 }
 
 up() {

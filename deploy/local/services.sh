@@ -7,8 +7,9 @@
 # ENLACE_STACK names a second, private stack on the same Kafka and PostgreSQL (the
 # end-to-end test runs one beside a developer's `make run`): its state lives in
 # .local/stacks/<name>/, its databases are ENLACE_DB_PREFIX<service> (created by
-# the caller), its topics are under ENLACE_TOPIC_NAMESPACE, and each port can be
-# moved with ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMS).
+# the caller and owned by the service's role, e.g. `postgres.sh createdb NAME SERVICE`),
+# its topics are under ENLACE_TOPIC_NAMESPACE, and each port can be moved with
+# ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMS).
 set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
@@ -22,7 +23,6 @@ else
 fi
 LOG_DIR="$STATE_DIR/logs"
 DB_PREFIX="${ENLACE_DB_PREFIX:-enlace_}"
-PG_BASE="postgresql://$PG_SUPERUSER:$PG_PASSWORD@$ENLACE_HOST:$ENLACE_PG_PORT"
 export KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP"
 
 P_INTAKE="${ENLACE_INTAKE_PORT:-8001}"
@@ -70,15 +70,18 @@ wait_ready() {
 
 start() {
   mkdir -p "$LOG_DIR" "$RUN_DIR" "$STATE_DIR/mail" "$STATE_DIR/sms"
-  local entry name module port db extra
+  local entry name module port db extra dsn
   for entry in "${SERVICES[@]}"; do
     IFS='|' read -r name module port db extra <<<"$entry"
     if alive "$name"; then
       echo "$name: already running (pid $(pid_of "$name"))"
       continue
     fi
+    # Each service logs in as its own role (postgres.sh owns how).
+    dsn=""
+    if [[ -n "$db" ]]; then dsn="$("$DEPLOY_LOCAL_DIR/postgres.sh" dsn "$name" "$db")"; fi
     # shellcheck disable=SC2086  # extra holds several words on purpose
-    env ${db:+DATABASE_URL="$PG_BASE/$db"} ENLACE_HTTP_PORT="$port" \
+    env ${dsn:+DATABASE_URL="$dsn"} ENLACE_HTTP_PORT="$port" \
       ${ENLACE_STACK:+ENLACE_CONSUMER_GROUP="enlace-$ENLACE_STACK-$name"} \
       setsid nohup "$PYTHON" -m "$module" $extra \
       >>"$LOG_DIR/$name.log" 2>&1 </dev/null &

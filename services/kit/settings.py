@@ -23,8 +23,10 @@ class ServiceSettings(BaseSettings):
     )
 
     service_name: str = "service"
+    # No credentials by default: DATABASE_URL names the service's own role (locally
+    # `deploy/local/postgres.sh dsn <service>`).
     database_url: str = Field(
-        default="postgresql://enlace:enlace@127.0.0.1:15432/enlace",
+        default="postgresql://127.0.0.1:15432/enlace",
         validation_alias=AliasChoices("DATABASE_URL", "ENLACE_DATABASE_URL"),
     )
     kafka_bootstrap_servers: str = Field(

@@ -89,7 +89,7 @@ async def stack(infra: Infra, namespace: str) -> AsyncIterator[Stack]:
     name = f"e2e-{RUN_ID}"
     prefix = f"e2e_{RUN_ID}_"
     for service in SERVICES:
-        await create_database(infra, f"{prefix}{service}")
+        await create_database(infra, f"{prefix}{service}", service)
     ports = {n: str(free_port()) for n in (*SERVICES, "smtp", "sms")}
     env = {
         **os.environ,

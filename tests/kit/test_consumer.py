@@ -38,7 +38,7 @@ class Behaviour:
 
 @pytest.fixture(scope="module")
 async def toy(
-    infra: Infra, namespace: str, databases: Callable[[str], Any], tmp_path_factory: Any
+    infra: Infra, namespace: str, databases: Callable[..., Any], tmp_path_factory: Any
 ) -> AsyncIterator[tuple[ServiceRuntime, Behaviour]]:
     migrations: Path = tmp_path_factory.mktemp("toy-migrations")
     (migrations / "001_effects.sql").write_text(MIGRATION)
@@ -58,7 +58,7 @@ async def toy(
 
     settings = ServiceSettings(
         service_name="toy",
-        database_url=await databases("toy"),
+        database_url=await databases("toy", role="intake"),
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         topic_namespace=namespace,
         consumer_group=f"{namespace}-toy",

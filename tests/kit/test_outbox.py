@@ -20,9 +20,9 @@ from tests.infra import Infra
 
 
 async def test_one_leader_publishes_in_order_and_a_standby_takes_over(
-    infra: Infra, namespace: str, databases: Callable[[str], Any], topics: TopicReader
+    infra: Infra, namespace: str, databases: Callable[..., Any], topics: TopicReader
 ) -> None:
-    dsn = await databases("relay")
+    dsn = await databases("relay", role="intake")
     pool = await create_pool(dsn)
     await migrate(pool, None, "relay")
 
