@@ -136,10 +136,14 @@ class ContractModel(BaseModel):
 
 
 class EventData(ContractModel):
-    """The data of one event type; `event_type` and `topic` say where it travels."""
+    """The data of one event type; `event_type` and `topic` say where it travels, and
+    `producer` names the one service that may publish it: consumers dead-letter a
+    record of this type whose `ce_source` is not that service's (see
+    `contracts.registry.producer_source`)."""
 
     event_type: ClassVar[str]
     topic: ClassVar[Topic]
+    producer: ClassVar[str]
     case_id: UUID = Field(description="Pseudonymous case id; also the record key and ce_subject")
 
 
@@ -173,6 +177,7 @@ class ConsentV1(ContractModel):
 class CaseCreatedV1(EventData):
     event_type: ClassVar[str] = "case.created"
     topic: ClassVar[Topic] = Topic.CASES
+    producer: ClassVar[str] = "intake"
 
     reference: CaseReference
     registering_agency_id: AgencyId
@@ -200,6 +205,7 @@ class CaseCreatedV1(EventData):
 class CaseConsentWithdrawnV1(EventData):
     event_type: ClassVar[str] = "case.consent_withdrawn"
     topic: ClassVar[Topic] = Topic.CASES
+    producer: ClassVar[str] = "intake"
 
     reference: CaseReference
     registering_agency_id: AgencyId
@@ -231,12 +237,14 @@ class ReferralEventV1(EventData):
 class ReferralProposedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.proposed"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
     routing_rule: Code
 
 
 class ReferralSentV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.sent"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
     routing_rule: Code | None = Field(default=None, description="Null when sent by hand")
     mandatory: bool
     respond_by: datetime = Field(description="Acknowledge-by deadline, from the urgency")
@@ -245,39 +253,46 @@ class ReferralSentV1(ReferralEventV1):
 class ReferralAcknowledgedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.acknowledged"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
 
 
 class ReferralAcceptedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.accepted"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
 
 
 class ReferralRejectedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.rejected"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
     reason: RejectionReason
 
 
 class ReferralStartedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.started"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
 
 
 class ReferralClosedV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.closed"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
     outcome: ClosureOutcome
 
 
 class ReferralCancelledV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.cancelled"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
     reason: CancellationReason
 
 
 class ReferralOverdueV1(ReferralEventV1):
     event_type: ClassVar[str] = "referral.overdue"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "followup"
     deadline: DeadlineKind
     due_at: datetime
     escalation_level: int = Field(ge=1)
@@ -288,6 +303,7 @@ class ReferralUnmetNeedV1(EventData):
 
     event_type: ClassVar[str] = "referral.unmet_need"
     topic: ClassVar[Topic] = Topic.REFERRALS
+    producer: ClassVar[str] = "referral"
 
     reference: CaseReference
     registering_agency_id: AgencyId
@@ -305,6 +321,7 @@ class ReferralUnmetNeedV1(EventData):
 class FollowupDueV1(EventData):
     event_type: ClassVar[str] = "followup.due"
     topic: ClassVar[Topic] = Topic.FOLLOWUPS
+    producer: ClassVar[str] = "followup"
 
     followup_id: UUID
     reference: CaseReference
@@ -319,6 +336,7 @@ class FollowupDueV1(EventData):
 class FollowupCompletedV1(EventData):
     event_type: ClassVar[str] = "followup.completed"
     topic: ClassVar[Topic] = Topic.FOLLOWUPS
+    producer: ClassVar[str] = "followup"
 
     followup_id: UUID
     reference: CaseReference
@@ -347,6 +365,7 @@ class NotificationEventV1(EventData):
 class NotificationSentV1(NotificationEventV1):
     event_type: ClassVar[str] = "notification.sent"
     topic: ClassVar[Topic] = Topic.NOTIFICATIONS
+    producer: ClassVar[str] = "notifications"
     provider_message_id: EventRef | None
     sent_at: datetime
 
@@ -354,6 +373,7 @@ class NotificationSentV1(NotificationEventV1):
 class NotificationFailedV1(NotificationEventV1):
     event_type: ClassVar[str] = "notification.failed"
     topic: ClassVar[Topic] = Topic.NOTIFICATIONS
+    producer: ClassVar[str] = "notifications"
     error_code: Code
     permanent: bool
     failed_at: datetime

@@ -22,7 +22,7 @@ import yaml
 
 from contracts.compat import breaking_changes
 from contracts.envelope import CONTENT_TYPE, schema_urn
-from contracts.registry import EVENT_MODELS
+from contracts.registry import EVENT_MODELS, SERVICES, service_source
 from contracts.topics import Topic
 
 HERE = Path(__file__).parent
@@ -118,6 +118,10 @@ def asyncapi_document() -> dict[str, Any]:
                 "headers": {"$ref": "#/components/schemas/CloudEventHeaders"},
                 "payload": {"$ref": f"./schemas/{schema_path(event_type).name}"},
                 "bindings": {"kafka": {"key": {"type": "string", "format": "uuid"}}},
+                "x-producer": service_source(model.producer),
+                "description": f"Published by `{service_source(model.producer)}` alone: a "
+                "consumer dead-letters a record of this type with any other ce_source "
+                "(x-error-type: untrusted_source) and applies nothing.",
             }
             channel_messages[message_id] = {"$ref": f"#/components/messages/{message_id}"}
         channel_id = topic.name.lower()
@@ -131,6 +135,19 @@ def asyncapi_document() -> dict[str, Any]:
             "action": "receive",
             "channel": {"$ref": f"#/channels/{channel_id}"},
         }
+        for service in SERVICES:
+            sent = [
+                {"$ref": f"#/channels/{channel_id}/messages/{event_type.replace('.', '_')}"}
+                for event_type, model in sorted(EVENT_MODELS.items())
+                if model.topic is topic and model.producer == service
+            ]
+            if sent:
+                operations[f"{service}_sends_{channel_id}"] = {
+                    "action": "send",
+                    "channel": {"$ref": f"#/channels/{channel_id}"},
+                    "summary": f"The only producer of these messages: {service_source(service)}",
+                    "messages": sent,
+                }
     return {
         "asyncapi": "3.0.0",
         "info": {

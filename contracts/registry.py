@@ -28,6 +28,24 @@ EVENT_MODELS: dict[str, type[ev.EventData]] = {
 }
 
 
+SERVICES = ("intake", "referral", "followup", "notifications")
+
+
+def service_source(service: str) -> str:
+    """The `ce_source` of every event a service publishes."""
+    return f"/enlace/{service}"
+
+
+def producer_source(event_type: str) -> str:
+    """The only `ce_source` a consumer accepts for this event type."""
+    return service_source(model_for(event_type).producer)
+
+
+def topics_produced_by(service: str) -> list[str]:
+    """The contract topics a service publishes on (its Kafka WRITE grants)."""
+    return sorted({m.topic.value for m in EVENT_MODELS.values() if m.producer == service})
+
+
 class UnknownEventType(LookupError):
     pass
 

@@ -5,7 +5,10 @@ broker has caught up with the metadata log), and a fixed sleep is either too sho
 or too long. Exit 0 when ready, 1 with a message on stderr when the deadline passes
 or the broker process (``--pid``) dies first.
 
-Usage: kafka_ready.py --bootstrap 127.0.0.1:19092 --timeout 60 [--pid N] [--topic T ...]
+Usage: kafka_ready.py --bootstrap 127.0.0.1:19092 --timeout 60 [--admin] [--pid N] [--topic T ...]
+
+It connects with the KAFKA_* settings of the environment, or as the local admin with
+``--admin`` (the scripts).
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 
-from aiokafka.admin import AIOKafkaAdminClient
+from services.kit.kafka import KafkaClient, admin_client
+from services.kit.local_secrets import kafka_client
 
 
 def _alive(pid: int | None) -> bool:
@@ -33,13 +38,9 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-async def _probe(bootstrap: str, topics: list[str], attempt_timeout: float) -> str | None:
+async def _probe(client: KafkaClient, topics: list[str], attempt_timeout: float) -> str | None:
     """One attempt. Returns None when ready, else a short reason."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="enlace-kafka-ready",
-        request_timeout_ms=int(attempt_timeout * 1000),
-    )
+    admin = admin_client(client, "enlace-kafka-ready")
     try:
         await asyncio.wait_for(admin.start(), attempt_timeout)
         cluster = await asyncio.wait_for(admin.describe_cluster(), attempt_timeout)
@@ -56,13 +57,17 @@ async def _probe(bootstrap: str, topics: list[str], attempt_timeout: float) -> s
                 return f"topics not there yet: {', '.join(missing)}"
         return None
     except Exception as exc:  # any failure just means "not ready yet"
-        return f"{type(exc).__name__}: {exc}"
+        clear = client.explain(exc)
+        return f"{type(exc).__name__}: {exc}" + (f" ({clear})" if clear else "")
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(admin.close(), 5)
 
 
-async def wait_ready(bootstrap: str, timeout_s: float, pid: int | None, topics: list[str]) -> int:
+async def wait_ready(
+    client: KafkaClient, timeout_s: float, pid: int | None, topics: list[str]
+) -> int:
+    bootstrap = client.bootstrap
     deadline = time.monotonic() + timeout_s
     reason = "no attempt made"
     while True:
@@ -76,7 +81,7 @@ async def wait_ready(bootstrap: str, timeout_s: float, pid: int | None, topics: 
                 file=sys.stderr,
             )
             return 1
-        reason_or_none = await _probe(bootstrap, topics, max(1.0, min(10.0, remaining)))
+        reason_or_none = await _probe(client, topics, max(1.0, min(10.0, remaining)))
         if reason_or_none is None:
             return 0
         reason = reason_or_none
@@ -87,12 +92,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--bootstrap", default="127.0.0.1:19092")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--admin", action="store_true", help="connect as the local admin")
+    parser.add_argument("--plaintext", action="store_true", help="the bench's baseline broker")
     parser.add_argument("--pid", type=int, default=None, help="give up early if this pid dies")
     parser.add_argument("--topic", action="append", default=[], help="also require this topic")
     args = parser.parse_args()
     # aiokafka logs every refused connection at ERROR while the broker boots: noise here.
     logging.basicConfig(level=logging.CRITICAL)
-    return asyncio.run(wait_ready(args.bootstrap, args.timeout, args.pid, args.topic))
+    if args.plaintext:
+        client = KafkaClient(args.bootstrap, "PLAINTEXT")
+    elif args.admin:
+        client = kafka_client("admin", args.bootstrap)
+    else:
+        client = replace(KafkaClient.from_env(), bootstrap=args.bootstrap)
+    return asyncio.run(wait_ready(client, args.timeout, args.pid, args.topic))
 
 
 if __name__ == "__main__":

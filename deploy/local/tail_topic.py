@@ -1,6 +1,10 @@
 """Print the records of a topic as a partner sees them: key, ce_* headers, JSON value.
 
-.venv/bin/python deploy/local/tail_topic.py protection.cases.v1 [--follow]
+.venv/bin/python deploy/local/tail_topic.py protection.cases.v1 [--follow] [--as PRINCIPAL]
+
+It connects with the KAFKA_* settings of the environment when KAFKA_SASL_USERNAME is
+set (a partner's own credentials), else as a local principal (`--as`, default the
+local admin) whose password the local scripts generated.
 """
 
 from __future__ import annotations
@@ -8,12 +12,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.kit.kafka import KafkaClient
+from services.kit.local_secrets import kafka_client
 
-async def tail(bootstrap: str, topic: str, follow: bool, last: int) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+async def tail(client: KafkaClient, topic: str, follow: bool, last: int) -> None:
+    consumer = AIOKafkaConsumer(**client.aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         # aiokafka has no public call that loads partition metadata without a group
@@ -54,11 +62,16 @@ async def tail(bootstrap: str, topic: str, follow: bool, last: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("topic")
-    parser.add_argument("--bootstrap", default="127.0.0.1:19092")
+    parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--as", dest="principal", default="admin", help="local principal")
     parser.add_argument("--follow", action="store_true")
     parser.add_argument("--last", type=int, default=10, help="records per partition")
     args = parser.parse_args()
-    asyncio.run(tail(args.bootstrap, args.topic, args.follow, args.last))
+    if os.environ.get("KAFKA_SASL_USERNAME"):
+        client = KafkaClient.from_env()
+    else:
+        client = kafka_client(args.principal, args.bootstrap)
+    asyncio.run(tail(client, args.topic, args.follow, args.last))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ from datetime import timedelta
 from typing import Any, Literal, cast
 
 import asyncpg
-import pydantic
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from faststream import AckPolicy
@@ -34,10 +33,18 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
 from contracts.envelope import CloudEvent, EnvelopeError
-from contracts.registry import EVENT_MODELS, UnknownEventType
+from contracts.registry import EVENT_MODELS, producer_source
 from contracts.topics import dead_letter_topic, namespaced
 from services.kit.backoff import Backoff
 from services.kit.db import Conn
+from services.kit.event_errors import (
+    POISON,
+    TRANSIENT,
+    TransientError,
+    UntrustedSourceError,
+    describe_error,
+)
+from services.kit.event_errors import PoisonEventError as PoisonEventError  # re-exported
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import deferred_writes
@@ -45,28 +52,6 @@ from services.kit.outbox import deferred_writes
 log = get_logger(__name__)
 
 EventHandler = Callable[[Conn, CloudEvent], Awaitable[None]]
-
-
-class TransientError(Exception):
-    """Raised by a handler when a dependency is briefly unavailable: retried, never
-    dead-lettered."""
-
-
-class PoisonEventError(Exception):
-    """Raised by a handler for an event that can never be applied: dead-lettered at once."""
-
-
-TRANSIENT = (
-    TransientError,
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
 
 
 async def wait_until_ready(ready: asyncio.Event, timeout: float, what: str) -> None:
@@ -77,9 +62,6 @@ async def wait_until_ready(ready: asyncio.Event, timeout: float, what: str) -> N
         await asyncio.wait_for(ready.wait(), timeout=timeout)
     except TimeoutError:
         raise TransientError(f"{what} not loaded yet") from None
-
-
-POISON = (PoisonEventError, EnvelopeError, UnknownEventType, pydantic.ValidationError)
 
 
 @dataclass(frozen=True)
@@ -101,19 +83,6 @@ class Subscription:
     @property
     def consumer_name(self) -> str:
         return self.name or self.topic
-
-
-def describe_error(exc: BaseException) -> str:
-    """An error message safe to log and to put in a DLQ header: no input values."""
-    if isinstance(exc, pydantic.ValidationError):
-        fields = ", ".join(
-            ".".join(str(p) for p in err["loc"]) + f": {err['type']}"
-            for err in exc.errors(include_input=False, include_url=False)
-        )
-        return f"ValidationError: {fields}"[:500]
-    if isinstance(exc, EnvelopeError | PoisonEventError | UnknownEventType | TransientError):
-        return f"{exc.__class__.__name__}: {exc}"[:500]
-    return exc.__class__.__name__  # other messages may echo data: keep only the class
 
 
 class EventConsumer:
@@ -156,11 +125,14 @@ class EventConsumer:
                 ).inc()
                 continue
             try:
-                decoded.append(
-                    (record, CloudEvent.from_record(record.key, record.value, record.headers))
-                )
+                event = CloudEvent.from_record(record.key, record.value, record.headers)
             except EnvelopeError as exc:
                 await self._dead_letter(record, None, exc, attempts=1)
+                continue
+            if event.type in EVENT_MODELS and event.source != producer_source(event.type):
+                await self._refuse_untrusted(record, event)
+                continue
+            decoded.append((record, event))
         if not decoded:
             return
         events = [event for _, event in decoded]
@@ -255,6 +227,18 @@ class EventConsumer:
                 raise asyncio.CancelledError("stopping with an unapplied record")
             await asyncio.sleep(backoff.next_delay())
 
+    async def _refuse_untrusted(self, record: ConsumerRecord[Any, Any], event: CloudEvent) -> None:
+        """Provenance: each event type has one legitimate producer. The event id is not
+        remembered as processed, so a forged copy cannot shadow the genuine event."""
+        self._metrics.untrusted_events.labels(
+            self.subscription.topic, event.type, event.source[:100]
+        ).inc()
+        error = UntrustedSourceError(
+            f"ce_source {event.source[:100]!r} is not {producer_source(event.type)!r}, "
+            f"the producer of {event.type}"
+        )
+        await self._dead_letter(record, None, error, attempts=1, event_type=event.type)
+
     async def _dead_letter(
         self,
         record: ConsumerRecord[Any, Any],
@@ -262,12 +246,14 @@ class EventConsumer:
         exc: BaseException,
         *,
         attempts: int,
+        event_type: str | None = None,
     ) -> None:
         error = describe_error(exc)
         dlq = dead_letter_topic(record.topic)
+        error_type = getattr(exc, "error_type", "") or exc.__class__.__name__
         headers = [
             *(record.headers or ()),
-            ("x-error-type", exc.__class__.__name__.encode()),
+            ("x-error-type", error_type.encode()),
             ("x-error-message", error.encode()),
             ("x-error-attempts", str(attempts).encode()),
             ("x-original-topic", record.topic.encode()),
@@ -300,13 +286,15 @@ class EventConsumer:
                     error,
                 )
         self._metrics.dead_lettered.labels(self.subscription.topic).inc()
+        event_type = event.type if event else event_type
         self._metrics.events_consumed.labels(
-            self.subscription.topic, event.type if event else "undecodable", "dead_lettered"
+            self.subscription.topic, event_type or "undecodable", "dead_lettered"
         ).inc()
         log.error(
             "record dead-lettered",
             dlq=dlq,
             error=error,
+            error_type=error_type,
             attempts=attempts,
             event_id=event.id if event else None,
             partition=record.partition,

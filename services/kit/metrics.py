@@ -54,6 +54,13 @@ class KitMetrics:
             ["topic"],
             registry=self.registry,
         )
+        self.untrusted_events = Counter(
+            "enlace_untrusted_events",
+            "Records refused because their ce_source is not the declared producer of their "
+            "type (dead-lettered, never applied)",
+            ["topic", "type", "source"],
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "enlace_http_requests",
             "HTTP requests by route and status",

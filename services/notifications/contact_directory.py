@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.codes import Channel
 from services.kit.backoff import Backoff
 from services.kit.clock import Clock
-from services.kit.consumer import describe_error, wait_until_ready
+from services.kit.consumer import wait_until_ready
+from services.kit.event_errors import describe_error
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime
 from services.notifications import store
