@@ -59,12 +59,14 @@ LOCAL_PG_SECRETS = REPO_ROOT / ".local" / "secrets" / "postgres"
 @dataclass(frozen=True)
 class Infra:
     kafka_bootstrap: str  # "127.0.0.1:19092"
-    pg_admin_dsn: str  # DSN to the 'postgres' database as the superuser (scripts and fixtures only)
+    # DSN to the 'postgres' database as the superuser (scripts and fixtures only).
+    # Passwords stay out of repr(): pytest prints fixtures' reprs on failure.
+    pg_admin_dsn: str = field(repr=False)
     source: str  # "env" | "testcontainers" | "local"
     can_restart_kafka: bool = False  # True only for "local" (kafka_stop/kafka_start)
 
     # service -> DSN of its role (any database; dsn_for picks one). Empty: derived.
-    pg_role_dsns: Mapping[str, str] = field(default_factory=dict)
+    pg_role_dsns: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def role_dsn(self, service: str) -> str:
         """DSN of `service`'s own login role (its default database)."""
