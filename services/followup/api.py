@@ -18,7 +18,7 @@ from services.followup.domain import FollowupStatus, Granularity
 from services.followup.store.followups import Followup
 from services.kit.clock import Clock
 from services.kit.db import Pool
-from services.kit.http import Agency, parse_id
+from services.kit.http import Agency, Role, parse_id, roles_dependency
 
 
 class FollowupView(BaseModel):
@@ -73,6 +73,10 @@ def build_router(
     source: str,
 ) -> APIRouter:
     router = APIRouter()
+    # Follow-ups are partner agencies' (a service or operator key gets 403); the report
+    # is also the operators' (every agency's figures).
+    partner = roles_dependency(current_agency, Role.AGENCY)
+    reader = roles_dependency(current_agency, Role.AGENCY, Role.OPERATIONS)
 
     @router.get(
         "/v1/followups",
@@ -81,7 +85,7 @@ def build_router(
         summary="This agency's follow-up checks, soonest first",
     )
     async def list_followups(
-        agency: Annotated[Agency, Depends(current_agency)],
+        agency: Annotated[Agency, Depends(partner)],
         status: FollowupStatus | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> list[FollowupView]:
@@ -96,7 +100,7 @@ def build_router(
         summary="One follow-up check of this agency",
     )
     async def read_followup(
-        followup_id: str, agency: Annotated[Agency, Depends(current_agency)]
+        followup_id: str, agency: Annotated[Agency, Depends(partner)]
     ) -> FollowupView:
         async with pool_of().acquire() as conn:
             followup = await commands.read_followup(
@@ -113,7 +117,7 @@ def build_router(
     async def complete_followup(
         followup_id: str,
         outcome: FollowupOutcome,
-        agency: Annotated[Agency, Depends(current_agency)],
+        agency: Annotated[Agency, Depends(partner)],
     ) -> FollowupView:
         command = commands.CompleteFollowup(
             followup_id=parse_id(followup_id, "follow-up"),
@@ -136,7 +140,7 @@ def build_router(
         summary="How well the referral loop closes: this agency's, or all for operations",
     )
     async def referral_report(
-        agency: Annotated[Agency, Depends(current_agency)],
+        agency: Annotated[Agency, Depends(reader)],
         period_from: Annotated[
             datetime | None,
             Query(description="Referrals sent at or after (ISO date or time; UTC if no offset)"),

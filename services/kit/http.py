@@ -1,27 +1,24 @@
 """HTTP plumbing shared by every API: agency authentication, RFC 9457 problem
 responses that name the offending field, and a request-body size limit.
 
-Every call is made by an authenticated agency (bearer API key; only the key's
-SHA-256 is stored). A request for another agency's object must be answered exactly
-like a missing one: services raise `not_found()` for both.
+Every call is made by an authenticated principal (bearer API key; only the key's
+SHA-256 is stored). A key has exactly one role: a partner agency's, an Enlace
+service's (`internal`) or an operator's (`operations`). A request for another
+agency's object must be answered exactly like a missing one: services raise
+`not_found()` for both.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import orjson
-import yaml
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.kit.errors import (
@@ -33,72 +30,16 @@ from services.kit.errors import (
     StaleVersion,
     Unavailable,
 )
+from services.kit.principals import Agency as Agency
+from services.kit.principals import AgencyConfig as AgencyConfig
+from services.kit.principals import AgencyRegistry as AgencyRegistry
+from services.kit.principals import Role as Role
+from services.kit.principals import hash_api_key as hash_api_key
 
 PROBLEM_JSON = "application/problem+json"
 
 
-# --- agencies ---------------------------------------------------------------------------
-
-
-class AgencyConfig(BaseModel):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    name: str
-    country: str = Field(pattern=r"^[A-Z]{2}$")
-    roles: list[str] = Field(default_factory=lambda: ["agency"])
-    api_key_sha256: list[str] = Field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Agency:
-    id: str
-    name: str
-    country: str
-    roles: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def is_operations(self) -> bool:
-        return "operations" in self.roles
-
-    @property
-    def is_internal(self) -> bool:
-        """A service principal, for documented internal calls between services."""
-        return "internal" in self.roles
-
-
-def hash_api_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-class AgencyRegistry:
-    """Agencies and their hashed API keys, from `deploy/agencies.yaml`."""
-
-    def __init__(self, agencies: list[AgencyConfig]) -> None:
-        self._by_key: dict[str, Agency] = {}
-        self._by_id: dict[str, Agency] = {}
-        for cfg in agencies:
-            agency = Agency(cfg.id, cfg.name, cfg.country, frozenset(cfg.roles))
-            if cfg.id in self._by_id:
-                raise ValueError(f"agencies: duplicate agency id {cfg.id!r}")
-            self._by_id[cfg.id] = agency
-            for digest in cfg.api_key_sha256:
-                if digest in self._by_key:
-                    raise ValueError(f"agencies: an API key hash is listed twice ({cfg.id})")
-                self._by_key[digest.lower()] = agency
-
-    @classmethod
-    def load(cls, path: Path) -> AgencyRegistry:
-        raw = yaml.safe_load(path.read_text()) or {}
-        return cls([AgencyConfig.model_validate(a) for a in raw.get("agencies", [])])
-
-    def authenticate(self, api_key: str) -> Agency | None:
-        return self._by_key.get(hash_api_key(api_key))
-
-    def get(self, agency_id: str) -> Agency | None:
-        return self._by_id.get(agency_id)
-
-    def __contains__(self, agency_id: object) -> bool:
-        return agency_id in self._by_id
-
+# --- principals (services/kit/principals.py): authentication and roles ------------------
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -136,11 +77,55 @@ def role_dependency(
     "internal"); anyone else gets the same 404 as for a path that does not exist."""
 
     async def with_role(agency: Agency = Depends(current_agency)) -> Agency:  # noqa: B008
-        if role not in agency.roles:
+        if agency.role != role:
             raise not_found("resource")
         return agency
 
     return with_role
+
+
+def service_principal_dependency(
+    current_agency: Callable[..., Awaitable[Agency]], principal_id: str
+) -> Callable[..., Awaitable[Agency]]:
+    """A dependency for an internal endpoint that one Enlace service alone calls: the
+    internal principal `principal_id`. Anyone else, another service included, gets
+    the same 404 as for a path that does not exist."""
+
+    async def the_service(agency: Agency = Depends(current_agency)) -> Agency:  # noqa: B008
+        if agency.role is not Role.INTERNAL or agency.id != principal_id:
+            raise not_found("resource")
+        return agency
+
+    return the_service
+
+
+def roles_dependency(
+    current_agency: Callable[..., Awaitable[Agency]], *roles: Role
+) -> Callable[..., Awaitable[Agency]]:
+    """A dependency for a partner route: principals of other roles (a service or an
+    operator key on a partner agency's route) get 403, naming the key's role."""
+    allowed = frozenset(roles)
+    wanted = " or ".join(
+        f"an {r.value} key" if r is Role.AGENCY else f"a {r.value} key" for r in roles
+    )
+
+    async def with_roles(agency: Agency = Depends(current_agency)) -> Agency:  # noqa: B008
+        if agency.role not in allowed:
+            raise Problem(
+                403,
+                "Not permitted for this key",
+                f"This route takes {wanted}; the key presented is a {agency.role.value} key.",
+                errors=[
+                    {
+                        "field": "header.Authorization",
+                        "message": f"a {agency.role.value} key may not do this",
+                        "type": "role_not_permitted",
+                    }
+                ],
+            )
+        return agency
+
+    return with_roles
 
 
 # --- problems ---------------------------------------------------------------------------

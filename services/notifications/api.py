@@ -12,7 +12,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.kit.clock import Clock
-from services.kit.http import Agency, Problem
+from services.kit.http import Agency, Problem, Role, roles_dependency
 from services.kit.logging import get_logger
 from services.notifications import commands
 from services.notifications.channels.sms import signature_is_valid
@@ -30,6 +30,7 @@ def build_router(
     sms_auth_token: str,
 ) -> APIRouter:
     router = APIRouter()
+    partner = roles_dependency(current_agency, Role.AGENCY)  # service, operator keys: 403
 
     @router.get(
         "/v1/notifications",
@@ -37,7 +38,7 @@ def build_router(
         summary="Delivery log of one of the caller's cases (no message bodies)",
     )
     async def delivery_log(
-        agency: Annotated[Agency, Depends(current_agency)],
+        agency: Annotated[Agency, Depends(partner)],
         case_id: Annotated[UUID, Query(description="The case whose notifications to list")],
     ) -> dict[str, Any]:
         async with pool().acquire() as conn:

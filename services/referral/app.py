@@ -8,14 +8,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
-import yaml
 from fastapi import FastAPI
 from pydantic import Field
 
 from services.kit.clock import Clock, SystemClock
 from services.kit.http import (
-    AgencyConfig,
     AgencyRegistry,
+    Role,
     agency_dependency,
     role_dependency,
 )
@@ -62,9 +61,9 @@ class ReferralSettings(ServiceSettings):
 
 
 def agency_ids(path: Path) -> list[str]:
-    """The agency ids of deploy/agencies.yaml: the only valid directory organisations."""
-    raw = yaml.safe_load(path.read_text()) or {}
-    return [AgencyConfig.model_validate(a).id for a in raw.get("agencies", [])]
+    """The partner agencies of the agencies file: the only valid directory
+    organisations (a service or an operator never receives a referral)."""
+    return [a.id for a in AgencyRegistry.load(path) if a.role is Role.AGENCY]
 
 
 def create_app(

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from contracts.codes import CountryCode, ReferralState, RegionCode, ServiceType
 from contracts.envelope import trace_id_of
 from services.kit.db import Pool
-from services.kit.http import Agency, invalid_field, parse_id
+from services.kit.http import Agency, Role, invalid_field, parse_id, roles_dependency
 from services.referral import commands, store
 from services.referral.api.models import (
     CancelBody,
@@ -83,6 +83,8 @@ def build_router(
 ) -> APIRouter:
     router = APIRouter()
     CurrentAgency = Annotated[Agency, Depends(current_agency)]
+    # Referrals are partner agencies' business: a service or operator key gets 403.
+    Partner = Annotated[Agency, Depends(roles_dependency(current_agency, Role.AGENCY))]
     Operations = Annotated[Agency, Depends(operations)]
     Internal = Annotated[Agency, Depends(internal)]
 
@@ -178,7 +180,7 @@ def build_router(
         summary="Referrals addressed to, or sent by, your agency (oldest first)",
     )
     async def list_referrals(
-        agency: CurrentAgency,
+        agency: Partner,
         direction: Annotated[str | None, Query(pattern="^(incoming|outgoing)$")] = None,
         state: Annotated[list[ReferralState] | None, Query()] = None,
         case_id: Annotated[UUID | None, Query()] = None,
@@ -207,7 +209,7 @@ def build_router(
         summary="One referral; with the child's identifying details for the "
         "receiving agency once it accepted (audited)",
     )
-    async def read_referral(referral_id: str, agency: CurrentAgency) -> JSONResponse:
+    async def read_referral(referral_id: str, agency: Partner) -> JSONResponse:
         command = commands.ReadReferral(parse_id(referral_id, "referral"), agency.id)
         read = await commands.read_referral(pool_of(), ctx, command)
         view = referral_view(read.referral, read.role)
@@ -225,7 +227,7 @@ def build_router(
         summary="Refer one of your cases to a service by hand",
     )
     async def create_referral(
-        body: NewReferralBody, agency: CurrentAgency, traceparent: Traceparent = None
+        body: NewReferralBody, agency: Partner, traceparent: Traceparent = None
     ) -> JSONResponse:
         command = commands.ReferByHand(
             agency_id=agency.id,
@@ -265,7 +267,7 @@ def build_router(
         # FastAPI reads the request's shape from the signature: give each action its own.
         parameters = [
             inspect.Parameter("referral_id", inspect.Parameter.KEYWORD_ONLY, annotation=str),
-            inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=CurrentAgency),
+            inspect.Parameter("agency", inspect.Parameter.KEYWORD_ONLY, annotation=Partner),
         ]
         if route.body is not None:
             parameters.append(
