@@ -1,10 +1,14 @@
-"""Intake's HTTP API: partner agencies register cases and read their own;
-internal principals (other Enlace services) get audited identity disclosures.
+"""Intake's HTTP API: partner agencies (agency keys only: a service or operator key
+gets 403) register cases and read their own; the referral service alone gets
+identity disclosures, under a grant intake holds, audited; the notifications
+service alone gets caseworker contacts. Anyone else is told an internal path does
+not exist (404).
 
 Each route maps the request to a use case in `commands` and its result to a
 response; the kit answers the use cases' domain errors as problem responses."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -77,14 +81,20 @@ def _idempotency_key_reused() -> Problem:
     )
 
 
+@dataclass(frozen=True)
+class Callers:
+    """The dependencies that say who may call which route."""
+
+    partner_agency: Callable[..., Awaitable[Agency]]  # agency keys; others 403
+    referral_service: Callable[..., Awaitable[Agency]]  # that principal only; others 404
+    notifications_service: Callable[..., Awaitable[Agency]]  # idem
+
+
 def build_router(
-    pool_of: Callable[[], Pool],
-    clock: Clock,
-    current_agency: Callable[..., Awaitable[Agency]],
-    internal_principal: Callable[..., Awaitable[Agency]],
-    source: str,
+    pool_of: Callable[[], Pool], clock: Clock, callers: Callers, source: str
 ) -> APIRouter:
     router = APIRouter()
+    current_agency = callers.partner_agency
 
     @router.post(
         "/v1/cases",
@@ -161,18 +171,20 @@ def build_router(
         response_model=IdentityDisclosure,
         tags=["internal"],
         include_in_schema=True,
-        summary="Identifying details for an authorised recipient (audited)",
+        summary="Identifying details for an agency holding a grant (referral service; audited)",
     )
     async def disclose_identity(
         case_id: str,
         on_behalf_of: str,
         purpose: str,
-        principal: Annotated[Agency, Depends(internal_principal)],
+        principal: Annotated[Agency, Depends(callers.referral_service)],
         referral_id: UUID | None = None,
     ) -> IdentityDisclosure:
-        """Called by the referral service only after it has checked that `on_behalf_of`
-        is the agency an accepted referral is addressed to. Refused once consent is
-        withdrawn. Every disclosure is written to the append-only audit table."""
+        """The referral service only, for an `on_behalf_of` agency holding a live grant
+        on the case (the receiving agency of an accepted referral, learnt from the
+        referral events): 403 without one, 409 once consent is withdrawn. With
+        `referral_id`, the grant must be that referral's. Every disclosure is written
+        to the append-only audit table with the grant's referral id."""
         command = commands.DiscloseIdentity(
             case_id=parse_id(case_id, "case"),
             requested_by=principal.id,
@@ -187,10 +199,12 @@ def build_router(
     @router.get(
         "/internal/v1/caseworkers/{agency_id}/{staff_id}",
         tags=["internal"],
-        summary="Contact details of a caseworker, for notifications",
+        summary="Contact details of a caseworker (notifications service only)",
     )
     async def caseworker_contact(
-        agency_id: str, staff_id: str, _: Annotated[Agency, Depends(internal_principal)]
+        agency_id: str,
+        staff_id: str,
+        _: Annotated[Agency, Depends(callers.notifications_service)],
     ) -> dict[str, Any]:
         async with pool_of().acquire() as conn:
             return await commands.caseworker_contact(conn, agency_id, staff_id)

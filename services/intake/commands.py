@@ -1,6 +1,7 @@
 """Intake's use cases: register a case (idempotent, flagging possible duplicates),
-read one, withdraw consent, and the two internal reads (an audited identity
-disclosure, a caseworker's contact details).
+read one, withdraw consent (ending the case's disclosure grants), keep the grants
+the referral events open and end, and the two internal reads (an identity disclosure
+under a live grant, audited with the grant's referral; a caseworker's contact).
 
 Each is a plain async function taking the database (a connection, or the pool when
 it runs transactions of its own) and a command value, with the injected clock and
@@ -21,13 +22,13 @@ import orjson
 
 from contracts.codes import RiskLevel
 from contracts.envelope import new_traceparent, trace_id_of
-from contracts.events import CaseConsentWithdrawnV1
+from contracts.events import CaseConsentWithdrawnV1, ReferralEventV1
 from contracts.registry import to_cloud_event
 from services.intake import domain, store
 from services.intake.domain import ConsentStatus
 from services.kit.clock import Clock
 from services.kit.db import Conn, Pool
-from services.kit.errors import Conflict, DomainError, InvalidField, NotFound
+from services.kit.errors import Conflict, DomainError, InvalidField, NotFound, NotPermitted
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
 
@@ -94,9 +95,9 @@ class WithdrawConsent:
 class DiscloseIdentity:
     case_id: UUID
     requested_by: str  # the internal principal
-    on_behalf_of: str  # the agency the disclosure is for
+    on_behalf_of: str  # the agency the disclosure is for: it must hold a live grant
     purpose: str
-    referral_id: UUID | None = None
+    referral_id: UUID | None = None  # when given, the grant must be this referral's
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,9 @@ async def withdraw_consent(
             raise NotFound("case")
         if case.consent_status is not ConsentStatus.WITHDRAWN:
             await store.withdraw_consent(conn, case.case_id, at)
+            await store.end_grants(
+                conn, case.case_id, clock.now(), domain.GrantEnd.CONSENT_WITHDRAWN
+            )
             event = CaseConsentWithdrawnV1(
                 case_id=case.case_id,
                 reference=case.reference,
@@ -250,10 +254,11 @@ async def withdraw_consent(
 
 
 async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
-    """Identifying details for an internal principal, refused once consent is withdrawn.
-    The caller (the referral service) has checked that `on_behalf_of` is the agency an
-    accepted referral is addressed to. Every disclosure is written to the append-only
-    audit table, in the same transaction as the read."""
+    """Identifying details for the agency `on_behalf_of`, only under a live grant that
+    intake holds itself (services/intake/domain.py, disclosure grants): refused
+    (`Conflict`) once consent is withdrawn and (`NotPermitted`) without a grant. Every
+    disclosure is written to the append-only audit table with the grant's referral, in
+    the same transaction as the read."""
     async with conn.transaction():
         case = await store.get_case(conn, cmd.case_id)
         if case is None:
@@ -262,19 +267,35 @@ async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
             raise Conflict(
                 "Consent withdrawn", "Identifying details are no longer disclosed for this case."
             )
+        grant = await store.live_grant(conn, case.case_id, cmd.on_behalf_of, cmd.referral_id)
+        if grant is None:
+            log.warning(
+                "identity refused: no grant",
+                case_id=str(case.case_id),
+                to_agency=cmd.on_behalf_of,
+                referral_id=str(cmd.referral_id) if cmd.referral_id else None,
+            )
+            raise NotPermitted(
+                "No disclosure grant",
+                "This agency holds no live grant on this case"
+                + (" for this referral" if cmd.referral_id else "")
+                + ": identifying details go only to the receiving agency of an accepted "
+                "referral, until it is closed, cancelled or rejected.",
+                reason="no_grant",
+            )
         await store.record_disclosure(
             conn,
             case_id=case.case_id,
             requested_by=cmd.requested_by,
             on_behalf_of=cmd.on_behalf_of,
-            referral_id=cmd.referral_id,
+            referral_id=grant.referral_id,
             purpose=cmd.purpose[:200],
         )
     log.info(
         "identity disclosed",
         case_id=str(case.case_id),
         to_agency=cmd.on_behalf_of,
-        referral_id=str(cmd.referral_id) if cmd.referral_id else None,
+        referral_id=str(grant.referral_id),
     )
     reg = case.registration
     return Identity(
@@ -283,6 +304,39 @@ async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
         child=reg["child"],
         location=reg["location"],
         guardian=reg.get("guardian"),
+    )
+
+
+async def record_referral_event(conn: Conn, event: ReferralEventV1) -> None:
+    """Open, keep or end the receiving agency's grant for the referral, in the
+    consumer's transaction. The case row is share-locked first, so a concurrent consent
+    withdrawal either comes before (the grant never opens) or after (it ends it)."""
+    consent = await store.consent_status_for_share(conn, event.case_id)
+    if consent is None:
+        log.warning(
+            "referral event for a case intake does not hold; no grant",
+            case_id=str(event.case_id),
+            referral_id=str(event.referral_id),
+        )
+        return
+    current = await store.get_grant(conn, event.referral_id)
+    if current is not None and current.case_id != event.case_id:
+        log.warning(
+            "referral event names another case than its grant; ignored",
+            case_id=str(event.case_id),
+            referral_id=str(event.referral_id),
+        )
+        return
+    grant = domain.grant_after(current, event, consent_withdrawn=consent is ConsentStatus.WITHDRAWN)
+    if grant is None:
+        return
+    await store.save_grant(conn, grant)
+    log.info(
+        "grant ended" if grant.ended_at else "grant live",
+        case_id=str(grant.case_id),
+        referral_id=str(grant.referral_id),
+        agency_id=grant.agency_id,
+        reason=grant.end_reason.value if grant.end_reason else None,
     )
 
 

@@ -1,5 +1,6 @@
 """Intake rules, with no I/O: the registration request, its validation, the risk
-level, duplicate keys, reference codes and the case.created event.
+level, duplicate keys, reference codes, the case.created event, and the disclosure
+grants that referral events open and end.
 
 Risk rules (documented for partners and tested rule by rule):
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Self
@@ -25,6 +27,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from contracts import events as ev
 from contracts.codes import (
     AgeBand,
     ConcernCode,
@@ -319,4 +322,77 @@ def case_created(
         ),
         caseworker_id=reg.caseworker.id,
         possible_duplicate_of=possible_duplicate_of,
+    )
+
+
+# --- disclosure grants: identity goes only to a referral's receiving agency, from its
+# acceptance (or start) until it is closed, cancelled or rejected or the case's consent
+# is withdrawn (referral's own rule, kept again where the details live). An ended grant
+# never reopens.
+
+
+class GrantEnd(StrEnum):
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    CONSENT_WITHDRAWN = "consent_withdrawn"
+
+
+GRANT_OPENING: tuple[type[ev.ReferralEventV1], ...] = (ev.ReferralAcceptedV1, ev.ReferralStartedV1)
+GRANT_ENDING: dict[type[ev.ReferralEventV1], GrantEnd] = {
+    ev.ReferralClosedV1: GrantEnd.CLOSED,
+    ev.ReferralCancelledV1: GrantEnd.CANCELLED,
+    ev.ReferralRejectedV1: GrantEnd.REJECTED,
+}
+GRANT_EVENTS: tuple[type[ev.ReferralEventV1], ...] = (*GRANT_OPENING, *GRANT_ENDING)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What intake knows of one referral's disclosure grant. `opened_at` is None for a
+    referral that ended before it was ever accepted (kept so that it cannot open)."""
+
+    referral_id: UUID
+    case_id: UUID
+    agency_id: str  # the receiving agency
+    version: int  # the referral version of the last event applied
+    opened_at: datetime | None
+    ended_at: datetime | None = None
+    end_reason: GrantEnd | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.opened_at is not None and self.ended_at is None
+
+
+def grant_after(
+    current: Grant | None, event: ev.ReferralEventV1, *, consent_withdrawn: bool
+) -> Grant | None:
+    """The grant once `event` is applied, or None when it changes nothing (the grant
+    ended, the event is not newer than the last one, or it neither opens nor ends)."""
+    if current is not None and (current.ended_at is not None or event.version <= current.version):
+        return None
+    ending = GRANT_ENDING.get(type(event))
+    if ending is None and consent_withdrawn and isinstance(event, GRANT_OPENING):
+        ending = GrantEnd.CONSENT_WITHDRAWN  # too late: the case's consent is gone
+    if ending is not None:
+        return Grant(
+            referral_id=event.referral_id,
+            case_id=event.case_id,
+            agency_id=current.agency_id if current else event.to_agency_id,
+            version=event.version,
+            opened_at=current.opened_at if current else None,
+            ended_at=event.occurred_at,
+            end_reason=ending,
+        )
+    if not isinstance(event, GRANT_OPENING):
+        return None
+    if current is not None:
+        return replace(current, version=event.version)  # still live, opened earlier
+    return Grant(
+        referral_id=event.referral_id,
+        case_id=event.case_id,
+        agency_id=event.to_agency_id,
+        version=event.version,
+        opened_at=event.occurred_at,
     )

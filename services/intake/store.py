@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from contracts.codes import RiskLevel
-from services.intake.domain import ConsentStatus
+from services.intake.domain import ConsentStatus, Grant, GrantEnd
 from services.kit.db import Conn
 
 
@@ -181,3 +181,80 @@ async def latest_caseworker(conn: Conn, agency_id: str, staff_id: str) -> dict[s
         staff_id,
     )
     return row["caseworker"] if row else None
+
+
+# --- grants ----------------------------------------------------------------------------
+
+
+def _grant(row: asyncpg.Record) -> Grant:
+    return Grant(
+        referral_id=row["referral_id"],
+        case_id=row["case_id"],
+        agency_id=row["agency_id"],
+        version=row["version"],
+        opened_at=row["opened_at"],
+        ended_at=row["ended_at"],
+        end_reason=GrantEnd(row["end_reason"]) if row["end_reason"] else None,
+    )
+
+
+async def consent_status_for_share(conn: Conn, case_id: UUID) -> ConsentStatus | None:
+    """The case's consent status, the row share-locked until the caller's transaction
+    ends: a concurrent withdrawal waits, then ends the grants written here."""
+    status = await conn.fetchval(
+        "SELECT consent_status FROM cases WHERE case_id = $1 FOR SHARE", case_id
+    )
+    return ConsentStatus(status) if status else None
+
+
+async def get_grant(conn: Conn, referral_id: UUID) -> Grant | None:
+    row = await conn.fetchrow("SELECT * FROM grants WHERE referral_id = $1", referral_id)
+    return _grant(row) if row else None
+
+
+async def save_grant(conn: Conn, grant: Grant) -> None:
+    await conn.execute(
+        """INSERT INTO grants (referral_id, case_id, agency_id, version, opened_at, ended_at,
+                               end_reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (referral_id) DO UPDATE SET
+               version = EXCLUDED.version, opened_at = EXCLUDED.opened_at,
+               ended_at = EXCLUDED.ended_at, end_reason = EXCLUDED.end_reason""",
+        grant.referral_id,
+        grant.case_id,
+        grant.agency_id,
+        grant.version,
+        grant.opened_at,
+        grant.ended_at,
+        grant.end_reason,
+    )
+
+
+async def live_grant(
+    conn: Conn, case_id: UUID, agency_id: str, referral_id: UUID | None
+) -> Grant | None:
+    """The agency's live grant on the case (for `referral_id` when given; else the most
+    recently opened one), share-locked until the caller's transaction ends."""
+    row = await conn.fetchrow(
+        """SELECT * FROM grants
+           WHERE case_id = $1 AND agency_id = $2 AND ended_at IS NULL
+             AND opened_at IS NOT NULL AND ($3::uuid IS NULL OR referral_id = $3)
+           ORDER BY opened_at DESC, referral_id LIMIT 1
+           FOR SHARE""",
+        case_id,
+        agency_id,
+        referral_id,
+    )
+    return _grant(row) if row else None
+
+
+async def end_grants(conn: Conn, case_id: UUID, at: datetime, reason: GrantEnd) -> int:
+    """End every grant of the case still live; returns how many."""
+    result: str = await conn.execute(
+        """UPDATE grants SET ended_at = $2, end_reason = $3
+           WHERE case_id = $1 AND ended_at IS NULL""",
+        case_id,
+        at,
+        reason,
+    )
+    return int(result.rsplit(" ", 1)[-1])

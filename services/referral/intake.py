@@ -1,6 +1,11 @@
 """Intake's internal identity API, as the read-referral use case needs it: the
 child's identifying details for one audited disclosure, or why there are none.
 
+Intake answers only this service's key (ENLACE_INTERNAL_API_KEY, the principal
+intake's ENLACE_IDENTITY_PRINCIPAL names), and only while it holds a grant for the
+receiving agency, learnt from this service's own referral events: the referral id
+sent here must be the grant's.
+
 This is the only place referral speaks HTTP to another service. The use case sees
 the `IdentitySource` port (services/referral/commands/context.py); tests may give
 it any object with the same method.
@@ -43,6 +48,11 @@ class IntakeIdentities:
             return IdentityStatus.UNAVAILABLE
         if answer.status_code == 409:
             return IdentityStatus.CONSENT_WITHDRAWN
+        if answer.status_code == 403:
+            # Intake holds no live grant for this agency and referral: it has not yet
+            # consumed the acceptance (try again shortly), or the grant has ended.
+            log.warning("intake holds no grant", referral_id=str(request.referral_id))
+            return IdentityStatus.UNAVAILABLE
         if answer.status_code != 200:
             log.warning(
                 "intake refused a disclosure",

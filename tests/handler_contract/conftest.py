@@ -1,4 +1,4 @@
-"""The three consuming services, each running (real PostgreSQL, real Kafka for its
+"""The four consuming services, each running (real PostgreSQL, real Kafka for its
 subscribers and dead letters) with its outbox relay stopped, so every event a
 handler enqueues stays visible in the service's own database.
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings
 from services.followup.app import create_app as create_followup
+from services.intake.app import IntakeSettings
+from services.intake.app import create_app as create_intake
 from services.kit.clock import MovableClock
 from services.kit.consumer import EventConsumer, EventHandler, Subscription
 from services.kit.runtime import ServiceRuntime
@@ -35,7 +38,9 @@ from services.notifications.app import create_app as create_notifications
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
 from tests.conftest import package_namespace, running, service_settings
+from tests.factories import piura_adolescent_girl
 from tests.handler_contract.story import Story
+from tests.helpers import auth
 from tests.infra import Infra
 
 namespace = package_namespace("handler-contract")
@@ -50,6 +55,15 @@ class ServiceUnderTest:
     name: str
     runtime: ServiceRuntime
     namespace: str
+    # For a service whose handlers need the case in its own records (intake holds the
+    # cases): registers a real one and returns its id, for the story to be about.
+    new_case: Callable[[], Awaitable[uuid.UUID]] | None = None
+
+    async def story(self) -> Story:
+        """A new case's story, about a case this service knows when it must."""
+        if self.new_case is None:
+            return Story(NOW)
+        return Story(NOW, case_id=await self.new_case())
 
     def subscription_for(self, event_type: str) -> Subscription:
         (found,) = {
@@ -140,12 +154,30 @@ def new_id(event: CloudEvent) -> CloudEvent:
 
 
 @contextlib.asynccontextmanager
-async def _started(name: str, app: FastAPI, namespace: str) -> AsyncIterator[ServiceUnderTest]:
-    async with running(app):
+async def _started(
+    name: str,
+    app: FastAPI,
+    namespace: str,
+    new_case: Callable[[httpx.AsyncClient], Callable[[], Awaitable[uuid.UUID]]] | None = None,
+) -> AsyncIterator[ServiceUnderTest]:
+    async with running(app) as client:
         runtime: ServiceRuntime = app.state.runtime
         assert runtime.relay is not None
         await runtime.relay.stop()  # keep enqueued events in the outbox, to be compared
-        yield ServiceUnderTest(name, runtime, namespace)
+        yield ServiceUnderTest(name, runtime, namespace, new_case(client) if new_case else None)
+
+
+def _registered_case(client: httpx.AsyncClient) -> Callable[[], Awaitable[uuid.UUID]]:
+    """Intake's grants are about its own cases: register one through its API."""
+
+    async def register() -> uuid.UUID:
+        created = await client.post(
+            "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
+        )
+        assert created.status_code == 201, created.text
+        return uuid.UUID(created.json()["case_id"])
+
+    return register
 
 
 @pytest.fixture(scope="package")
@@ -176,9 +208,19 @@ async def services(
             transport=httpx.ASGITransport(app=referral_app), base_url="http://referral"
         ),
     )
+    intake_app = create_intake(
+        service_settings(IntakeSettings, infra, namespace, await databases("hc_intake")),
+        clock=clock,
+    )
     async with (
         _started("referral", referral_app, namespace) as referral,
         _started("followup", followup_app, namespace) as followup,
         _started("notifications", notifications_app, namespace) as notifications,
+        _started("intake", intake_app, namespace, _registered_case) as intake,
     ):
-        yield {"referral": referral, "followup": followup, "notifications": notifications}
+        yield {
+            "referral": referral,
+            "followup": followup,
+            "notifications": notifications,
+            "intake": intake,
+        }

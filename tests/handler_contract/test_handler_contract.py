@@ -19,7 +19,7 @@ from contracts.envelope import CloudEvent
 from contracts.topics import dead_letter_topic
 from services.kit.consumer import EventHandler, TransientError
 from services.kit.db import Conn
-from tests.handler_contract.conftest import NOW, ServiceUnderTest, cloud_event, new_id
+from tests.handler_contract.conftest import ServiceUnderTest, cloud_event, new_id
 from tests.handler_contract.story import PREREQUISITES, Story
 from tests.helpers import TopicReader
 from tests.infra import Infra
@@ -49,6 +49,10 @@ HANDLED: list[tuple[str, str]] = [
         for t in ("sent", "accepted", "rejected", "closed", "overdue")
     ),
     ("notifications", "followup.due"),
+    *(
+        ("intake", f"referral.{t}")
+        for t in ("accepted", "started", "rejected", "closed", "cancelled")
+    ),
 ]
 IDS = [f"{s}:{t}" for s, t in HANDLED]
 Services = dict[str, ServiceUnderTest]
@@ -96,7 +100,8 @@ async def test_every_subscription_is_covered(services: Services) -> None:
 async def test_the_same_event_twice_applies_once(
     services: Services, service: str, event_type: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     await _prepare(sut, story, event_type)
     before = await sut.snapshot()
     event = cloud_event(story, event_type)
@@ -114,7 +119,8 @@ async def test_the_same_event_twice_applies_once(
 async def test_the_same_content_under_a_new_event_id_changes_nothing(
     services: Services, service: str, event_type: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     await _prepare(sut, story, event_type)
     event = cloud_event(story, event_type)
     await sut.deliver(event)
@@ -133,7 +139,8 @@ async def test_the_same_content_under_a_new_event_id_changes_nothing(
 async def test_an_older_version_after_a_newer_one_changes_nothing(
     services: Services, service: str, event_type: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     older = _older(service, event_type)
     assert older is not None
     await _prepare(sut, story, event_type, skip=older)
@@ -218,7 +225,8 @@ async def _dead_letter_of(
 async def test_a_record_that_is_not_json_is_dead_lettered(
     services: Services, service: str, event_type: str, infra: Infra, namespace: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     await _prepare(sut, story, event_type)
     before = await sut.snapshot()
     event = cloud_event(story, event_type)
@@ -234,7 +242,8 @@ async def test_a_record_that_is_not_json_is_dead_lettered(
 async def test_a_record_that_fails_its_schema_is_dead_lettered(
     services: Services, service: str, event_type: str, infra: Infra, namespace: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     await _prepare(sut, story, event_type)
     before = await sut.snapshot()
     event = cloud_event(story, event_type)
@@ -266,7 +275,8 @@ def _failing_once(calls: list[str]) -> Callable[[EventHandler], EventHandler]:
 async def test_a_transient_failure_then_success_applies_once(
     services: Services, service: str, event_type: str
 ) -> None:
-    sut, story = services[service], Story(NOW)
+    sut = services[service]
+    story = await sut.story()
     await _prepare(sut, story, event_type)
     before = await sut.snapshot()
     event = cloud_event(story, event_type)

@@ -1,11 +1,28 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from contracts import events as ev
+from contracts.codes import (
+    CancellationReason,
+    ClosureOutcome,
+    ReferralState,
+    RejectionReason,
+    RiskLevel,
+    ServiceType,
+)
+from contracts.envelope import CloudEvent
+from contracts.registry import to_cloud_event
+from contracts.topics import namespaced
 from services.intake.app import IntakeSettings, create_app
 from tests.conftest import package_namespace, running, service_settings
 from tests.infra import Infra
@@ -24,3 +41,106 @@ async def intake(infra: Infra, namespace: str, intake_dsn: str) -> AsyncIterator
     app = create_app(service_settings(IntakeSettings, infra, namespace, intake_dsn))
     async with running(app) as client:
         yield client
+
+
+@pytest.fixture
+async def intake_db(intake_dsn: str, intake: httpx.AsyncClient) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(intake_dsn, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+# --- referral events, as the referral service publishes them ----------------------------
+
+_STATES: dict[type[ev.ReferralEventV1], ReferralState] = {
+    ev.ReferralSentV1: ReferralState.SENT,
+    ev.ReferralAcknowledgedV1: ReferralState.ACKNOWLEDGED,
+    ev.ReferralAcceptedV1: ReferralState.ACCEPTED,
+    ev.ReferralRejectedV1: ReferralState.REJECTED,
+    ev.ReferralStartedV1: ReferralState.IN_PROGRESS,
+    ev.ReferralClosedV1: ReferralState.CLOSED,
+    ev.ReferralCancelledV1: ReferralState.CANCELLED,
+}
+_EXTRA: dict[type[ev.ReferralEventV1], Callable[[datetime], dict[str, Any]]] = {
+    ev.ReferralSentV1: lambda now: {
+        "mandatory": True,
+        "respond_by": now + timedelta(hours=24),
+        "routing_rule": "unaccompanied-migrant-special-protection",
+    },
+    ev.ReferralRejectedV1: lambda _: {"reason": RejectionReason.NO_CAPACITY},
+    ev.ReferralClosedV1: lambda _: {"outcome": ClosureOutcome.SERVICE_PROVIDED},
+    ev.ReferralCancelledV1: lambda _: {"reason": CancellationReason.NO_LONGER_NEEDED},
+}
+
+
+@dataclass
+class Referral:
+    """One referral of a real intake case to `to_agency`; each step is the next version."""
+
+    case_id: uuid.UUID
+    to_agency: str = "upe-piura"
+    service_id: str = "upe-piura-proteccion"
+    referral_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    version: int = 0
+
+    def step(self, model: type[ev.ReferralEventV1]) -> ev.ReferralEventV1:
+        self.version += 1
+        now = datetime.now(UTC)
+        return model(
+            case_id=self.case_id,
+            referral_id=self.referral_id,
+            reference="PE-PIU-2026-000001",
+            state=_STATES[model],
+            version=self.version,
+            from_agency_id="ong-amanecer",
+            to_agency_id=self.to_agency,
+            service_id=self.service_id,
+            service_type=ServiceType.SPECIAL_PROTECTION,
+            urgency=RiskLevel.HIGH,
+            case_country="PE",
+            case_region="PE-PIU",
+            service_country="PE",
+            cross_border=False,
+            occurred_at=now,
+            **(_EXTRA[model](now) if model in _EXTRA else {}),
+        )
+
+    def accepted(self) -> list[ev.ReferralEventV1]:
+        return [
+            self.step(ev.ReferralSentV1),
+            self.step(ev.ReferralAcknowledgedV1),
+            self.step(ev.ReferralAcceptedV1),
+        ]
+
+
+@dataclass
+class ReferralTopic:
+    producer: AIOKafkaProducer
+    namespace: str
+
+    async def publish(self, *models: ev.EventData) -> list[CloudEvent]:
+        """On the real topic, as the referral service does (binary CloudEvent, key =
+        case id, its ce_source)."""
+        events = []
+        for model in models:
+            event = to_cloud_event(model, source="/enlace/referral")
+            await self.producer.send_and_wait(
+                namespaced(self.namespace, model.topic),
+                key=event.key,
+                value=event.value(),
+                headers=event.headers(),
+            )
+            events.append(event)
+        return events
+
+
+@pytest.fixture(scope="package")
+async def referral_topic(infra: Infra, namespace: str) -> AsyncIterator[ReferralTopic]:
+    producer = AIOKafkaProducer(**infra.service_kafka("referral").aiokafka(), acks="all")
+    await producer.start()
+    try:
+        yield ReferralTopic(producer, namespace)
+    finally:
+        await producer.stop()

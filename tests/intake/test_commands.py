@@ -17,8 +17,9 @@ from services.intake.app import MIGRATIONS
 from services.intake.domain import CaseRegistration, ConsentStatus
 from services.kit.clock import MovableClock
 from services.kit.db import create_pool, migrate
-from services.kit.errors import Conflict, InvalidField, NotFound
+from services.kit.errors import Conflict, InvalidField, NotFound, NotPermitted
 from tests.factories import piura_adolescent_girl
+from tests.intake.conftest import Referral
 
 SOURCE = "/enlace/intake"
 
@@ -167,21 +168,33 @@ async def test_consent_is_withdrawn_once_and_announced_once(
     assert await outbox_types(pool, case_id) == ["case.created", "case.consent_withdrawn"]
 
 
-async def test_identity_is_disclosed_with_an_audit_row_until_consent_is_withdrawn(
+async def test_identity_is_disclosed_under_a_grant_audited_with_its_referral(
     pool: asyncpg.Pool, clock: MovableClock
 ) -> None:
     created = await register(pool, clock, registration())
     case_id = created.receipt.case_id
-    referral_id = uuid.uuid4()
-    disclose = commands.DiscloseIdentity(
-        case_id=case_id,
-        requested_by="svc-referral",
-        on_behalf_of="upe-piura",
-        purpose="accepted referral " + "x" * 300,
-        referral_id=referral_id,
-    )
+    referral = Referral(case_id)
+
+    def disclose(agency: str = "upe-piura", referral_id: uuid.UUID | None = None) -> Any:
+        return commands.DiscloseIdentity(
+            case_id=case_id,
+            requested_by="svc-referral",
+            on_behalf_of=agency,
+            purpose="accepted referral " + "x" * 300,
+            referral_id=referral_id,
+        )
+
     async with pool.acquire() as conn:
-        identity = await commands.disclose_identity(conn, disclose)
+        with pytest.raises(NotPermitted) as before_acceptance:
+            await commands.disclose_identity(conn, disclose())
+        for event in referral.accepted():
+            async with conn.transaction():
+                await commands.record_referral_event(conn, event)
+        identity = await commands.disclose_identity(conn, disclose())  # no referral id given
+        with pytest.raises(NotPermitted):  # another agency holds no grant
+            await commands.disclose_identity(conn, disclose("cem-piura"))
+        with pytest.raises(NotPermitted):  # nor does this one for another referral
+            await commands.disclose_identity(conn, disclose(referral_id=uuid.uuid4()))
         with pytest.raises(NotFound):
             await commands.disclose_identity(
                 conn, commands.DiscloseIdentity(uuid.uuid4(), "svc-referral", "upe-piura", "x")
@@ -193,7 +206,9 @@ async def test_identity_is_disclosed_with_an_audit_row_until_consent_is_withdraw
             source=SOURCE,
         )
         with pytest.raises(Conflict) as refused:
-            await commands.disclose_identity(conn, disclose)
+            await commands.disclose_identity(conn, disclose())
+    assert before_acceptance.value.title == "No disclosure grant"
+    assert before_acceptance.value.extra == {"reason": "no_grant"}
     assert identity.child["family_names"] == "Rojas Méndez"
     assert identity.location["region"] == "PE-PIU"
     assert refused.value.title == "Consent withdrawn"
@@ -203,9 +218,12 @@ async def test_identity_is_disclosed_with_an_audit_row_until_consent_is_withdraw
         case_id,
     )
     assert [(r["requested_by"], r["on_behalf_of"], r["referral_id"]) for r in audit] == [
-        ("svc-referral", "upe-piura", referral_id)
+        ("svc-referral", "upe-piura", referral.referral_id)  # the grant's referral
     ]
     assert len(audit[0]["purpose"]) == 200
+    grant = await pool.fetchrow("SELECT * FROM grants WHERE case_id = $1", case_id)
+    assert grant is not None
+    assert (grant["end_reason"], grant["ended_at"]) == ("consent_withdrawn", clock.now())
 
 
 async def test_caseworker_contact_is_the_latest_registered(

@@ -1,4 +1,5 @@
-"""Idempotent registration, the possible-duplicate flag, and who may read a case."""
+"""Idempotent registration, the possible-duplicate flag, and who may read a case.
+(Who may read a child's identity: test_grants.py.)"""
 
 from __future__ import annotations
 
@@ -124,32 +125,3 @@ async def test_only_the_registering_agency_reads_a_case(intake: httpx.AsyncClien
     malformed = await intake.get("/v1/cases/not-a-uuid", headers=auth("cem-piura"))
     assert other.status_code == missing.status_code == malformed.status_code == 404
     assert other.json() == missing.json() == malformed.json()
-
-
-async def test_identity_disclosure_is_internal_only_and_audited(
-    intake: httpx.AsyncClient, intake_dsn: str
-) -> None:
-    created = await intake.post(
-        "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
-    )
-    case_id = created.json()["case_id"]
-    url = f"/internal/v1/cases/{case_id}/identity"
-    params = {"on_behalf_of": "upe-piura", "purpose": "accepted referral"}
-    refused = await intake.get(url, params=params, headers=auth("upe-piura"))
-    assert refused.status_code == 404
-    disclosed = await intake.get(url, params=params, headers=auth("svc-referral"))
-    assert disclosed.status_code == 200
-    assert disclosed.json()["child"]["family_names"] == "Rojas Méndez"
-    assert (
-        await _count(
-            intake_dsn, "SELECT count(*) FROM disclosures WHERE case_id = $1", uuid.UUID(case_id)
-        )
-        == 1
-    )
-
-    withdrawn = await intake.post(
-        f"/v1/cases/{case_id}/consent-withdrawal", json={}, headers=auth("ong-amanecer")
-    )
-    assert withdrawn.status_code == 200
-    after = await intake.get(url, params=params, headers=auth("svc-referral"))
-    assert after.status_code == 409

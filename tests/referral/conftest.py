@@ -18,12 +18,16 @@ namespace = package_namespace("referral")
 
 
 @pytest.fixture(scope="package")
-async def intake(
-    infra: Infra, namespace: str, databases: Callable[[str], Any]
-) -> AsyncIterator[httpx.AsyncClient]:
-    dsn = await databases("intake")
+async def intake_dsn(databases: Callable[[str], Any]) -> str:
+    dsn: str = await databases("intake")
+    return dsn
+
+
+@pytest.fixture(scope="package")
+async def intake(infra: Infra, namespace: str, intake_dsn: str) -> AsyncIterator[httpx.AsyncClient]:
+    """Intake, consuming the referral events of this package's namespace (its grants)."""
     async with running(
-        create_intake(service_settings(IntakeSettings, infra, namespace, dsn))
+        create_intake(service_settings(IntakeSettings, infra, namespace, intake_dsn))
     ) as client:
         yield client
 
@@ -84,3 +88,22 @@ async def referrals_of(
 
 def by_service(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["service_id"]: item for item in items}
+
+
+async def disclosed(referral: httpx.AsyncClient, url: str, agency: str) -> dict[str, Any]:
+    """The receiving agency's view of an accepted referral once its identity is
+    disclosed: intake answers only once it has consumed the acceptance from the topic
+    (its own grant); until then referral says `unavailable`."""
+
+    async def probe() -> dict[str, Any]:
+        response = await referral.get(url, headers=auth(agency))
+        assert response.status_code == 200, response.text
+        view: dict[str, Any] = response.json()
+        return view
+
+    return await poll_until(
+        probe,
+        lambda view: view["identity_status"] != "unavailable",
+        timeout=30,
+        what=f"{url} disclosed to {agency}",
+    )

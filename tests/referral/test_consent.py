@@ -10,7 +10,7 @@ import httpx
 from contracts.topics import Topic
 from tests.factories import piura_adolescent_girl
 from tests.helpers import TopicReader, auth
-from tests.referral.conftest import by_service, referrals_of, register
+from tests.referral.conftest import by_service, disclosed, referrals_of, register
 
 
 async def test_withdrawal_cancels_open_referrals_and_stops_disclosure(
@@ -22,7 +22,7 @@ async def test_withdrawal_cancels_open_referrals_and_stops_disclosure(
     url = f"/v1/referrals/{cem['referral_id']}"
     for step in ("acknowledge", "accept"):
         assert (await referral.post(f"{url}/{step}", headers=auth("cem-piura"))).status_code == 200
-    assert (await referral.get(url, headers=auth("cem-piura"))).json()["identity"] is not None
+    assert (await disclosed(referral, url, "cem-piura"))["identity"] is not None
 
     withdrawal = await intake.post(
         f"/v1/cases/{case_id}/consent-withdrawal", json={}, headers=auth("ong-amanecer")

@@ -11,7 +11,7 @@ import httpx
 from contracts.topics import Topic
 from tests.factories import piura_adolescent_girl
 from tests.helpers import TopicReader, auth
-from tests.referral.conftest import referrals_of, register
+from tests.referral.conftest import disclosed, referrals_of, register
 
 
 async def test_case_to_closed_loop(
@@ -56,9 +56,7 @@ async def test_case_to_closed_loop(
     accept = await referral.post(f"{url}/accept", headers={**auth("upe-piura"), "If-Match": '"2"'})
     assert accept.status_code == 200, accept.text
 
-    detail = await referral.get(url, headers=auth("upe-piura"))
-    assert detail.status_code == 200
-    body = detail.json()
+    body = await disclosed(referral, url, "upe-piura")
     assert body["identity_status"] == "disclosed"
     assert body["identity"]["child"]["given_names"] == "Daniela Valentina"
     audit = await db.fetch(

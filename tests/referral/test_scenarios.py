@@ -10,7 +10,7 @@ import httpx
 from contracts.topics import Topic
 from tests.factories import guatemala_trafficking_boy, piura_adolescent_girl
 from tests.helpers import TopicReader, auth
-from tests.referral.conftest import by_service, referrals_of, register
+from tests.referral.conftest import by_service, disclosed, referrals_of, register
 
 
 async def test_piura_unaccompanied_girl_with_violence_concerns(
@@ -93,7 +93,7 @@ async def test_guatemala_trafficking_case_referred_to_honduras(
     for step in ("acknowledge", "accept", "start"):
         response = await referral.post(f"{url}/{step}", headers=auth("uavt-hn"))
         assert response.status_code == 200, f"{step}: {response.text}"
-    detail = (await referral.get(url, headers=auth("uavt-hn"))).json()
+    detail = await disclosed(referral, url, "uavt-hn")
     assert detail["state"] == "in_progress"
     assert detail["identity"]["child"]["given_names"] == "Kevin Alexander"
     closed = await referral.post(

@@ -24,7 +24,9 @@ class IdentityStatus(StrEnum):
     DISCLOSED = "disclosed"
     AFTER_ACCEPTANCE_ONLY = "after_acceptance_only"
     CONSENT_WITHDRAWN = "consent_withdrawn"
-    UNAVAILABLE = "unavailable"  # intake did not answer; the caller may try again
+    # Intake did not answer, or does not hold the grant yet (it learns of the acceptance
+    # from the referral events): the caller may try again.
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,30 @@
+"""Kafka handlers: the referral events that open and end disclosure grants, each
+mapped to `commands.record_referral_event`. They run inside the kit consumer's
+transaction (the event id recorded beside the grant), so a redelivered event changes
+nothing."""
+
+from __future__ import annotations
+
+from contracts.envelope import CloudEvent
+from contracts.events import ReferralEventV1
+from contracts.registry import parse_data
+from contracts.topics import Topic
+from services.intake import commands, domain
+from services.kit.consumer import PoisonEventError, Subscription
+from services.kit.db import Conn
+
+
+class Handlers:
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(
+                Topic.REFERRALS,
+                {model.event_type: self.on_referral_event for model in domain.GRANT_EVENTS},
+            )
+        ]
+
+    async def on_referral_event(self, conn: Conn, event: CloudEvent) -> None:
+        data = parse_data(event)
+        if not isinstance(data, ReferralEventV1):
+            raise PoisonEventError(f"{event.type} is not a referral transition")
+        await commands.record_referral_event(conn, data)
