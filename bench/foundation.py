@@ -28,7 +28,7 @@ from services.kit.kafka import make_producer
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay, enqueue
 from tests.factories import piura_adolescent_girl
-from tests.helpers import free_port
+from tests.helpers import DEMO_KEYS, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = 40_000
@@ -164,7 +164,7 @@ async def intake_process(ctx: BenchContext) -> AsyncIterator[str]:
 
 
 INTAKE_WORKERS = int(os.environ.get("ENLACE_BENCH_INTAKE_WORKERS", "2"))
-KEY_VALUE = "demo-key-ong-amanecer"
+KEY_VALUE = DEMO_KEYS["ong-amanecer"]
 KEY = {"Authorization": f"Bearer {KEY_VALUE}"}
 
 

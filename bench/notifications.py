@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -30,7 +31,7 @@ from services.kit.settings import REPO_ROOT
 from services.notifications.app import NotificationsSettings, create_app
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
-from tests.helpers import free_port
+from tests.helpers import DEMO_KEYS, free_port
 
 EVENTS = 2000  # each one SMS + one email
 TARGET = 200.0
@@ -61,12 +62,13 @@ def _referral_sent(sequence: int) -> ReferralSentV1:
 
 
 @contextlib.asynccontextmanager
-async def _process(*args: str, port: int) -> AsyncIterator[None]:
+async def _process(*args: str, port: int, env: dict[str, str] | None = None) -> AsyncIterator[None]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         *args,
         cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -98,6 +100,7 @@ def _recorded(workdir: Path) -> int:
 async def run(ctx: BenchContext) -> list[Figure]:
     workdir = Path(tempfile.mkdtemp(prefix="enlace-bench-notifications-"))
     smtp_port, sms_port = free_port(), free_port()
+    sms_auth_token = secrets.token_urlsafe(32)  # this run's, shared with the SMS server
     dsn = await ctx.make_database("notifications")
     # The contact points come from the referral service, seeded with deploy/directory.yaml.
     referral = create_referral(
@@ -107,6 +110,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             topic_namespace=ctx.namespace,
             consumer_group=f"{ctx.namespace}-referral-bench-{uuid.uuid4().hex[:6]}",
             log_level="WARNING",
+            internal_api_key=DEMO_KEYS["svc-referral"],
         )
     )
     settings = NotificationsSettings(
@@ -117,6 +121,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
         smtp_port=smtp_port,
         sms_base_url=f"http://127.0.0.1:{sms_port}",
         sms_status_callback_url="",
+        sms_auth_token=sms_auth_token,
+        internal_api_key=DEMO_KEYS["svc-notifications"],
         worker_poll_seconds=0.2,
         worker_max_in_flight=64,
         db_pool_max=20,
@@ -143,6 +149,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             "--dir",
             str(workdir / "sms"),
             port=sms_port,
+            env={"ENLACE_SMS_AUTH_TOKEN": sms_auth_token},
         ),
         referral.router.lifespan_context(referral) as _,
     ):

@@ -25,6 +25,9 @@ BENCH_DB_ROLES = {"relaybench": "intake", "intakebench": "intake"}
 
 
 async def main(selected: list[str]) -> int:
+    # The local profile (demo agencies and keys of deploy/local), for the services
+    # built here and the processes started from here.
+    os.environ["ENLACE_ENV"] = "local"
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
     # Databases are made by the superuser and owned by a service role, as in tests.
     # ENLACE_BENCH_PG_DSN: another cluster's superuser DSN (roles are then made there).

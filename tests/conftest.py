@@ -9,6 +9,7 @@ parallel runs nor the services of another package ever see its data.
 from __future__ import annotations
 
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -20,10 +21,14 @@ from fastapi import FastAPI
 
 from services.kit.kafka import ensure_topics
 from services.kit.settings import ServiceSettings
-from tests.helpers import TopicReader
+from tests.helpers import DEMO_KEYS, TopicReader
 from tests.infra import Infra, create_database, drop_database, provide_infra
 
 RUN_ID = uuid.uuid4().hex[:8]
+# The suite is the local profile (demo agencies file and keys of deploy/local), in
+# this process and the service processes tests start; a production default would
+# refuse them (tests/kit/test_production_settings.py says how).
+os.environ["ENLACE_ENV"] = "local"
 
 
 @pytest.fixture(scope="session")
@@ -95,7 +100,11 @@ def topics(infra: Infra, namespace: str) -> TopicReader:
 def service_settings(
     cls: type[ServiceSettings], infra: Infra, namespace: str, dsn: str, **overrides: Any
 ) -> Any:
+    if "internal_api_key" in cls.model_fields:  # the service's key for internal calls
+        service = cls.model_fields["service_name"].default
+        overrides.setdefault("internal_api_key", DEMO_KEYS[f"svc-{service}"])
     return cls(
+        env="local",
         database_url=dsn,
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         topic_namespace=namespace,

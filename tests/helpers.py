@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 DEMO_KEYS: dict[str, str] = dict(
     line.split()
-    for line in (Path(__file__).parents[1] / "deploy" / "demo-api-keys.txt")
+    for line in (Path(__file__).parents[1] / "deploy" / "local" / "demo-api-keys.txt")
     .read_text()
     .splitlines()
     if line and not line.startswith("#")

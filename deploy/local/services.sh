@@ -39,6 +39,14 @@ export ENLACE_FOLLOWUP_API_URL="http://$ENLACE_HOST:$P_FOLLOWUP"
 export ENLACE_SMTP_HOST="$ENLACE_HOST" ENLACE_SMTP_PORT="$P_SMTP"
 export ENLACE_SMS_BASE_URL="http://$ENLACE_HOST:$P_SMS"
 export ENLACE_SMS_STATUS_CALLBACK_URL="http://$ENLACE_HOST:$P_NOTIFICATIONS/v1/sms/status"
+# The local profile (a production service refuses demo or missing secrets): the demo
+# agencies and keys of deploy/local, and an SMS auth token generated at first start
+# (shared by the local provider and notifications; no fixed value exists anywhere).
+export ENLACE_ENV=local ENLACE_AGENCIES_FILE="$DEPLOY_LOCAL_DIR/agencies.yaml"
+ENLACE_SMS_AUTH_TOKEN="$(ensure_secret sms/auth-token)"
+export ENLACE_SMS_AUTH_TOKEN
+# demo_key PRINCIPAL: its demo API key (empty if it has none), for internal calls.
+demo_key() { awk -v id="$1" '$1 == id { print $2 }' "$DEPLOY_LOCAL_DIR/demo-api-keys.txt"; }
 
 # name | module | port | database ("" = none) | extra args
 SERVICES=(
@@ -82,6 +90,7 @@ start() {
     if [[ -n "$db" ]]; then dsn="$("$DEPLOY_LOCAL_DIR/postgres.sh" dsn "$name" "$db")"; fi
     # shellcheck disable=SC2086  # extra holds several words on purpose
     env ${dsn:+DATABASE_URL="$dsn"} ENLACE_HTTP_PORT="$port" \
+      ${db:+ENLACE_INTERNAL_API_KEY="$(demo_key "svc-$name")"} \
       ${ENLACE_STACK:+ENLACE_CONSUMER_GROUP="enlace-$ENLACE_STACK-$name"} \
       setsid nohup "$PYTHON" -m "$module" $extra \
       >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
@@ -103,7 +112,7 @@ Enlace is running.
   Logs (JSON):             $LOG_DIR/<service>.log, Kafka $KAFKA_LOG, PostgreSQL $PG_LOG
   E-mails sent:            Maildir $LOCAL_DIR/mail (one file per message in new/)
   SMS sent:                $LOCAL_DIR/sms/messages.jsonl (quiet hours 21:00-07:00 Lima hold non-urgent ones)
-  Demo API keys:           deploy/demo-api-keys.txt
+  Demo API keys:           deploy/local/demo-api-keys.txt
   Try:                     deploy/local/demo.sh   (registers a Piura case and shows what follows)
   Stop:                    make stop
 MSG

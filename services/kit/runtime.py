@@ -35,6 +35,7 @@ from services.kit.kafka import make_producer, start_producer
 from services.kit.logging import configure_logging, get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
+from services.kit.production import refuse
 from services.kit.settings import ServiceSettings
 
 log = get_logger(__name__)
@@ -78,6 +79,9 @@ class ServiceRuntime:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Checked when the settings were built; again here, before anything else, for
+        # settings that skipped validation (model_copy, model_construct).
+        refuse(self.settings.production_problems())
         configure_logging(self.settings.log_level)
         s = self.settings
         self._pool = await create_pool(

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.kit.production import (
+    DEMO_AGENCIES_FILE,
+    Environment,
+    Secret,
+    agencies_file_problems,
+    refuse,
+    secret_problems,
+    url_password,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -16,12 +27,21 @@ class ServiceSettings(BaseSettings):
 
     `DATABASE_URL` and `KAFKA_BOOTSTRAP_SERVERS` are read without prefix (the usual
     names); everything else is `ENLACE_<NAME>`.
+
+    `ENLACE_ENV` is `production` unless said otherwise: a production service refuses
+    to start, naming the setting, with a secret missing or a demo one (see
+    services/kit/production.py and `secret_settings`). deploy/local, the tests and
+    the bench say `local`.
     """
 
     model_config = SettingsConfigDict(
         env_prefix="ENLACE_", extra="ignore", validate_by_name=True, validate_by_alias=True
     )
 
+    env: Environment = Field(
+        default=Environment.PRODUCTION,
+        description="local (demo profile of deploy/local) or production (checks secrets)",
+    )
     service_name: str = "service"
     # No credentials by default: DATABASE_URL names the service's own role (locally
     # `deploy/local/postgres.sh dsn <service>`).
@@ -41,7 +61,8 @@ class ServiceSettings(BaseSettings):
     http_port: int = 8000
     http_workers: int = Field(default=1, ge=1, description="Processes (replicas) to run")
     log_level: str = "INFO"
-    agencies_file: Path = DEPLOY_DIR / "agencies.yaml"
+    # The local profile's demo file; production refuses it (its own must be given).
+    agencies_file: Path = DEMO_AGENCIES_FILE
     max_body_bytes: int = 64 * 1024
 
     db_pool_min: int = 2
@@ -60,6 +81,33 @@ class ServiceSettings(BaseSettings):
     # Event ids are kept longer than Kafka keeps records (7 days locally), so that any
     # redelivery is still recognised; older ones are pruned hourly.
     processed_events_retention_days: float = 14.0
+
+    def secret_settings(self) -> list[Secret]:
+        """The secrets of these settings; subclasses add theirs."""
+        return [
+            Secret("DATABASE_URL", url_password(self.database_url), "has no password"),
+            Secret("KAFKA_SASL_PASSWORD", self.kafka_sasl_password.get_secret_value()),
+        ]
+
+    def production_problems(self) -> list[str]:
+        """Why these settings must not run in production (nothing in the local profile)."""
+        if self.env is not Environment.PRODUCTION:
+            return []
+        problems: list[str] = []
+        if self.kafka_security_protocol != "SASL_SSL":
+            problems.append(
+                f"KAFKA_SECURITY_PROTOCOL is {self.kafka_security_protocol}, not SASL_SSL"
+            )
+        problems += secret_problems(self.secret_settings())
+        problems += agencies_file_problems(
+            self.agencies_file, given="agencies_file" in self.model_fields_set
+        )
+        return problems
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        refuse(self.production_problems())
+        return self
 
     @property
     def group_id(self) -> str:

@@ -18,6 +18,7 @@ from services.kit.http import (
     agency_dependency,
 )
 from services.kit.logging import get_logger
+from services.kit.production import Secret
 from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import ServiceSettings
 from services.notifications.api import build_router
@@ -28,7 +29,7 @@ from services.notifications.contacts import ContactResolver
 from services.notifications.domain.messages import Links
 from services.notifications.domain.timing import TokenBucket
 from services.notifications.handlers import Handlers
-from services.notifications.local_sms import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from services.notifications.local_sms import DEFAULT_ACCOUNT_SID
 from services.notifications.outcomes import OutcomeRecorder
 from services.notifications.rendering import Renderer
 from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
@@ -55,7 +56,9 @@ class NotificationsSettings(ServiceSettings):
     # SMS (Twilio Messages API); local default: python -m services.notifications.local_sms
     sms_base_url: str = "http://127.0.0.1:8090"
     sms_account_sid: str = DEFAULT_ACCOUNT_SID
-    sms_auth_token: str = DEFAULT_AUTH_TOKEN
+    # The account's auth token: sends with it and checks the status callbacks'
+    # signatures with it. A secret, no default (the local profile generates one).
+    sms_auth_token: str = ""
     sms_from_number: str = "+15005550006"
     sms_status_callback_url: str = "http://127.0.0.1:8004/v1/sms/status"
     sms_timeout_seconds: float = 10.0
@@ -81,12 +84,24 @@ class NotificationsSettings(ServiceSettings):
     # polled from referral's internal endpoint; edits arrive within the refresh period)
     intake_url: str = "http://127.0.0.1:8001"
     referral_internal_url: str = "http://127.0.0.1:8002"
-    internal_api_key: str = "demo-key-svc-notifications"
+    # This service's API key for intake's and referral's internal endpoints (its
+    # principal is svc-notifications); a secret, no default.
+    internal_api_key: str = ""
     caseworker_contact_cache_seconds: float = 3600.0
     contact_directory_refresh_seconds: float = Field(default=2.0, gt=0)
     default_language: str = "es"
     referral_api_url: str = "http://127.0.0.1:8002"
     followup_api_url: str = "http://127.0.0.1:8003"
+
+    def secret_settings(self) -> list[Secret]:
+        secrets = [
+            *super().secret_settings(),
+            Secret("ENLACE_SMS_AUTH_TOKEN", self.sms_auth_token),
+            Secret("ENLACE_INTERNAL_API_KEY", self.internal_api_key),
+        ]
+        if self.smtp_user:
+            secrets.append(Secret("ENLACE_SMTP_PASSWORD", self.smtp_password))
+        return secrets
 
 
 def create_app(

@@ -13,8 +13,11 @@ that Enlace uses, so `make run` and the tests need no account:
 
 Messages are recorded in memory and appended to `.local/sms/messages.jsonl`.
 
-    python -m services.notifications.local_sms [--host 127.0.0.1] [--port 8090]
-        [--account-sid AC...] [--auth-token ...] [--dir .local/sms] [--reject +51...]
+    ENLACE_SMS_AUTH_TOKEN=... python -m services.notifications.local_sms \
+        [--host 127.0.0.1] [--port 8090] [--account-sid AC...] [--dir .local/sms] [--reject +51...]
+
+The auth token has no default (a default would be a published secret): the local
+profile generates one (deploy/local/services.sh), tests and the bench make their own.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import os
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -47,7 +51,6 @@ from services.notifications.channels.sms import sign_request
 from services.notifications.domain.sms_text import sms_shape
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
-DEFAULT_AUTH_TOKEN = "local-sms-auth-token"
 DEFAULT_DIR = REPO_ROOT / ".local" / "sms"
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
@@ -62,8 +65,8 @@ class _PlannedFailure:
 
 @dataclass
 class LocalSmsProvider:
+    auth_token: str
     account_sid: str = DEFAULT_ACCOUNT_SID
-    auth_token: str = DEFAULT_AUTH_TOKEN
     record_dir: Path | None = DEFAULT_DIR
     rejected_numbers: set[str] = field(default_factory=set)
     messages: list[dict[str, Any]] = field(default_factory=list)
@@ -72,6 +75,10 @@ class LocalSmsProvider:
     _failures: list[_PlannedFailure] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _client: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        if not self.auth_token:
+            raise ValueError("auth_token is empty: every request would be authorised")
 
     # --- fault injection ---------------------------------------------------------------
 
@@ -255,14 +262,22 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
     parser.add_argument("--account-sid", default=DEFAULT_ACCOUNT_SID)
-    parser.add_argument("--auth-token", default=DEFAULT_AUTH_TOKEN)
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument(
         "--reject", action="append", default=[], help="answer 21211 for this number (repeatable)"
     )
     args = parser.parse_args()
+    # From the environment, not the command line (which any local user can list).
+    auth_token = os.environ.get("ENLACE_SMS_AUTH_TOKEN", "")
+    if not auth_token:
+        parser.error("ENLACE_SMS_AUTH_TOKEN is not set (the account's auth token)")
     configure_logging()
-    provider = LocalSmsProvider(args.account_sid, args.auth_token, args.dir, set(args.reject))
+    provider = LocalSmsProvider(
+        auth_token,
+        account_sid=args.account_sid,
+        record_dir=args.dir,
+        rejected_numbers=set(args.reject),
+    )
     print(
         f"local SMS API on http://{args.host}:{args.port}; messages in {args.dir}/messages.jsonl",
         flush=True,

@@ -18,6 +18,7 @@ from services.kit.http import (
     agency_dependency,
     role_dependency,
 )
+from services.kit.production import Secret
 from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import DEPLOY_DIR, ServiceSettings
 from services.referral import commands
@@ -36,7 +37,9 @@ class ReferralSettings(ServiceSettings):
     service_name: str = "referral"
     http_port: int = 8002
     intake_url: str = "http://127.0.0.1:8001"
-    internal_api_key: str = "demo-key-svc-referral"
+    # This service's API key for intake's internal endpoints (its principal is
+    # svc-referral); a secret, no default (the local profile passes its demo key).
+    internal_api_key: str = ""
     directory_file: Path = DEPLOY_DIR / "directory.yaml"
     routing_file: Path = DEPLOY_DIR / "routing.yaml"
     # How often each replica checks whether another one edited the directory.
@@ -49,6 +52,12 @@ class ReferralSettings(ServiceSettings):
     respond_within_high_hours: float = 24
     respond_within_medium_hours: float = 72
     respond_within_low_hours: float = 7 * 24
+
+    def secret_settings(self) -> list[Secret]:
+        return [
+            *super().secret_settings(),
+            Secret("ENLACE_INTERNAL_API_KEY", self.internal_api_key),
+        ]
 
     @property
     def deadlines(self) -> Deadlines:

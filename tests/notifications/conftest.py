@@ -6,6 +6,7 @@ tests/notifications/directory.yaml), each on a free port for this session."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,9 @@ namespace = package_namespace("notifications")
 DIRECTORY = Path(__file__).parent / "directory.yaml"
 INVALID_NUMBER = "+51900000000"
 REFUSED_MAILBOX = "baja@cem-piura.example.org"
+# The SMS account's auth token for this run (the local provider and the service share
+# it): made here, as the local profile makes its own; no fixed token exists.
+SMS_AUTH_TOKEN = secrets.token_urlsafe(32)
 
 
 def book_of(path: Path) -> ContactBook:
@@ -81,6 +85,7 @@ def fast_settings(
     infra: Infra, namespace: str, dsn: str, **overrides: Any
 ) -> NotificationsSettings:
     values: dict[str, Any] = {
+        "sms_auth_token": SMS_AUTH_TOKEN,
         "contact_directory_refresh_seconds": 0.1,
         "retry_backoff_base_seconds": 0.05,
         "retry_backoff_cap_seconds": 0.3,
@@ -150,7 +155,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="package")
 async def sms(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalSmsProvider]:
     provider = LocalSmsProvider(
-        record_dir=tmp_path_factory.mktemp("sms"), rejected_numbers={INVALID_NUMBER}
+        SMS_AUTH_TOKEN, record_dir=tmp_path_factory.mktemp("sms"), rejected_numbers={INVALID_NUMBER}
     )
     async with provider.serving(port=free_port()) as base_url:
         provider.base_url = base_url  # type: ignore[attr-defined]

@@ -25,9 +25,10 @@ from services.notifications.contact_directory import (
 from services.notifications.domain.recipients import ContactBook
 from services.referral.api.models import contact_directory
 from services.referral.domain import load_directory
+from tests.helpers import DEMO_KEYS
 from tests.notifications.conftest import DIRECTORY
 
-KEY = "demo-key-svc-notifications"
+KEY = DEMO_KEYS["svc-notifications"]
 MESA = "ct-upe-piura-mesa"
 
 

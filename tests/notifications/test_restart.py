@@ -22,6 +22,7 @@ from tests.helpers import TopicReader, free_port, poll_until
 from tests.infra import Infra
 from tests.notifications import events
 from tests.notifications.conftest import (
+    SMS_AUTH_TOKEN,
     FlowingClock,
     Kafka,
     Notifications,
@@ -48,7 +49,7 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
     tmp_path: Path,
 ) -> None:
     smtp = LocalSmtpServer(port=free_port(), maildir=tmp_path / "mail")  # not started yet
-    sms = LocalSmsProvider(record_dir=tmp_path / "sms")
+    sms = LocalSmsProvider(SMS_AUTH_TOKEN, record_dir=tmp_path / "sms")
     dsn: str = await databases("notifications")
     async with sms.serving(port=free_port()) as sms_url:
         settings = fast_settings(

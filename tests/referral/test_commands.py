@@ -30,6 +30,7 @@ from contracts.events import CaseCreatedV1, ConsentV1
 from services.kit.clock import MovableClock
 from services.kit.db import create_pool, migrate
 from services.kit.errors import Conflict, InvalidField, NotFound, NotPermitted, StaleVersion
+from services.kit.production import DEMO_AGENCIES_FILE
 from services.kit.safeguarding import BestInterestDecision
 from services.kit.settings import DEPLOY_DIR
 from services.referral import commands, store
@@ -69,7 +70,7 @@ async def pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture(scope="module")
 async def directory(pool: asyncpg.Pool) -> DirectoryCache:
-    cache = DirectoryCache(agency_ids(DEPLOY_DIR / "agencies.yaml"))
+    cache = DirectoryCache(agency_ids(DEMO_AGENCIES_FILE))
     seed = cache.read_seed(DEPLOY_DIR / "directory.yaml")
     async with store.connection(pool) as conn:
         await cache.seed(conn, seed)

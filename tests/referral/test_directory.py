@@ -13,7 +13,9 @@ from services.referral.domain.documents import DirectoryError
 from services.referral.domain.routing import load_rules
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-AGENCY_IDS = [a["id"] for a in yaml.safe_load((DEPLOY / "agencies.yaml").read_text())["agencies"]]
+AGENCY_IDS = [
+    a["id"] for a in yaml.safe_load((DEPLOY / "local" / "agencies.yaml").read_text())["agencies"]
+]
 SEED = (DEPLOY / "directory.yaml").read_text()
 
 

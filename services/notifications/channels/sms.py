@@ -92,6 +92,6 @@ def sign_request(url: str, params: Mapping[str, str], auth_token: str) -> str:
 def signature_is_valid(
     url: str, params: Mapping[str, str], signature: str | None, auth_token: str
 ) -> bool:
-    if not signature:
+    if not signature or not auth_token:  # no token: nothing can be trusted as signed
         return False
     return hmac.compare_digest(sign_request(url, params, auth_token), signature)

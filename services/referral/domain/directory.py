@@ -2,7 +2,7 @@
 Specification (organization → service → coverage/location → taxonomy), so that a
 partner's existing HSDS directory maps onto it.
 
-Each organisation is an agency of deploy/agencies.yaml; its services say where they
+Each organisation is an agency of the agencies file; its services say where they
 take cases from (`Coverage`), whom they take (`Eligibility`) and whom to tell
 (`ContactPoint`). Routing and hand referrals see the directory as a flat list of
 `Offer`s (one service of one organisation).
@@ -152,7 +152,7 @@ class DirectoryService(Strict):
 
 
 class Organization(Strict):
-    id: AgencyId = Field(description="The agency id of deploy/agencies.yaml")
+    id: AgencyId = Field(description="The agency id of the agencies file")
     name: Text
     kind: OrganizationKind
     country: CountryCode
