@@ -2,19 +2,60 @@
 
 Each section is `async def section(ctx: BenchContext) -> list[Figure]` and runs
 against the real local Kafka and PostgreSQL in a namespace of its own.
+
+Kafka is the local broker as every client sees it (SASL_SSL, SCRAM-SHA-512, ACLs of
+deploy/kafka-access.yaml): the bench creates topics and observes them as the admin,
+as the scripts do, and each service it runs connects as its own principal, with a
+consumer group its ACL admits.
 """
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from services.kit.kafka import KafkaClient
 
 
 @dataclass(frozen=True)
 class BenchContext:
-    bootstrap: str
-    namespace: str  # topics already created in it
+    kafka: KafkaClient  # the admin: topics, ACLs and the bench's own watchers
+    namespace: str  # topics and their ACL grants already made in it
     make_database: Callable[[str], Awaitable[str]]  # service name -> DSN of a fresh database
+    service_kafka: Callable[[str], KafkaClient]  # service name -> client as its principal
+
+    def consumer_group(self, service: str) -> str:
+        """A group of this namespace that the service's ACL admits (`enlace-<service>`)."""
+        return f"enlace-{service}.{self.namespace}-{uuid.uuid4().hex[:6]}"
+
+    def settings(self, service: str) -> dict[str, Any]:
+        """Keyword arguments of a service's settings built in-process: the local
+        profile, this namespace, and the service's own Kafka principal."""
+        kafka = self.service_kafka(service)
+        return {
+            "env": "local",
+            "kafka_bootstrap_servers": kafka.bootstrap,
+            "kafka_security_protocol": kafka.security_protocol,
+            "kafka_sasl_mechanism": kafka.sasl_mechanism,
+            "kafka_sasl_username": kafka.username,
+            "kafka_sasl_password": kafka.password,
+            "kafka_ssl_cafile": kafka.cafile,
+            "topic_namespace": self.namespace,
+            "consumer_group": self.consumer_group(service),
+        }
+
+    def env(self, service: str) -> dict[str, str]:
+        """The same for a service started as its own process."""
+        return {
+            **os.environ,
+            **self.service_kafka(service).as_env(),
+            "ENLACE_ENV": "local",
+            "ENLACE_TOPIC_NAMESPACE": self.namespace,
+            "ENLACE_CONSUMER_GROUP": self.consumer_group(service),
+        }
 
 
 @dataclass(frozen=True)

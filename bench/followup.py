@@ -65,10 +65,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
     dsn = await ctx.make_database("followup")
     clock = MovableClock(T0)
     settings = FollowupSettings(
+        **ctx.settings("followup"),
         database_url=dsn,
-        kafka_bootstrap_servers=ctx.bootstrap,
-        topic_namespace=ctx.namespace,
-        consumer_group=f"{ctx.namespace}-followup-bench-{uuid.uuid4().hex[:6]}",
         log_level="WARNING",
         timer_poll_seconds=0.2,
         report_metrics_refresh_seconds=3600,

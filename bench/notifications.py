@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 from bench.common import BenchContext, Figure, percentile
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralSentV1
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import Topic, namespaced
 from services.kit.settings import REPO_ROOT
 from services.notifications.app import NotificationsSettings, create_app
@@ -105,19 +105,15 @@ async def run(ctx: BenchContext) -> list[Figure]:
     # The contact points come from the referral service, seeded with deploy/directory.yaml.
     referral = create_referral(
         ReferralSettings(
+            **ctx.settings("referral"),
             database_url=await ctx.make_database("referral"),
-            kafka_bootstrap_servers=ctx.bootstrap,
-            topic_namespace=ctx.namespace,
-            consumer_group=f"{ctx.namespace}-referral-bench-{uuid.uuid4().hex[:6]}",
             log_level="WARNING",
             internal_api_key=DEMO_KEYS["svc-referral"],
         )
     )
     settings = NotificationsSettings(
+        **ctx.settings("notifications"),
         database_url=dsn,
-        kafka_bootstrap_servers=ctx.bootstrap,
-        topic_namespace=ctx.namespace,
-        consumer_group=f"{ctx.namespace}-notifications-bench-{uuid.uuid4().hex[:6]}",
         smtp_port=smtp_port,
         sms_base_url=f"http://127.0.0.1:{sms_port}",
         sms_status_callback_url="",
@@ -164,7 +160,9 @@ async def run(ctx: BenchContext) -> list[Figure]:
 
 
 async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
-    producer = AIOKafkaProducer(bootstrap_servers=ctx.bootstrap, acks="all", linger_ms=5)
+    # referral.sent is written as the referral service writes it: its principal and its
+    # ce_source (notifications dead-letters one from anyone else).
+    producer = AIOKafkaProducer(**ctx.service_kafka("referral").aiokafka(), acks="all", linger_ms=5)
     await producer.start()
     topic = namespaced(ctx.namespace, Topic.REFERRALS)
     conn = await asyncpg.connect(dsn)
@@ -176,7 +174,8 @@ async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
         sends = []
         for _ in range(count):
             sequence += 1
-            event = to_cloud_event(_referral_sent(sequence), source="/enlace/bench")
+            data = _referral_sent(sequence)
+            event = to_cloud_event(data, source=producer_source(data.event_type))
             sends.append(
                 await producer.send(
                     topic, key=event.key, value=event.value(), headers=event.headers()

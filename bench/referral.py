@@ -32,7 +32,7 @@ from contracts.codes import (
     Sex,
 )
 from contracts.events import CaseCreatedV1, ConsentV1
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import Topic, namespaced
 from services.referral.app import ReferralSettings
 from services.referral.domain import CaseProfile, load_directory, load_rules, plan_routing
@@ -123,10 +123,8 @@ WORKERS = int(os.environ.get("ENLACE_BENCH_REFERRAL_WORKERS", "2"))
 async def run(ctx: BenchContext) -> list[Figure]:
     namespace = ctx.namespace
     settings = ReferralSettings(
+        **ctx.settings("referral"),
         database_url=await ctx.make_database("referral"),
-        kafka_bootstrap_servers=ctx.bootstrap,
-        topic_namespace=namespace,
-        consumer_group=f"{namespace}-referral",
         outbox_fallback_poll_seconds=0.5,
         log_level="WARNING",
     )
@@ -140,15 +138,17 @@ async def run(ctx: BenchContext) -> list[Figure]:
         )
     )
 
+    # The cases are written as intake writes them: its principal, its ce_source (the
+    # referral service dead-letters a case.created from anyone else).
     producer = AIOKafkaProducer(
-        bootstrap_servers=ctx.bootstrap, linger_ms=5, max_batch_size=512 * 1024
+        **ctx.service_kafka("intake").aiokafka(), linger_ms=5, max_batch_size=512 * 1024
     )
     await producer.start()
     try:
         topic = namespaced(namespace, Topic.CASES)
         futures = []
         for case in cases:
-            event = to_cloud_event(case, source="/enlace/bench")
+            event = to_cloud_event(case, source=producer_source(case.event_type))
             futures.append(
                 await producer.send(topic, event.value(), key=event.key, headers=event.headers())
             )
@@ -156,7 +156,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
     finally:
         await producer.stop()
 
-    watcher = AIOKafkaConsumer(bootstrap_servers=ctx.bootstrap)
+    watcher = AIOKafkaConsumer(**ctx.kafka.aiokafka())  # the bench's watcher: the admin
     await watcher.start()
     referrals_topic = namespaced(namespace, Topic.REFERRALS)
     tps = [
@@ -165,10 +165,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
     ]
     # The service runs as its own processes, one per core, as a deployment here would.
     env = {
-        **os.environ,
+        **ctx.env("referral"),  # its own principal and namespace
         "DATABASE_URL": settings.database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": ctx.bootstrap,
-        "ENLACE_TOPIC_NAMESPACE": namespace,
         "ENLACE_CONSUMER_GROUP": settings.consumer_group,
         "ENLACE_OUTBOX_FALLBACK_POLL_SECONDS": "0.5",
         "ENLACE_LOG_LEVEL": "WARNING",

@@ -13,10 +13,11 @@ import time
 import uuid
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import BenchContext, Figure
-from services.kit.kafka import ensure_topics
+from services.kit.kafka import KafkaClient, admin_client, ensure_topics
+from services.kit.kafka_acl import admin_for, apply_grants, load_access, remove_namespace
+from services.kit.local_secrets import kafka_client
 from tests.infra import Infra, create_database, local_postgres
 
 SECTIONS = ["foundation", "referral", "followup", "notifications"]
@@ -28,7 +29,16 @@ async def main(selected: list[str]) -> int:
     # The local profile (demo agencies and keys of deploy/local), for the services
     # built here and the processes started from here.
     os.environ["ENLACE_ENV"] = "local"
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
+    # The local broker as its clients see it: SASL_SSL with SCRAM-SHA-512 and ACLs.
+    # The bench makes topics and grants as the admin (as the scripts do); each service
+    # connects as its own principal of deploy/kafka-access.yaml.
+    admin = kafka_client("admin", os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None)
+    bootstrap = admin.bootstrap
+    access = load_access()
+
+    def service_kafka(service: str) -> KafkaClient:
+        return kafka_client(access.principal_of(service), bootstrap)
+
     # Databases are made by the superuser and owned by a service role, as in tests.
     # ENLACE_BENCH_PG_DSN: another cluster's superuser DSN (roles are then made there).
     if env_dsn := os.environ.get("ENLACE_BENCH_PG_DSN"):
@@ -39,6 +49,7 @@ async def main(selected: list[str]) -> int:
     admin_dsn = pg.pg_admin_dsn
     run_id = uuid.uuid4().hex[:6]
     topics: list[str] = []
+    namespaces: list[str] = []
     databases: list[str] = []
 
     async def make_database(service: str) -> str:
@@ -49,7 +60,7 @@ async def main(selected: list[str]) -> int:
 
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
     print(f"Enlace bench — {machine}, Python {platform.python_version()}")
-    print(f"Kafka {bootstrap}, run {run_id}\n")
+    print(f"Kafka {bootstrap} ({admin.security_protocol}, {admin.sasl_mechanism}), run {run_id}\n")
     missed = 0
     try:
         for name in selected:
@@ -61,8 +72,11 @@ async def main(selected: list[str]) -> int:
             # Each section has topics of its own: one section's services must never
             # consume the records another section produced.
             namespace = f"bench-{run_id}-{name}"
-            topics += await ensure_topics(bootstrap, namespace, partitions=3)
-            ctx = BenchContext(bootstrap, namespace, make_database)
+            topics += await ensure_topics(admin, namespace, partitions=3)
+            namespaces.append(namespace)
+            grants = access.grants(namespace)
+            await asyncio.to_thread(apply_grants, admin_for(admin), grants, namespace)
+            ctx = BenchContext(admin, namespace, make_database, service_kafka)
             started = time.perf_counter()
             print(f"[{name}]")
             figures: list[Figure] = await module.run(ctx)
@@ -71,10 +85,15 @@ async def main(selected: list[str]) -> int:
                 missed += figure.met is False
             print(f"  ({time.perf_counter() - started:.1f} s)\n")
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        await admin.delete_topics(topics)
-        await admin.close()
+        if topics:
+            topic_admin = admin_client(admin, "enlace-bench")
+            await topic_admin.start()
+            try:
+                await topic_admin.delete_topics(topics)
+            finally:
+                await topic_admin.close()
+        for namespace in namespaces:  # deleting a topic keeps its ACLs
+            await asyncio.to_thread(remove_namespace, admin_for(admin), namespace)
         conn = await asyncpg.connect(admin_dsn)
         for name in databases:
             if os.environ.get("ENLACE_BENCH_KEEP_DATABASES"):
