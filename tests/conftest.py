@@ -8,6 +8,7 @@ parallel runs nor the services of another package ever see its data.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -16,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 
-from services.kit.kafka import ensure_topics
+from services.kit.kafka import admin_client, ensure_topics
+from services.kit.kafka_acl import admin_for, apply_grants, load_access, remove_namespace
 from services.kit.settings import ServiceSettings
 from tests.helpers import DEMO_KEYS, TopicReader
 from tests.infra import Infra, create_database, drop_database, provide_infra
@@ -40,16 +41,24 @@ def infra() -> Any:
 
 @contextlib.asynccontextmanager
 async def fresh_namespace(infra: Infra, name: str, partitions: int = 3) -> AsyncIterator[str]:
-    """Every contract topic (and .dlq) under a namespace of its own, deleted afterwards."""
-    names = await ensure_topics(infra.kafka_bootstrap, name, partitions=partitions)
+    """Every contract topic (and .dlq) under a namespace of its own, with the ACLs of
+    deploy/kafka-access.yaml for those topics; all deleted afterwards."""
+    names = await ensure_topics(infra.kafka(), name, partitions=partitions)
+    if infra.kafka_secure:
+        await asyncio.to_thread(
+            apply_grants, admin_for(infra.kafka()), load_access().grants(name), name
+        )
     try:
         yield name
     finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+        admin = admin_client(infra.kafka())
         with contextlib.suppress(Exception):
             await admin.start()
             await admin.delete_topics(names)
             await admin.close()
+        if infra.kafka_secure:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(remove_namespace, admin_for(infra.kafka()), name)
 
 
 def package_namespace(package: str) -> Any:
@@ -94,24 +103,30 @@ async def databases(infra: Infra) -> AsyncIterator[Callable[..., Any]]:
 
 @pytest.fixture
 def topics(infra: Infra, namespace: str) -> TopicReader:
-    return TopicReader(infra.kafka_bootstrap, namespace)
+    return TopicReader(infra.kafka(), namespace)
 
 
 def service_settings(
     cls: type[ServiceSettings], infra: Infra, namespace: str, dsn: str, **overrides: Any
 ) -> Any:
+    service = cls.model_fields["service_name"].default
+    kafka = infra.service_kafka(service)
     if "internal_api_key" in cls.model_fields:  # the service's key for internal calls
-        service = cls.model_fields["service_name"].default
         overrides.setdefault("internal_api_key", DEMO_KEYS[f"svc-{service}"])
-    return cls(
-        env="local",
-        database_url=dsn,
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        topic_namespace=namespace,
-        consumer_group=f"{namespace}-{cls.model_fields['service_name'].default}-{uuid.uuid4().hex[:6]}",
-        outbox_fallback_poll_seconds=0.5,
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "env": "local",
+        "database_url": dsn,
+        "kafka_bootstrap_servers": kafka.bootstrap,
+        "kafka_security_protocol": kafka.security_protocol,
+        "kafka_sasl_username": kafka.username,
+        "kafka_sasl_password": kafka.password,
+        "kafka_ssl_cafile": kafka.cafile,
+        "topic_namespace": namespace,
+        # The service principal's ACL admits only groups starting with enlace-<service>.
+        "consumer_group": f"enlace-{service}.{namespace}-{uuid.uuid4().hex[:6]}",
+        "outbox_fallback_poll_seconds": 0.5,
+    }
+    return cls(**(values | overrides))
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts.topics import namespaced
+from services.kit.kafka import KafkaClient
 
 T = TypeVar("T")
 
@@ -99,8 +100,8 @@ class TopicReader:
     """Reads a whole topic from the beginning, without a consumer group, as a partner
     would with nothing but aiokafka and our contracts."""
 
-    def __init__(self, bootstrap: str, namespace: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaClient, namespace: str) -> None:
+        self.kafka = kafka
         self.namespace = namespace
 
     async def read(self, topic: str, *, timeout: float = 10.0) -> list[Record]:
@@ -110,7 +111,7 @@ class TopicReader:
         for "nothing more there". To prove that something did *not* happen, first
         see a later marker's effect (see `consumed`), then read."""
         name = namespaced(self.namespace, topic)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(**self.kafka.aiokafka(), enable_auto_commit=False)
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(name) or set()

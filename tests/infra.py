@@ -38,6 +38,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 
+from services.kit.kafka import KafkaClient
+from services.kit.kafka_acl import load_access
+from services.kit.local_secrets import kafka_client
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_LOCAL = REPO_ROOT / "deploy" / "local"
 
@@ -64,9 +68,23 @@ class Infra:
     pg_admin_dsn: str = field(repr=False)
     source: str  # "env" | "testcontainers" | "local"
     can_restart_kafka: bool = False  # True only for "local" (kafka_stop/kafka_start)
-
     # service -> DSN of its role (any database; dsn_for picks one). Empty: derived.
     pg_role_dsns: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # True when the broker authenticates (SASL_SSL) and authorises clients (ACLs):
+    # the local broker. Tests then connect as the principal they play.
+    kafka_secure: bool = False
+
+    def kafka(self, principal: str = "admin") -> KafkaClient:
+        """A Kafka client as `principal` (a service's svc-<name>, an agency, enlace-ops;
+        admin for fixtures that create topics and ACLs, as the scripts do)."""
+        if not self.kafka_secure:
+            return KafkaClient(self.kafka_bootstrap, "PLAINTEXT")
+        if principal == "admin" and self.source == "env":
+            return KafkaClient.from_env()
+        return kafka_client(principal, self.kafka_bootstrap)
+
+    def service_kafka(self, service: str) -> KafkaClient:
+        return self.kafka(load_access().principal_of(service))
 
     def role_dsn(self, service: str) -> str:
         """DSN of `service`'s own login role (its default database)."""
@@ -104,7 +122,8 @@ def provide_infra() -> tuple[Infra, Callable[[], None]]:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
         dsn = os.environ.get("ENLACE_TEST_PG_DSN", "").strip()
         if bootstrap and dsn:
-            return Infra(bootstrap, dsn, "env"), _noop
+            secure = os.environ.get("KAFKA_SECURITY_PROTOCOL", "SASL_SSL") != "PLAINTEXT"
+            return Infra(bootstrap, dsn, "env", kafka_secure=secure), _noop
         if forced == "env":
             raise RuntimeError(
                 "ENLACE_TEST_INFRA=env needs KAFKA_BOOTSTRAP_SERVERS and ENLACE_TEST_PG_DSN"
@@ -196,6 +215,7 @@ def _from_local() -> tuple[Infra, Callable[[], None]]:
         source="local",
         can_restart_kafka=True,
         pg_role_dsns=role_dsns,
+        kafka_secure=True,
     )
     # Left running on purpose: the next session (or engineer) reuses it.
     return infra, _noop

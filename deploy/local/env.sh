@@ -35,6 +35,9 @@ KAFKA_PROPS="$KAFKA_DIR/server.properties"
 KAFKA_LOG4J="$KAFKA_DIR/log4j2.properties"
 KAFKA_POM="$DEPLOY_LOCAL_DIR/kafka/pom.xml"
 KAFKA_BOOTSTRAP="$ENLACE_HOST:$ENLACE_KAFKA_PORT"
+# TLS of the client listener (kafka.sh makes it once): clients trust this CA.
+KAFKA_TLS_DIR="$LOCAL_DIR/secrets/kafka-tls"
+KAFKA_CA_FILE="$KAFKA_TLS_DIR/ca.crt"
 
 PG_DIR="$LOCAL_DIR/pg"
 PG_DATA="$PG_DIR/data"

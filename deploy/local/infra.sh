@@ -8,7 +8,8 @@ set -euo pipefail
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 print_addresses() {
-    info "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP"
+    info "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512; CA $KAFKA_CA_FILE)"
+    info "  principals and ACLs: deploy/kafka-access.yaml; passwords: $SECRETS_DIR/kafka/<principal>.password"
     info "PostgreSQL $ENLACE_HOST:$ENLACE_PG_PORT, databases ${PG_SERVICE_DBS[*]}, each owned by its service's role"
     info "  a service's DATABASE_URL: deploy/local/postgres.sh dsn <service>; superuser shell: deploy/local/postgres.sh psql"
 }
@@ -29,6 +30,8 @@ up() {
     ((kafka_rc == 0)) || die "kafka failed to start (exit $kafka_rc); see messages above" "$KAFKA_LOG"
     ((pg_rc == 0)) || die "postgres failed to start (exit $pg_rc); see messages above" "$PG_LOG"
     "$DEPLOY_LOCAL_DIR/postgres.sh" createdbs
+    # Kafka principals and ACLs from deploy/kafka-access.yaml (idempotent).
+    "$PYTHON" "$DEPLOY_LOCAL_DIR/kafka_access.py" || die "could not apply deploy/kafka-access.yaml to Kafka" "$KAFKA_LOG"
     info "infra up in $((SECONDS - t0)) s"
     print_addresses
 }

@@ -24,6 +24,10 @@ fi
 LOG_DIR="$STATE_DIR/logs"
 DB_PREFIX="${ENLACE_DB_PREFIX:-enlace_}"
 export KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP"
+# Every service connects over SASL_SSL as its own principal (svc-<name>, declared in
+# deploy/kafka-access.yaml; its password generated once by kafka_access.py).
+export KAFKA_SECURITY_PROTOCOL=SASL_SSL KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export KAFKA_SSL_CAFILE="$KAFKA_CA_FILE"
 
 P_INTAKE="${ENLACE_INTAKE_PORT:-8001}"
 P_REFERRAL="${ENLACE_REFERRAL_PORT:-8002}"
@@ -89,9 +93,11 @@ start() {
     dsn=""
     if [[ -n "$db" ]]; then dsn="$("$DEPLOY_LOCAL_DIR/postgres.sh" dsn "$name" "$db")"; fi
     # shellcheck disable=SC2086  # extra holds several words on purpose
+    # Consumer groups must start with enlace-<service> (the principal's ACL).
     env ${dsn:+DATABASE_URL="$dsn"} ENLACE_HTTP_PORT="$port" \
+      ${db:+KAFKA_SASL_USERNAME="svc-$name" KAFKA_SASL_PASSWORD="$(ensure_secret "kafka/svc-$name.password")"} \
       ${db:+ENLACE_INTERNAL_API_KEY="$(demo_key "svc-$name")"} \
-      ${ENLACE_STACK:+ENLACE_CONSUMER_GROUP="enlace-$ENLACE_STACK-$name"} \
+      ${ENLACE_STACK:+ENLACE_CONSUMER_GROUP="enlace-$name.$ENLACE_STACK"} \
       setsid nohup "$PYTHON" -m "$module" $extra \
       >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"

@@ -31,7 +31,7 @@ from services.kit.backoff import Backoff, pause
 from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
 from services.kit.http import BodyLimitMiddleware, install_problem_handlers
-from services.kit.kafka import make_producer, start_producer
+from services.kit.kafka import diagnose, make_producer, start_producer
 from services.kit.logging import configure_logging, get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
@@ -88,6 +88,12 @@ class ServiceRuntime:
             s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
         await migrate(self._pool, self.migrations, s.service_name)
+        # Refused Kafka credentials stop the start-up with the reason; an unreachable
+        # broker does not (writes wait in the outbox, subscribers retry).
+        s.kafka.check()
+        refused = await diagnose(s.kafka)
+        if refused is not None:
+            raise refused
         lock_key = int.from_bytes(
             hashlib.sha256(f"outbox-relay:{s.service_name}".encode()).digest()[:8],
             "big",
@@ -96,9 +102,7 @@ class ServiceRuntime:
         self.relay = OutboxRelay(
             pool=self._pool,
             dsn=s.database_url,
-            producer_factory=lambda: make_producer(
-                s.kafka_bootstrap_servers, f"{s.service_name}-relay"
-            ),
+            producer_factory=lambda: make_producer(s.kafka, f"{s.service_name}-relay"),
             namespace=s.topic_namespace,
             lock_key=lock_key,
             metrics=self.metrics,
@@ -176,10 +180,8 @@ class ServiceRuntime:
         async with self._producer_lock:
             if self._producer is None:
                 self._producer = await start_producer(
-                    make_producer(
-                        self.settings.kafka_bootstrap_servers,
-                        f"{self.settings.service_name}-direct",
-                    )
+                    make_producer(self.settings.kafka, f"{self.settings.service_name}-direct"),
+                    self.settings.kafka,
                 )
             return self._producer
 
@@ -188,7 +190,11 @@ class ServiceRuntime:
         backoff = Backoff(0.5, 10.0)
         while not self.stopping.is_set():
             broker = KafkaBroker(
-                s.kafka_bootstrap_servers,
+                s.kafka.bootstrap,
+                security=s.kafka.faststream_security(),
+                # Topics are provisioned by the scripts; a service principal may not
+                # create them (and FastStream would try at every start).
+                allow_auto_create_topics=False,
                 client_id=s.service_name,
                 graceful_timeout=s.shutdown_grace_seconds,
                 logger=FASTSTREAM_LOGGER,
@@ -218,9 +224,10 @@ class ServiceRuntime:
                 await broker.start()
             except Exception as exc:
                 delay = backoff.next_delay()
+                refused = await diagnose(s.kafka)
                 log.warning(
                     "kafka not reachable; subscribers will retry",
-                    error=exc.__class__.__name__,
+                    error=str(refused) if refused else exc.__class__.__name__,
                     retry_in=round(delay, 2),
                 )
                 with contextlib.suppress(Exception):

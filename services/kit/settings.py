@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Self
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.registry import service_source
+from services.kit.kafka import KafkaClient
 from services.kit.production import (
     DEMO_AGENCIES_FILE,
     Environment,
@@ -53,6 +56,21 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1:19092",
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ENLACE_KAFKA_BOOTSTRAP_SERVERS"),
     )
+    # How this service authenticates to Kafka (see services/kit/kafka.py). The
+    # principal must be the one deploy/kafka-access.yaml declares for the service.
+    kafka_security_protocol: str = Field(
+        default="SASL_SSL", validation_alias=AliasChoices("KAFKA_SECURITY_PROTOCOL")
+    )
+    kafka_sasl_mechanism: str = Field(
+        default="SCRAM-SHA-512", validation_alias=AliasChoices("KAFKA_SASL_MECHANISM")
+    )
+    kafka_sasl_username: str = Field(
+        default="", validation_alias=AliasChoices("KAFKA_SASL_USERNAME")
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), validation_alias=AliasChoices("KAFKA_SASL_PASSWORD")
+    )
+    kafka_ssl_cafile: str = Field(default="", validation_alias=AliasChoices("KAFKA_SSL_CAFILE"))
     topic_namespace: str = Field(
         default="", description="Prefix of physical topic names; empty in production"
     )
@@ -115,4 +133,15 @@ class ServiceSettings(BaseSettings):
 
     @property
     def event_source(self) -> str:
-        return f"/enlace/{self.service_name}"
+        return service_source(self.service_name)
+
+    @cached_property
+    def kafka(self) -> KafkaClient:
+        return KafkaClient(
+            bootstrap=self.kafka_bootstrap_servers,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            cafile=self.kafka_ssl_cafile,
+        )

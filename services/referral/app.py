@@ -17,6 +17,7 @@ from services.kit.http import (
     Role,
     agency_dependency,
     role_dependency,
+    service_principal_dependency,
 )
 from services.kit.production import Secret
 from services.kit.runtime import ServiceRuntime, serve, service_app
@@ -40,6 +41,9 @@ class ReferralSettings(ServiceSettings):
     # This service's API key for intake's internal endpoints (its principal is
     # svc-referral); a secret, no default (the local profile passes its demo key).
     internal_api_key: str = ""
+    # The one internal principal the contact directory (caseworkers' phones and
+    # e-mails) is served to: the notifications service.
+    contact_directory_principal: str = "svc-notifications"
     directory_file: Path = DEPLOY_DIR / "directory.yaml"
     routing_file: Path = DEPLOY_DIR / "routing.yaml"
     # How often each replica checks whether another one edited the directory.
@@ -106,7 +110,7 @@ def create_app(
 
     current_agency = agency_dependency(agencies)
     operations = role_dependency(current_agency, "operations")
-    internal = role_dependency(current_agency, "internal")
+    internal = service_principal_dependency(current_agency, settings.contact_directory_principal)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -53,7 +53,8 @@ class DirectoryCache:
         documents = await store.directory_documents(conn)
         directory = Directory.model_validate({"organizations": documents})
         self.directory, self.offers, self.version = directory, directory.offers(), version
-        self.loaded.set()
+        if documents:  # the empty directory before the seed is in is not "loaded"
+            self.loaded.set()
         log.info(
             "directory loaded",
             version=version,
@@ -79,6 +80,9 @@ def directory_worker(cache: DirectoryCache, seed: Directory, refresh_seconds: fl
                 async with store.connection(runtime.pool) as conn:
                     added = await cache.seed(conn, seed)
                     await cache.refresh(conn, force=True)
+                # Loaded means seeded: a request that reloaded the empty directory
+                # before the seed went in must not count.
+                cache.loaded.set()
                 break
             except Exception as exc:
                 log.warning("directory seeding failed", error=exc.__class__.__name__)

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from contracts import events as ev
 from contracts.codes import ReferralState, RiskLevel, ServiceType
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings, create_app
 from services.kit.clock import MovableClock
@@ -77,7 +77,7 @@ class Publisher:
         """Returns the event ids, in order."""
         ids = []
         for model in models:
-            event = to_cloud_event(model, source="/enlace/test")
+            event = to_cloud_event(model, source=producer_source(model.event_type))
             await self._producer.send_and_wait(
                 namespaced(self._namespace, model.topic),
                 value=event.value(),
@@ -90,7 +90,7 @@ class Publisher:
 
 @pytest.fixture(scope="package")
 async def producer(infra: Infra) -> AsyncIterator[AIOKafkaProducer]:
-    started = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, enable_idempotence=True)
+    started = AIOKafkaProducer(**infra.kafka().aiokafka(), enable_idempotence=True)
     await started.start()
     yield started
     await started.stop()

@@ -55,9 +55,9 @@ async def test_two_replicas_fire_each_due_timer_once(
     producer: AIOKafkaProducer,
 ) -> None:
     namespace = own_namespace
-    publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka_bootstrap, namespace)
+    publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka(), namespace)
     dsn = await databases("followup")
-    group = f"{namespace}-followup-pair-{uuid.uuid4().hex[:6]}"
+    group = f"enlace-followup.{namespace}-pair-{uuid.uuid4().hex[:6]}"
     clocks = [MovableClock(T0), MovableClock(T0)]
     settings = service_settings(
         FollowupSettings,
@@ -132,16 +132,16 @@ async def test_killed_with_timers_due_emits_every_due_event_once_after_restart(
     tmp_path: Path,
 ) -> None:
     namespace = own_namespace
-    publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka_bootstrap, namespace)
+    publish, topics = Publisher(producer, namespace), TopicReader(infra.kafka(), namespace)
     dsn = await databases("followup")
     port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        **infra.service_kafka("followup").as_env(),
         "ENLACE_TOPIC_NAMESPACE": namespace,
         "ENLACE_HTTP_PORT": str(port),
-        "ENLACE_CONSUMER_GROUP": f"{namespace}-followup-kill-{uuid.uuid4().hex[:6]}",
+        "ENLACE_CONSUMER_GROUP": f"enlace-followup.{namespace}-kill-{uuid.uuid4().hex[:6]}",
         "ENLACE_TIMER_BATCH_SIZE": "1",
         "ENLACE_TIMER_CONCURRENCY": "1",
         "ENLACE_OUTBOX_FALLBACK_POLL_SECONDS": "0.5",

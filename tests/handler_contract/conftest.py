@@ -24,7 +24,7 @@ from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 
 from contracts.envelope import CloudEvent
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings
 from services.followup.app import create_app as create_followup
@@ -46,7 +46,6 @@ from tests.infra import Infra
 namespace = package_namespace("handler-contract")
 
 NOW = datetime.now(UTC).replace(microsecond=0)
-PRODUCER = {"case": "intake", "referral": "referral", "followup": "followup"}
 _offsets = itertools.count(1)
 
 
@@ -138,8 +137,7 @@ class ServiceUnderTest:
 
 def cloud_event(story: Story, event_type: str) -> CloudEvent:
     data = story.event(event_type)
-    producer = PRODUCER[event_type.split(".")[0]]
-    return to_cloud_event(data, source=f"/enlace/{producer}")
+    return to_cloud_event(data, source=producer_source(event_type))
 
 
 def new_id(event: CloudEvent) -> CloudEvent:

@@ -17,8 +17,9 @@ import pytest
 
 from contracts.envelope import CloudEvent
 from contracts.topics import dead_letter_topic
-from services.kit.consumer import EventHandler, TransientError
+from services.kit.consumer import EventHandler
 from services.kit.db import Conn
+from services.kit.event_errors import TransientError
 from tests.handler_contract.conftest import ServiceUnderTest, cloud_event, new_id
 from tests.handler_contract.story import PREREQUISITES, Story
 from tests.helpers import TopicReader
@@ -211,7 +212,7 @@ async def _dead_letter_of(
     infra: Infra, namespace: str, sut: ServiceUnderTest, event: CloudEvent
 ) -> dict[str, str]:
     topic = dead_letter_topic(sut.subscription_for(event.type).topic)
-    records = await TopicReader(infra.kafka_bootstrap, namespace).wait_for(
+    records = await TopicReader(infra.kafka(), namespace).wait_for(
         topic,
         lambda rs: any(r.headers.get("ce_id") == event.id for r in rs),
         what=f"{event.type} {event.id} on {topic}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.infra import Infra
 
 REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "kafka-outage-test"
+NAMESPACE = "outage"
 
 
 class PrivateBroker:
@@ -59,6 +61,22 @@ class PrivateBroker:
 
     def start(self) -> None:
         self._run("start")
+        # Its own users and ACLs, from the same declaration as the main broker.
+        for args in ([], ["--namespace", NAMESPACE]):
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    str(REPO / "deploy/local/kafka_access.py"),
+                    "--bootstrap",
+                    self.bootstrap,
+                    *args,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert result.returncode == 0, result.stdout + result.stderr
 
     def stop(self) -> None:
         self._run("stop")
@@ -91,12 +109,12 @@ def broker(infra: Infra) -> Iterator[PrivateBroker]:
 async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
     broker: PrivateBroker, infra: Infra, databases: Callable[[str], Any]
 ) -> None:
-    namespace = "outage"
-    await ensure_topics(broker.bootstrap, namespace, partitions=3)
+    namespace = NAMESPACE
+    await ensure_topics(infra.kafka().as_bootstrap(broker.bootstrap), namespace, partitions=3)
     dsn = await databases("intake")
     settings = service_settings(IntakeSettings, infra, namespace, dsn, relay_retry_max_seconds=1.0)
     settings.kafka_bootstrap_servers = broker.bootstrap
-    topics = TopicReader(broker.bootstrap, namespace)
+    topics = TopicReader(infra.kafka().as_bootstrap(broker.bootstrap), namespace)
     async with running(create_app(settings)) as intake:
         before = await intake.post(
             "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")

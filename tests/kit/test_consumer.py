@@ -15,8 +15,9 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
 from contracts.topics import Topic, namespaced
-from services.kit.consumer import Subscription, TransientError, prune_processed_events
+from services.kit.consumer import Subscription, prune_processed_events
 from services.kit.db import Conn
+from services.kit.event_errors import TransientError
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
 from tests.helpers import TopicReader, poll_until
@@ -59,7 +60,12 @@ async def toy(
     settings = ServiceSettings(
         service_name="toy",
         database_url=await databases("toy", role="intake"),
+        # The toy is no declared service: it runs as the scripts' admin principal.
         kafka_bootstrap_servers=infra.kafka_bootstrap,
+        kafka_security_protocol=infra.kafka().security_protocol,
+        kafka_sasl_username=infra.kafka().username,
+        kafka_sasl_password=infra.kafka().password,
+        kafka_ssl_cafile=infra.kafka().cafile,
         topic_namespace=namespace,
         consumer_group=f"{namespace}-toy",
         consumer_backoff_initial_seconds=0.01,
@@ -81,7 +87,7 @@ async def toy(
 async def _produce(
     infra: Infra, namespace: str, *records: tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(**infra.kafka().aiokafka())
     await producer.start()
     try:
         for key, value, headers in records:

@@ -33,7 +33,7 @@ async def test_one_leader_publishes_in_order_and_a_standby_takes_over(
             namespace=namespace,
             lock_key=777,
             metrics=KitMetrics("relay"),
-            producer_factory=lambda: make_producer(infra.kafka_bootstrap, "test-relay"),
+            producer_factory=lambda: make_producer(infra.kafka(), "test-relay"),
             batch_size=50,
             fallback_poll_seconds=0.2,
         )

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
 from contracts.events import EventData
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import namespaced
 from services.intake.app import IntakeSettings
 from services.intake.app import create_app as create_intake
@@ -113,11 +113,15 @@ class Kafka:
         self,
         data: EventData | CloudEvent,
         *,
-        source: str = "/enlace/referral",
+        source: str | None = None,
         namespace: str | None = None,
     ) -> CloudEvent:
-        """Publish as the producing service does (binary CloudEvent, key = case id)."""
-        event = data if isinstance(data, CloudEvent) else to_cloud_event(data, source=source)
+        """Publish as the producing service does (binary CloudEvent, key = case id; the
+        source is the type's declared producer unless a test forges another)."""
+        if isinstance(data, CloudEvent):
+            event = data
+        else:
+            event = to_cloud_event(data, source=source or producer_source(data.event_type))
         topic = data.topic if isinstance(data, EventData) else _topic_of(event)
         await self.producer.send_and_wait(
             namespaced(namespace if namespace is not None else self.namespace, topic),
@@ -136,7 +140,7 @@ def _topic_of(event: CloudEvent) -> str:
 
 @pytest.fixture(scope="package")
 async def kafka(infra: Infra, namespace: str) -> AsyncIterator[Kafka]:
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**infra.kafka().aiokafka(), acks="all")
     await producer.start()
     yield Kafka(producer, namespace)
     await producer.stop()

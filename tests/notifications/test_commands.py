@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from contracts.registry import to_cloud_event
-from services.kit.consumer import TransientError
 from services.kit.db import create_pool, migrate
 from services.kit.errors import NotFound
+from services.kit.event_errors import TransientError
 from services.notifications import commands
 from services.notifications.app import MIGRATIONS
 from services.notifications.domain.recipients import CaseInfo, ContactBook

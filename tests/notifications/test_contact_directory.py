@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from services.kit.clock import MovableClock
-from services.kit.consumer import TransientError
 from services.kit.db import create_pool, migrate
+from services.kit.event_errors import TransientError
 from services.notifications.app import MIGRATIONS
 from services.notifications.contact_directory import (
     ContactDirectoryReplica,

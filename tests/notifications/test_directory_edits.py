@@ -96,7 +96,7 @@ async def test_an_edited_phone_number_gets_the_next_sms_and_the_old_one_nothing(
     # The edit reached notifications over referral's internal API, not on a topic: no
     # record of either service's topics carries the number.
     for ns in (namespace, referral_namespace(namespace)):
-        reader = TopicReader(infra.kafka_bootstrap, ns)
+        reader = TopicReader(infra.kafka(), ns)
         for topic in Topic:
             for r in await reader.read(topic):
                 assert new_phone not in repr(r.value) + repr(r.headers), (ns, topic)

@@ -105,7 +105,7 @@ async def test_email_waits_for_smtp_and_survives_a_restart(
                     what="the email after SMTP came up",
                 )
                 assert str(mails[0]["To"]) == "mesa@upe-piura.example.org"
-                records = await TopicReader(infra.kafka_bootstrap, own_namespace).for_case(
+                records = await TopicReader(infra.kafka(), own_namespace).for_case(
                     Topic.NOTIFICATIONS, case_id, 2
                 )
                 by_channel = {r.value["channel"]: r for r in records}

@@ -174,7 +174,7 @@ async def test_directory_search_and_admin(referral: httpx.AsyncClient) -> None:
 
 async def test_contact_directory_for_enlace_services_only(referral: httpx.AsyncClient) -> None:
     url = "/internal/v1/contact-directory"
-    for caller in ("uavt-gt", "enlace-ops"):
+    for caller in ("uavt-gt", "enlace-ops", "svc-followup", "svc-referral"):
         refused = await referral.get(url, headers=auth(caller))
         assert refused.status_code == 404, caller
     unauthenticated = await referral.get(url)
@@ -206,6 +206,6 @@ async def test_contact_directory_for_enlace_services_only(referral: httpx.AsyncC
         assert unchanged.status_code == 304, tag
         assert unchanged.headers["ETag"] == served.headers["ETag"]
         assert unchanged.content == b""
-    other = await referral.get(url, headers={**auth("svc-followup"), "If-None-Match": '"0"'})
+    other = await referral.get(url, headers={**auth("svc-notifications"), "If-None-Match": '"0"'})
     assert other.status_code == 200
     assert other.json() == body

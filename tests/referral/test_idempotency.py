@@ -33,7 +33,7 @@ async def test_duplicate_case_created_routes_once(
     headers = [(k, v.encode()) for k, v in created.headers.items()]
     copy_id = str(uuid.uuid4())
     copy_headers = [(k, copy_id.encode() if k == "ce_id" else v) for k, v in headers]
-    producer = AIOKafkaProducer(bootstrap_servers=infra.kafka_bootstrap)
+    producer = AIOKafkaProducer(**infra.kafka().aiokafka())
     await producer.start()
     try:
         value = orjson.dumps(created.value)

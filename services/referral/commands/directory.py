@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from services.kit.db import Pool
-from services.kit.errors import InvalidField, NotFound
+from services.kit.errors import InvalidField, NotFound, Unavailable
+from services.kit.event_errors import TransientError
 from services.kit.logging import get_logger
 from services.referral import store
 from services.referral.commands.context import Context, Versions
@@ -53,6 +54,12 @@ async def read_contact_directory(
     """Every organisation with its contact points, as stored now (an edit made
     through any replica is seen at once); no organisations when the caller's
     version (`known`, an If-None-Match) is the current one."""
+    # Before the seed is in, the stored directory is empty: never hand that out as
+    # "nobody to tell" (the caller keeps its copy and asks again).
+    try:
+        await ctx.directory.wait_loaded()
+    except TransientError:
+        raise Unavailable("Directory not loaded yet", "retry shortly") from None
     async with store.connection(pool) as conn:
         version = await store.directory_version(conn)
         if known is not None and known.include(version):
