@@ -37,8 +37,8 @@ PARTNER = "red-reencuentro"  # declared: reads referrals and followups
 
 async def _produce(client: KafkaClient, topic: str, value: bytes = b"{}") -> None:
     producer = AIOKafkaProducer(**client.aiokafka(), request_timeout_ms=10000)
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(topic, value=value, key=b"k")
     finally:
         await producer.stop()
@@ -48,8 +48,8 @@ async def _first_record(client: KafkaClient, topic: str, group: str) -> Any:
     consumer = AIOKafkaConsumer(
         topic, **client.aiokafka(), group_id=group, auto_offset_reset="earliest"
     )
-    await consumer.start()
     try:
+        await consumer.start()
         return await consumer.getone()
     finally:
         await consumer.stop()
