@@ -15,8 +15,8 @@ import uuid
 import asyncpg
 
 from bench.common import BenchContext, Figure
-from services.kit.kafka import KafkaClient, admin_client, ensure_topics
-from services.kit.kafka_acl import admin_for, apply_grants, load_access, remove_namespace
+from services.kit.kafka import KafkaClient
+from services.kit.kafka_acl import load_access, namespace_topics
 from services.kit.local_secrets import kafka_client
 from tests.infra import Infra, create_database, local_postgres
 
@@ -48,8 +48,6 @@ async def main(selected: list[str]) -> int:
         pg = Infra(bootstrap, local_admin, "local", pg_role_dsns=role_dsns)
     admin_dsn = pg.pg_admin_dsn
     run_id = uuid.uuid4().hex[:6]
-    topics: list[str] = []
-    namespaces: list[str] = []
     databases: list[str] = []
 
     async def make_database(service: str) -> str:
@@ -72,28 +70,16 @@ async def main(selected: list[str]) -> int:
             # Each section has topics of its own: one section's services must never
             # consume the records another section produced.
             namespace = f"bench-{run_id}-{name}"
-            topics += await ensure_topics(admin, namespace, partitions=3)
-            namespaces.append(namespace)
-            grants = access.grants(namespace)
-            await asyncio.to_thread(apply_grants, admin_for(admin), grants, namespace)
-            ctx = BenchContext(admin, namespace, make_database, service_kafka)
-            started = time.perf_counter()
-            print(f"[{name}]")
-            figures: list[Figure] = await module.run(ctx)
-            for figure in figures:
-                print("  " + figure.line())
-                missed += figure.met is False
-            print(f"  ({time.perf_counter() - started:.1f} s)\n")
+            async with namespace_topics(admin, namespace):
+                ctx = BenchContext(admin, namespace, make_database, service_kafka)
+                started = time.perf_counter()
+                print(f"[{name}]")
+                figures: list[Figure] = await module.run(ctx)
+                for figure in figures:
+                    print("  " + figure.line())
+                    missed += figure.met is False
+                print(f"  ({time.perf_counter() - started:.1f} s)\n")
     finally:
-        if topics:
-            topic_admin = admin_client(admin, "enlace-bench")
-            await topic_admin.start()
-            try:
-                await topic_admin.delete_topics(topics)
-            finally:
-                await topic_admin.close()
-        for namespace in namespaces:  # deleting a topic keeps its ACLs
-            await asyncio.to_thread(remove_namespace, admin_for(admin), namespace)
         conn = await asyncpg.connect(admin_dsn)
         for name in databases:
             if os.environ.get("ENLACE_BENCH_KEEP_DATABASES"):

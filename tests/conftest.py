@@ -8,7 +8,6 @@ parallel runs nor the services of another package ever see its data.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import uuid
@@ -19,8 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.kit.kafka import admin_client, ensure_topics
-from services.kit.kafka_acl import admin_for, apply_grants, load_access, remove_namespace
+from services.kit.kafka_acl import namespace_topics
 from services.kit.settings import ServiceSettings
 from tests.helpers import DEMO_KEYS, TopicReader
 from tests.infra import Infra, create_database, drop_database, provide_infra
@@ -43,22 +41,10 @@ def infra() -> Any:
 async def fresh_namespace(infra: Infra, name: str, partitions: int = 3) -> AsyncIterator[str]:
     """Every contract topic (and .dlq) under a namespace of its own, with the ACLs of
     deploy/kafka-access.yaml for those topics; all deleted afterwards."""
-    names = await ensure_topics(infra.kafka(), name, partitions=partitions)
-    if infra.kafka_secure:
-        await asyncio.to_thread(
-            apply_grants, admin_for(infra.kafka()), load_access().grants(name), name
-        )
-    try:
+    async with namespace_topics(
+        infra.kafka(), name, partitions=partitions, acls=infra.kafka_secure
+    ):
         yield name
-    finally:
-        admin = admin_client(infra.kafka())
-        with contextlib.suppress(Exception):
-            await admin.start()
-            await admin.delete_topics(names)
-            await admin.close()
-        if infra.kafka_secure:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(remove_namespace, admin_for(infra.kafka()), name)
 
 
 def package_namespace(package: str) -> Any:

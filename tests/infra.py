@@ -39,8 +39,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 
 from services.kit.kafka import KafkaClient
-from services.kit.kafka_acl import load_access
-from services.kit.local_secrets import kafka_client
+from services.kit.kafka_acl import admin_for, apply_access, load_access
+from services.kit.local_secrets import kafka_client, kafka_password
+from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEPLOY_LOCAL = REPO_ROOT / "deploy" / "local"
@@ -231,13 +232,19 @@ def local_postgres() -> tuple[str, dict[str, str]]:
     return admin_dsn, {s: _run_local("postgres.sh", "dsn", s).strip() for s in SERVICE_ROLES}
 
 
-def _run_local(script: str, *args: str, timeout_s: float = LOCAL_UP_TIMEOUT_S) -> str:
+def _run_local(
+    script: str,
+    *args: str,
+    timeout_s: float = LOCAL_UP_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
+) -> str:
     """Run a deploy/local script; raise with its full output if it fails."""
     cmd = [str(DEPLOY_LOCAL / script), *args]
     try:
         done = subprocess.run(
             cmd,
             cwd=REPO_ROOT,
+            env=None if env is None else {**os.environ, **env},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -263,6 +270,51 @@ def kafka_stop(kill: bool = False) -> None:
 def kafka_start() -> None:
     """Start the local broker again and wait until it really answers."""
     _run_local("kafka.sh", "start", timeout_s=300)
+
+
+class PrivateBroker:
+    """A broker of its own (deploy/local/kafka.sh with ENLACE_KAFKA_INSTANCE) on free
+    ports, for a test that stops it or a bench baseline: nothing else is disturbed.
+    Its state under .local/<instance> is removed before the first start and by
+    `remove()`. A `bench-*` instance may be `plaintext` (the bench's baseline alone);
+    any other is SASL_SSL and gets the declaration's users and ACLs, as the shared
+    broker does."""
+
+    def __init__(self, instance: str, *, plaintext: bool = False) -> None:
+        self.instance, self.plaintext = instance, plaintext
+        port, controller_port = free_port(), free_port()
+        while controller_port == port:
+            controller_port = free_port()
+        self.env = {
+            "ENLACE_KAFKA_INSTANCE": instance,
+            "ENLACE_KAFKA_PORT": str(port),
+            "ENLACE_KAFKA_CONTROLLER_PORT": str(controller_port),
+            **({"ENLACE_KAFKA_PLAINTEXT_BASELINE": "1"} if plaintext else {}),
+        }
+        self.bootstrap = f"127.0.0.1:{port}"
+        self._fresh = False
+
+    def client(self, principal: str = "admin") -> KafkaClient:
+        if self.plaintext:
+            return KafkaClient(self.bootstrap, "PLAINTEXT")
+        return kafka_client(principal, self.bootstrap)
+
+    def start(self) -> None:
+        if not self._fresh:  # a previous run killed before its clean-up
+            self.stop()
+            self.remove()
+            self._fresh = True
+        _run_local("kafka.sh", "start", timeout_s=300, env=self.env)
+        if not self.plaintext:
+            apply_access(admin_for(self.client()), load_access(), kafka_password)
+
+    def stop(self) -> None:
+        _run_local("kafka.sh", "stop", timeout_s=120, env=self.env)
+
+    def remove(self) -> None:
+        shutil.rmtree(REPO_ROOT / ".local" / self.instance, ignore_errors=True)
+        for suffix in ("pid", "lock"):
+            (REPO_ROOT / ".local" / "run" / f"{self.instance}.{suffix}").unlink(missing_ok=True)
 
 
 def _check_db_name(name: str) -> str:

@@ -13,13 +13,7 @@ import argparse
 import sys
 import time
 
-from services.kit.kafka_acl import (
-    admin_for,
-    apply_grants,
-    load_access,
-    remove_namespace,
-    upsert_users,
-)
+from services.kit.kafka_acl import admin_for, apply_access, load_access, remove_namespace
 from services.kit.local_secrets import kafka_client, kafka_password
 
 
@@ -36,9 +30,7 @@ def main() -> int:
         removed = remove_namespace(admin, args.namespace)
         print(f"kafka access: {removed} ACLs of namespace {args.namespace!r} removed")
         return 0
-    if not args.namespace:
-        upsert_users(admin, access.principals(), kafka_password)
-    created, deleted = apply_grants(admin, access.grants(args.namespace), args.namespace)
+    created, deleted = apply_access(admin, access, kafka_password, args.namespace)
     print(
         f"kafka access: {len(access.principals())} principals, "
         f"{len(access.grants(args.namespace))} ACLs ({created} created, {deleted} removed) "

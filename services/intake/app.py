@@ -29,17 +29,6 @@ class IntakeSettings(ServiceSettings):
     caseworker_contact_principal: str = "svc-notifications"
 
 
-def internal_principal(agencies: AgencyRegistry, setting: str, principal_id: str) -> str:
-    """`principal_id`, once checked to be an internal principal of the agencies file."""
-    principal = agencies.get(principal_id)
-    if principal is None or principal.role is not Role.INTERNAL:
-        raise ValueError(
-            f"ENLACE_{setting.upper()}: {principal_id!r} is not an internal principal of "
-            "the agencies file (ENLACE_AGENCIES_FILE)"
-        )
-    return principal_id
-
-
 def create_app(settings: IntakeSettings | None = None, *, clock: Clock | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     clock = clock or SystemClock()
@@ -53,14 +42,13 @@ def create_app(settings: IntakeSettings | None = None, *, clock: Clock | None = 
     callers = Callers(
         partner_agency=roles_dependency(current_agency, Role.AGENCY),
         referral_service=service_principal_dependency(
-            current_agency,
-            internal_principal(agencies, "identity_principal", settings.identity_principal),
+            current_agency, agencies, settings.identity_principal, "ENLACE_IDENTITY_PRINCIPAL"
         ),
         notifications_service=service_principal_dependency(
             current_agency,
-            internal_principal(
-                agencies, "caseworker_contact_principal", settings.caseworker_contact_principal
-            ),
+            agencies,
+            settings.caseworker_contact_principal,
+            "ENLACE_CASEWORKER_CONTACT_PRINCIPAL",
         ),
     )
 

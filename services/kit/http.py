@@ -85,11 +85,21 @@ def role_dependency(
 
 
 def service_principal_dependency(
-    current_agency: Callable[..., Awaitable[Agency]], principal_id: str
+    current_agency: Callable[..., Awaitable[Agency]],
+    agencies: AgencyRegistry,
+    principal_id: str,
+    setting: str,
 ) -> Callable[..., Awaitable[Agency]]:
     """A dependency for an internal endpoint that one Enlace service alone calls: the
-    internal principal `principal_id`. Anyone else, another service included, gets
-    the same 404 as for a path that does not exist."""
+    internal principal `principal_id` (named by `setting`, checked against the
+    agencies file now, at start). Anyone else, another service included, gets the
+    same 404 as for a path that does not exist."""
+    principal = agencies.get(principal_id)
+    if principal is None or principal.role is not Role.INTERNAL:
+        raise ValueError(
+            f"{setting}: {principal_id!r} is not an internal principal of the agencies "
+            "file (ENLACE_AGENCIES_FILE)"
+        )
 
     async def the_service(agency: Agency = Depends(current_agency)) -> Agency:  # noqa: B008
         if agency.role is not Role.INTERNAL or agency.id != principal_id:

@@ -8,7 +8,9 @@ confluent-kafka's admin client: aiokafka has no ACL or SCRAM API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.registry import SERVICES, topics_produced_by
 from contracts.topics import Topic, all_topic_names, dead_letter_topic, namespaced
-from services.kit.kafka import KafkaClient
+from services.kit.kafka import KafkaClient, admin_client, ensure_topics
 
 ck: Any = _confluent_admin
 
@@ -262,6 +264,41 @@ def apply_grants(admin: Any, wanted: set[Grant], namespace: str = "") -> tuple[i
         ]
         _wait(admin.delete_acls(filters).values())
     return len(missing), len(extra)
+
+
+def apply_access(
+    admin: Any, access: Access, password: Callable[[str], str], namespace: str = ""
+) -> tuple[int, int]:
+    """The declaration on a broker: its users (for the production namespace) and
+    exactly its ACLs for `namespace`. Returns (created, deleted)."""
+    if not namespace:
+        upsert_users(admin, access.principals(), password)
+    return apply_grants(admin, access.grants(namespace), namespace)
+
+
+@contextlib.asynccontextmanager
+async def namespace_topics(
+    admin: KafkaClient, namespace: str, *, partitions: int = 3, acls: bool = True
+) -> AsyncIterator[list[str]]:
+    """Every contract topic of a namespace (tests, bench) with the declaration's ACLs
+    for them; topics and ACLs deleted afterwards (deleting a topic keeps its ACLs)."""
+    names = await ensure_topics(admin, namespace, partitions=partitions)
+    if acls:
+        await asyncio.to_thread(
+            apply_grants, admin_for(admin), load_access().grants(namespace), namespace
+        )
+    try:
+        yield names
+    finally:
+        topic_admin = admin_client(admin)
+        with contextlib.suppress(Exception):
+            await topic_admin.start()
+            await topic_admin.delete_topics(names)
+        with contextlib.suppress(Exception):
+            await topic_admin.close()
+        if acls:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(remove_namespace, admin_for(admin), namespace)
 
 
 def remove_namespace(admin: Any, namespace: str) -> int:

@@ -110,7 +110,12 @@ def create_app(
 
     current_agency = agency_dependency(agencies)
     operations = role_dependency(current_agency, "operations")
-    internal = service_principal_dependency(current_agency, settings.contact_directory_principal)
+    internal = service_principal_dependency(
+        current_agency,
+        agencies,
+        settings.contact_directory_principal,
+        "ENLACE_CONTACT_DIRECTORY_PRINCIPAL",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -7,13 +7,9 @@ ENLACE_KAFKA_INSTANCE), so stopping it disturbs nothing else on the machine.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
+import asyncio
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,64 +18,14 @@ import pytest
 from contracts.topics import Topic
 from services.intake.app import IntakeSettings, create_app
 from services.kit.kafka import ensure_topics
+from services.kit.kafka_acl import admin_for, apply_grants, load_access
 from tests.conftest import running, service_settings
 from tests.factories import piura_adolescent_girl
-from tests.helpers import TopicReader, auth, free_port, poll_until
-from tests.infra import Infra
+from tests.helpers import TopicReader, auth, poll_until
+from tests.infra import Infra, PrivateBroker
 
-REPO = Path(__file__).resolve().parents[2]
 INSTANCE = "kafka-outage-test"
 NAMESPACE = "outage"
-
-
-class PrivateBroker:
-    def __init__(self) -> None:
-        self.port, self.controller_port = free_port(), free_port()
-        self.env = {
-            **os.environ,
-            "ENLACE_KAFKA_INSTANCE": INSTANCE,
-            "ENLACE_KAFKA_PORT": str(self.port),
-            "ENLACE_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-        }
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, *args: str) -> None:
-        result = subprocess.run(
-            [str(REPO / "deploy/local/kafka.sh"), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
-        assert result.returncode == 0, (
-            f"kafka.sh {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
-        )
-
-    def start(self) -> None:
-        self._run("start")
-        # Its own users and ACLs, from the same declaration as the main broker.
-        for args in ([], ["--namespace", NAMESPACE]):
-            result = subprocess.run(
-                [
-                    sys.executable,
-                    str(REPO / "deploy/local/kafka_access.py"),
-                    "--bootstrap",
-                    self.bootstrap,
-                    *args,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
-            )
-            assert result.returncode == 0, result.stdout + result.stderr
-
-    def stop(self) -> None:
-        self._run("stop")
 
 
 async def _outbox_rows(dsn: str) -> int:
@@ -97,12 +43,11 @@ def broker(infra: Infra) -> Iterator[PrivateBroker]:
         pytest.skip(
             f"needs the local runtime to run a private broker (servers came from {infra.source})"
         )
-    shutil.rmtree(REPO / ".local" / INSTANCE, ignore_errors=True)
-    private = PrivateBroker()
+    private = PrivateBroker(INSTANCE)
     private.start()
     yield private
     private.stop()
-    shutil.rmtree(REPO / ".local" / INSTANCE, ignore_errors=True)
+    private.remove()
 
 
 @pytest.mark.broker_restart
@@ -110,11 +55,14 @@ async def test_cases_registered_while_kafka_is_down_are_published_once_in_order(
     broker: PrivateBroker, infra: Infra, databases: Callable[[str], Any]
 ) -> None:
     namespace = NAMESPACE
-    await ensure_topics(infra.kafka().as_bootstrap(broker.bootstrap), namespace, partitions=3)
+    await ensure_topics(broker.client(), namespace, partitions=3)
+    await asyncio.to_thread(
+        apply_grants, admin_for(broker.client()), load_access().grants(namespace), namespace
+    )
     dsn = await databases("intake")
     settings = service_settings(IntakeSettings, infra, namespace, dsn, relay_retry_max_seconds=1.0)
     settings.kafka_bootstrap_servers = broker.bootstrap
-    topics = TopicReader(infra.kafka().as_bootstrap(broker.bootstrap), namespace)
+    topics = TopicReader(broker.client(), namespace)
     async with running(create_app(settings)) as intake:
         before = await intake.post(
             "/v1/cases", json=piura_adolescent_girl(), headers=auth("ong-amanecer")
