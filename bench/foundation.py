@@ -61,6 +61,7 @@ SAMPLE_DATA = {
         "decided_by": None,
     },
     "caseworker_id": "cw-rosa",
+    "possible_duplicate": False,
     "possible_duplicate_of": [],
 }
 

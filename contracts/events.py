@@ -196,9 +196,18 @@ class CaseCreatedV1(EventData):
     risk_level: RiskLevel
     consent: ConsentV1
     caseworker_id: StaffId = Field(description="Assigned caseworker, within the registering agency")
+    possible_duplicate: bool = Field(
+        default=False,
+        description="Another agency registered a case that may be the same child (same "
+        "normalised name, birth date and region); never merged silently. Which case, and "
+        "whose, is for coordination only, through intake's API",
+    )
     possible_duplicate_of: list[UUID] = Field(
         default_factory=list,
-        description="Cases of other agencies that may be the same child; never merged silently",
+        deprecated="Always empty: read possible_duplicate",
+        description="Deprecated: kept for v1 compatibility, always empty. Who matched whom "
+        "is for coordination only, through intake's API (GET "
+        "/v1/coordination/possible-duplicates); read possible_duplicate",
     )
 
 

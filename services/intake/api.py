@@ -1,8 +1,9 @@
 """Intake's HTTP API: partner agencies (agency keys only: a service or operator key
 gets 403) register cases and read their own; the referral service alone gets
 identity disclosures, under a grant intake holds, audited; the notifications
-service alone gets caseworker contacts. Anyone else is told an internal path does
-not exist (404).
+service alone gets caseworker contacts; operations keys alone read which cases
+matched as possible duplicates (partners learn only that one exists). Anyone else
+is told an internal or coordination path does not exist (404).
 
 Each route maps the request to a use case in `commands` and its result to a
 response; the kit answers the use cases' domain errors as problem responses."""
@@ -13,11 +14,11 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts.codes import RiskLevel
-from services.intake import commands, domain
+from services.intake import commands, domain, duplicates
 from services.intake.domain import ConsentStatus
 from services.kit.clock import Clock
 from services.kit.db import Pool
@@ -37,8 +38,10 @@ class CaseReceipt(BaseModel):
     case_id: UUID
     reference: str
     risk_level: RiskLevel
-    possible_duplicate: bool
-    possible_duplicate_of: list[UUID]
+    possible_duplicate: bool = Field(
+        description="Another agency registered a case that may be the same child; never "
+        "merged. Which case, and whose, is for coordination only"
+    )
     registered_at: datetime
 
 
@@ -60,6 +63,23 @@ class IdentityDisclosure(BaseModel):
     child: dict[str, Any]
     location: dict[str, Any]
     guardian: dict[str, Any] | None
+
+
+class CaseRef(BaseModel):
+    case_id: UUID
+    reference: str
+    registering_agency_id: str
+    registered_at: datetime
+
+
+class PossibleDuplicate(BaseModel):
+    case: CaseRef = Field(description="The case flagged as a possible duplicate")
+    matches: list[CaseRef] = Field(description="Other agencies' cases it matched, oldest first")
+
+
+class PossibleDuplicatePage(BaseModel):
+    items: list[PossibleDuplicate]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
 
 
 def _receipt(receipt: commands.Receipt) -> CaseReceipt:
@@ -88,6 +108,7 @@ class Callers:
     partner_agency: Callable[..., Awaitable[Agency]]  # agency keys; others 403
     referral_service: Callable[..., Awaitable[Agency]]  # that principal only; others 404
     notifications_service: Callable[..., Awaitable[Agency]]  # idem
+    operations: Callable[..., Awaitable[Agency]]  # operations keys only; others 404
 
 
 def build_router(
@@ -165,6 +186,33 @@ def build_router(
         async with pool_of().acquire() as conn:
             receipt = await commands.withdraw_consent(conn, command, clock=clock, source=source)
         return _receipt(receipt)
+
+    @router.get(
+        "/v1/coordination/possible-duplicates",
+        response_model=PossibleDuplicatePage,
+        tags=["coordination"],
+        summary="Cases flagged as possible duplicates and the cases they matched, newest "
+        "first (operations only)",
+    )
+    async def possible_duplicates(
+        _: Annotated[Agency, Depends(callers.operations)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 50,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+    ) -> PossibleDuplicatePage:
+        """Who matched whom, for reconciliation: ids, references, agencies and times,
+        no child's details. Partner agencies only ever see `possible_duplicate`."""
+        command = commands.ListPossibleDuplicates(
+            limit=limit, after=duplicates.decode_cursor(cursor) if cursor else None
+        )
+        async with pool_of().acquire() as conn:
+            page = await commands.possible_duplicates(conn, command)
+        return PossibleDuplicatePage.model_validate(
+            {
+                "items": page.items,
+                "next_cursor": duplicates.encode_cursor(page.next) if page.next else None,
+            },
+            from_attributes=True,
+        )
 
     @router.get(
         "/internal/v1/cases/{case_id}/identity",

@@ -12,6 +12,7 @@ from services.kit.http import (
     AgencyRegistry,
     Role,
     agency_dependency,
+    role_dependency,
     roles_dependency,
     service_principal_dependency,
 )
@@ -38,7 +39,8 @@ def create_app(settings: IntakeSettings | None = None, *, clock: Clock | None = 
     agencies = AgencyRegistry.load(settings.agencies_file)
     current_agency = agency_dependency(agencies)
     # Partner routes take agency keys (403 for the others); each internal route, one
-    # named Enlace service (anyone else is told the path does not exist).
+    # named Enlace service, and the coordination routes, operations keys (anyone else
+    # is told the path does not exist).
     callers = Callers(
         partner_agency=roles_dependency(current_agency, Role.AGENCY),
         referral_service=service_principal_dependency(
@@ -50,6 +52,7 @@ def create_app(settings: IntakeSettings | None = None, *, clock: Clock | None = 
             settings.caseworker_contact_principal,
             "ENLACE_CASEWORKER_CONTACT_PRINCIPAL",
         ),
+        operations=role_dependency(current_agency, Role.OPERATIONS),
     )
 
     app = service_app(

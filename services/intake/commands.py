@@ -1,7 +1,8 @@
 """Intake's use cases: register a case (idempotent, flagging possible duplicates),
-read one, withdraw consent (ending the case's disclosure grants), keep the grants
-the referral events open and end, and the two internal reads (an identity disclosure
-under a live grant, audited with the grant's referral; a caseworker's contact).
+read one, list the possible duplicates for coordination, withdraw consent (ending
+the case's disclosure grants), keep the grants the referral events open and end, and
+the two internal reads (an identity disclosure under a live grant, audited with the
+grant's referral; a caseworker's contact).
 
 Each is a plain async function taking the database (a connection, or the pool when
 it runs transactions of its own) and a command value, with the injected clock and
@@ -24,7 +25,7 @@ from contracts.codes import RiskLevel
 from contracts.envelope import new_traceparent, trace_id_of
 from contracts.events import CaseConsentWithdrawnV1, ReferralEventV1
 from contracts.registry import to_cloud_event
-from services.intake import domain, store
+from services.intake import domain, duplicates, store
 from services.intake.domain import ConsentStatus
 from services.kit.clock import Clock
 from services.kit.db import Conn, Pool
@@ -60,12 +61,8 @@ class Receipt:
     case_id: UUID
     reference: str
     risk_level: RiskLevel
-    possible_duplicate_of: list[UUID]
+    possible_duplicate: bool  # whose case matched is for coordination only
     registered_at: datetime
-
-    @property
-    def possible_duplicate(self) -> bool:
-        return bool(self.possible_duplicate_of)
 
     @classmethod
     def of(cls, case: store.StoredCase) -> Receipt:
@@ -73,7 +70,7 @@ class Receipt:
             case.case_id,
             case.reference,
             case.risk_level,
-            case.possible_duplicate_of,
+            bool(case.possible_duplicate_of),
             case.registered_at,
         )
 
@@ -89,6 +86,12 @@ class WithdrawConsent:
     case_id: UUID
     agency_id: str
     withdrawn_at: datetime | None = None  # None: now
+
+
+@dataclass(frozen=True)
+class ListPossibleDuplicates:
+    limit: int
+    after: duplicates.Position | None = None  # None: from the newest
 
 
 @dataclass(frozen=True)
@@ -182,7 +185,7 @@ async def _create(
         has_disability=registration.child.has_disability,
     )
     case_id = uuid.uuid4()
-    duplicates = await store.insert_case(
+    matched = await store.insert_case(
         conn,
         case_id=case_id,
         reference=reference,
@@ -195,7 +198,7 @@ async def _create(
         dedup_key=domain.duplicate_key(registration),
         registered_at=now,
     )
-    if duplicates is None:  # a concurrent twin request committed first
+    if matched is None:  # a concurrent twin request committed first
         raise Conflict(
             "Concurrent duplicate request",
             "The same external_id is being registered right now; retry.",
@@ -212,10 +215,11 @@ async def _create(
         reg=registration,
         age=age,
         risk=risk,
-        possible_duplicate_of=duplicates,
+        possible_duplicate_of=[],
     )
+    event = duplicates.shared_event(event, matched)
     await enqueue(conn, event.topic, to_cloud_event(event, source=source, traceparent=traceparent))
-    return Receipt(case_id, reference, risk, duplicates, now)
+    return Receipt(case_id, reference, risk, bool(matched), now)
 
 
 async def read_case(conn: Conn, case_id: UUID, agency_id: str) -> store.StoredCase:
@@ -224,6 +228,16 @@ async def read_case(conn: Conn, case_id: UUID, agency_id: str) -> store.StoredCa
     if case is None or case.agency_id != agency_id:
         raise NotFound("case")
     return case
+
+
+async def possible_duplicates(conn: Conn, cmd: ListPossibleDuplicates) -> duplicates.Page:
+    """The cases flagged as possible duplicates, newest first, each with the other
+    agencies' cases it matched: for the operations (coordination) role only, to
+    reconcile them; ids, references, agencies and times, no child's details."""
+    rows = await store.possible_duplicates(conn, cmd.after, cmd.limit + 1)
+    items = rows[: cmd.limit]
+    more = len(rows) > cmd.limit
+    return duplicates.Page(items, duplicates.Position.after(items[-1].case) if more else None)
 
 
 async def withdraw_consent(

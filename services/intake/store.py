@@ -12,6 +12,7 @@ import asyncpg
 
 from contracts.codes import RiskLevel
 from services.intake.domain import ConsentStatus, Grant, GrantEnd
+from services.intake.duplicates import CaseRef, Position, PossibleDuplicate
 from services.kit.db import Conn
 
 
@@ -139,6 +140,50 @@ async def insert_case(
         registered_at,
     )
     return list(row["possible_duplicate_of"]) if row else None
+
+
+async def possible_duplicates(
+    conn: Conn, after: Position | None, limit: int
+) -> list[PossibleDuplicate]:
+    """Up to `limit` cases flagged as possible duplicates, newest first, older than
+    `after`, each with the cases it matched (in the order they were matched)."""
+    flagged = """SELECT case_id, reference, agency_id, registered_at, possible_duplicate_of
+                 FROM cases WHERE possible_duplicate_of <> '{}'"""
+    order = " ORDER BY registered_at DESC, case_id DESC LIMIT $1"
+    if after is None:
+        rows = await conn.fetch(flagged + order, limit)
+    else:
+        rows = await conn.fetch(
+            flagged + " AND (registered_at, case_id) < ($2, $3)" + order,
+            limit,
+            after.registered_at,
+            after.case_id,
+        )
+    matched_ids = list({m for row in rows for m in row["possible_duplicate_of"]})
+    matched = {
+        row["case_id"]: _case_ref(row)
+        for row in await conn.fetch(
+            """SELECT case_id, reference, agency_id, registered_at FROM cases
+               WHERE case_id = ANY($1::uuid[])""",
+            matched_ids,
+        )
+    }
+    return [
+        PossibleDuplicate(
+            case=_case_ref(row),
+            matches=[matched[m] for m in row["possible_duplicate_of"] if m in matched],
+        )
+        for row in rows
+    ]
+
+
+def _case_ref(row: asyncpg.Record) -> CaseRef:
+    return CaseRef(
+        case_id=row["case_id"],
+        reference=row["reference"],
+        registering_agency_id=row["agency_id"],
+        registered_at=row["registered_at"],
+    )
 
 
 async def withdraw_consent(conn: Conn, case_id: UUID, at: datetime) -> None:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 
 from services.intake import commands
@@ -114,7 +115,21 @@ async def test_the_same_child_from_another_agency_is_flagged_not_merged(
     first = await register(pool, clock, registration(child=child))
     second = await register(pool, clock, registration(child=child), agency_id="cem-piura")
     assert second.receipt.case_id != first.receipt.case_id
-    assert second.receipt.possible_duplicate_of == [first.receipt.case_id]
+    assert (first.receipt.possible_duplicate, second.receipt.possible_duplicate) == (False, True)
+    data = orjson.loads(
+        await pool.fetchval(
+            "SELECT data FROM outbox WHERE subject = $1", str(second.receipt.case_id)
+        )
+    )
+    assert (data["possible_duplicate"], data["possible_duplicate_of"]) == (True, [])
+    # who matched whom: coordination's list, newest first
+    async with pool.acquire() as conn:
+        page = await commands.possible_duplicates(conn, commands.ListPossibleDuplicates(limit=1))
+    (item,) = page.items
+    assert item.case.case_id == second.receipt.case_id
+    assert item.case.registering_agency_id == "cem-piura"
+    assert [m.case_id for m in item.matches] == [first.receipt.case_id]
+    assert item.matches[0].registering_agency_id == "ong-amanecer"
 
 
 async def test_only_the_registering_agency_reads_a_case(

@@ -1,5 +1,5 @@
-"""Idempotent registration, the possible-duplicate flag, and who may read a case.
-(Who may read a child's identity: test_grants.py.)"""
+"""Idempotent registration and who may read a case. (Who may read a child's
+identity: test_grants.py; possible duplicates: test_duplicates.py.)"""
 
 from __future__ import annotations
 
@@ -82,33 +82,6 @@ async def test_idempotency_key(intake: httpx.AsyncClient, intake_dsn: str) -> No
         )
         == 0
     )
-
-
-async def test_possible_duplicate_from_another_agency_is_flagged_not_merged(
-    intake: httpx.AsyncClient, topics: TopicReader
-) -> None:
-    original = piura_adolescent_girl()
-    original["child"]["family_names"] = f"Rojas Méndez {uuid.uuid4().hex[:8]}"
-    first = await intake.post("/v1/cases", json=original, headers=auth("ong-amanecer"))
-    twin = piura_adolescent_girl()
-    twin["child"] = {
-        **original["child"],
-        "given_names": "daniela  VALENTINA",
-        "family_names": original["child"]["family_names"].upper().replace("É", "E"),
-    }
-    second = await intake.post("/v1/cases", json=twin, headers=auth("cem-piura"))
-    assert second.status_code == 201
-    receipt = second.json()
-    assert receipt["case_id"] != first.json()["case_id"]
-    assert receipt["possible_duplicate"] is True
-    assert receipt["possible_duplicate_of"] == [first.json()["case_id"]]
-    (record,) = await topics.for_case(Topic.CASES, receipt["case_id"], 1)
-    assert record.value["possible_duplicate_of"] == [first.json()["case_id"]]
-    # the first agency registering the child again is pointed at the other agency's
-    # case only: its own earlier case is its own business
-    same_agency = piura_adolescent_girl(child=original["child"])
-    third = await intake.post("/v1/cases", json=same_agency, headers=auth("ong-amanecer"))
-    assert third.json()["possible_duplicate_of"] == [receipt["case_id"]]
 
 
 async def test_only_the_registering_agency_reads_a_case(intake: httpx.AsyncClient) -> None:
