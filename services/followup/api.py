@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from contracts.codes import FollowupKind, RegionCode, RiskLevel, ServiceType
@@ -19,6 +20,8 @@ from services.followup.store.followups import Followup
 from services.kit.clock import Clock
 from services.kit.db import Pool
 from services.kit.http import Agency, Role, parse_id, roles_dependency
+from services.kit.inputs import Instant
+from services.kit.openapi import problems
 
 
 class FollowupView(BaseModel):
@@ -47,12 +50,29 @@ class FollowupOutcome(BaseModel):
     child_reached: StrictBool
     service_received: StrictBool
     current_risk: RiskLevel
-    completed_at: datetime | None = Field(default=None, description="Defaults to now")
+    completed_at: Instant | None = Field(default=None, description="Defaults to now")
     reopen: StrictBool | None = Field(
         default=None,
         description="Schedule another follow-up. Defaults to true when the service was not "
         "received; cannot be true when it was.",
     )
+
+
+OUTCOME_EXAMPLES: dict[str, Example] = {
+    "service_received": {
+        "summary": "Child reached, service received: the loop is closed",
+        "value": {"child_reached": True, "service_received": True, "current_risk": "medium"},
+    },
+    "not_received": {
+        "summary": "Child reached but the service never started: follow up again",
+        "value": {
+            "child_reached": True,
+            "service_received": False,
+            "current_risk": "high",
+            "completed_at": "2026-11-22T16:20:00-05:00",
+        },
+    },
+}
 
 
 def _view(f: Followup) -> FollowupView:
@@ -83,6 +103,7 @@ def build_router(
         response_model=list[FollowupView],
         tags=["followups"],
         summary="This agency's follow-up checks, soonest first",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def list_followups(
         agency: Annotated[Agency, Depends(partner)],
@@ -98,6 +119,7 @@ def build_router(
         response_model=FollowupView,
         tags=["followups"],
         summary="One follow-up check of this agency",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def read_followup(
         followup_id: str, agency: Annotated[Agency, Depends(partner)]
@@ -113,10 +135,16 @@ def build_router(
         response_model=FollowupView,
         tags=["followups"],
         summary="Record the outcome of a follow-up check",
+        responses=problems(
+            403,
+            409,
+            s403="Not an agency key (a service or operator key)",
+            s409="This follow-up was completed already",
+        ),
     )
     async def complete_followup(
         followup_id: str,
-        outcome: FollowupOutcome,
+        outcome: Annotated[FollowupOutcome, Body(openapi_examples=OUTCOME_EXAMPLES)],
         agency: Annotated[Agency, Depends(partner)],
     ) -> FollowupView:
         command = commands.CompleteFollowup(
@@ -138,15 +166,16 @@ def build_router(
         "/v1/reports/referrals",
         tags=["reports"],
         summary="How well the referral loop closes: this agency's, or all for operations",
+        responses=problems(403, s403="A service key: reports are for agencies and operators"),
     )
     async def referral_report(
         agency: Annotated[Agency, Depends(reader)],
         period_from: Annotated[
-            datetime | None,
+            Instant | None,
             Query(description="Referrals sent at or after (ISO date or time; UTC if no offset)"),
         ] = None,
         period_to: Annotated[
-            datetime | None,
+            Instant | None,
             Query(description="Referrals sent before (ISO date or time; UTC if no offset)"),
         ] = None,
         service_type: ServiceType | None = None,

@@ -128,7 +128,7 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
         fired_counter=metrics.timers_fired,
     )
     agencies = AgencyRegistry.load(settings.agencies_file)
-    current_agency = agency_dependency(agencies)
+    current_agency = agency_dependency(agencies, runtime.auth_throttle)
 
     app = service_app(
         runtime,

@@ -14,15 +14,17 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from contracts.codes import RiskLevel
-from services.intake import commands, domain, duplicates
+from services.intake import commands, domain, duplicates, examples
 from services.intake.domain import ConsentStatus
 from services.kit.clock import Clock
 from services.kit.db import Pool
 from services.kit.http import Agency, Problem, parse_id
+from services.kit.inputs import Instant, LineText
+from services.kit.openapi import problems
 
 IdempotencyKey = Annotated[
     str | None,
@@ -54,7 +56,7 @@ class CaseView(CaseReceipt):
 
 class ConsentWithdrawal(BaseModel):
     model_config = {"extra": "forbid"}
-    withdrawn_at: datetime | None = Field(default=None, description="Defaults to now")
+    withdrawn_at: Instant | None = Field(default=None, description="Defaults to now")
 
 
 class IdentityDisclosure(BaseModel):
@@ -122,10 +124,24 @@ def build_router(
         status_code=201,
         response_model=CaseReceipt,
         summary="Register a child at risk",
+        responses={
+            200: {
+                "description": "Replayed: this Idempotency-Key already registered the case",
+                "model": CaseReceipt,
+            },
+            **problems(
+                403,
+                409,
+                s403="Not an agency key (a service or operator key)",
+                s409="This agency registered the same external_id already, or is doing so now",
+            ),
+        },
         tags=["cases"],
     )
     async def register_case(
-        registration: domain.CaseRegistration,
+        registration: Annotated[
+            domain.CaseRegistration, Body(openapi_examples=examples.REGISTRATION_EXAMPLES)
+        ],
         request: Request,
         response: Response,
         agency: Annotated[Agency, Depends(current_agency)],
@@ -153,6 +169,7 @@ def build_router(
         response_model=CaseView,
         tags=["cases"],
         summary="Read a case this agency registered",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def read_case(
         case_id: str, agency: Annotated[Agency, Depends(current_agency)]
@@ -172,10 +189,13 @@ def build_router(
         response_model=CaseReceipt,
         tags=["cases"],
         summary="Record that consent to share the case was withdrawn",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def withdraw_consent(
         case_id: str,
-        withdrawal: ConsentWithdrawal,
+        withdrawal: Annotated[
+            ConsentWithdrawal, Body(openapi_examples=examples.WITHDRAWAL_EXAMPLES)
+        ],
         agency: Annotated[Agency, Depends(current_agency)],
     ) -> CaseReceipt:
         command = commands.WithdrawConsent(
@@ -193,6 +213,7 @@ def build_router(
         tags=["coordination"],
         summary="Cases flagged as possible duplicates and the cases they matched, newest "
         "first (operations only)",
+        responses=problems(404, s404="Not an operations key (the route is not shown)"),
     )
     async def possible_duplicates(
         _: Annotated[Agency, Depends(callers.operations)],
@@ -220,11 +241,23 @@ def build_router(
         tags=["internal"],
         include_in_schema=True,
         summary="Identifying details for an agency holding a grant (referral service; audited)",
+        responses=problems(
+            403,
+            409,
+            s403="The on_behalf_of agency holds no live grant on this case",
+            s409="Consent to share this case was withdrawn",
+        ),
     )
     async def disclose_identity(
         case_id: str,
-        on_behalf_of: str,
-        purpose: str,
+        on_behalf_of: Annotated[
+            str,
+            Query(
+                pattern=r"^[a-z0-9][a-z0-9-]{1,62}$",
+                description="The agency the details are for: it must hold a live grant",
+            ),
+        ],
+        purpose: Annotated[LineText, Query(min_length=1, max_length=200)],
         principal: Annotated[Agency, Depends(callers.referral_service)],
         referral_id: UUID | None = None,
     ) -> IdentityDisclosure:

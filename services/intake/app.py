@@ -37,7 +37,7 @@ def create_app(settings: IntakeSettings | None = None, *, clock: Clock | None = 
         settings, migrations=MIGRATIONS, subscriptions=Handlers().subscriptions()
     )
     agencies = AgencyRegistry.load(settings.agencies_file)
-    current_agency = agency_dependency(agencies)
+    current_agency = agency_dependency(agencies, runtime.auth_throttle)
     # Partner routes take agency keys (403 for the others); each internal route, one
     # named Enlace service, and the coordination routes, operations keys (anyone else
     # is told the path does not exist).

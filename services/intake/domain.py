@@ -44,9 +44,10 @@ from contracts.codes import (
 )
 from contracts.events import CaseCreatedV1, ConsentV1, StaffId
 from services.kit.errors import InvalidField
+from services.kit.inputs import Day, Instant, LineText
 from services.kit.safeguarding import BestInterestDecision, moment_problem
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+Text = Annotated[LineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
 Phone = Annotated[
     str,
     StringConstraints(pattern=r"^\+[1-9][0-9]{7,14}$"),
@@ -86,14 +87,14 @@ class Strict(BaseModel):
 
 class IdentityDocument(Strict):
     type: DocumentType
-    number: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    number: Annotated[LineText, StringConstraints(min_length=1, max_length=40)]
     issuing_country: CountryCode
 
 
 class Child(Strict):
     given_names: Text
     family_names: Text | None = None
-    birth_date: date | None = Field(default=None, description="Exact date of birth, if known")
+    birth_date: Day | None = Field(default=None, description="Exact date of birth, if known")
     estimated_age_years: int | None = Field(default=None, ge=0, le=MAX_AGE_YEARS)
     sex: Sex
     nationality: CountryCode | None = Field(default=None, description="Null if stateless/unknown")
@@ -132,7 +133,7 @@ class Consent(Strict):
     scope: ConsentScope | None = None
     service_types: list[ServiceType] = Field(default_factory=list)
     given_by: ConsentGiver | None = None
-    recorded_at: datetime
+    recorded_at: Instant
     best_interest: BestInterestDecision | None = None
 
     @model_validator(mode="after")

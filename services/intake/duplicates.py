@@ -10,14 +10,12 @@ the last case of a page, opaque to the caller."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 from contracts.events import CaseCreatedV1
-from services.kit.errors import InvalidField
+from services.kit import cursor
 
 CURSOR_FIELD = "query.cursor"
 
@@ -65,18 +63,9 @@ class Page:
 
 
 def encode_cursor(position: Position) -> str:
-    raw = f"{position.registered_at.isoformat()}|{position.case_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return cursor.encode_cursor(position.registered_at, position.case_id)
 
 
-def decode_cursor(cursor: str) -> Position:
+def decode_cursor(token: str) -> Position:
     """The position a cursor of `encode_cursor` names; anything else is `InvalidField`."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, case_id = raw.split("|")
-        position = Position(datetime.fromisoformat(moment), UUID(case_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidField(CURSOR_FIELD, "not a cursor this API returned") from None
-    if position.registered_at.tzinfo is None or encode_cursor(position) != cursor:
-        raise InvalidField(CURSOR_FIELD, "not a cursor this API returned")
-    return position
+    return Position(*cursor.decode_cursor(token, CURSOR_FIELD))

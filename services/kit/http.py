@@ -1,5 +1,6 @@
-"""HTTP plumbing shared by every API: agency authentication, RFC 9457 problem
-responses that name the offending field, and a request-body size limit.
+"""HTTP plumbing shared by every API: agency authentication and RFC 9457 problem
+responses that name the offending field (the middleware at the edge, body size and
+input checks and security headers, is in `services.kit.edge`).
 
 Every call is made by an authenticated principal (bearer API key; only the key's
 SHA-256 is stored). A key has exactly one role: a partner agency's, an Enlace
@@ -14,12 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
-import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.kit.errors import (
     Conflict,
@@ -35,6 +35,7 @@ from services.kit.principals import AgencyConfig as AgencyConfig
 from services.kit.principals import AgencyRegistry as AgencyRegistry
 from services.kit.principals import Role as Role
 from services.kit.principals import hash_api_key as hash_api_key
+from services.kit.throttle import AuthThrottle
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -44,26 +45,52 @@ PROBLEM_JSON = "application/problem+json"
 _bearer = HTTPBearer(auto_error=False)
 
 
-def agency_dependency(registry: AgencyRegistry) -> Callable[..., Awaitable[Agency]]:
-    """A FastAPI dependency that answers 401 unless a known agency's key is presented."""
+def agency_dependency(
+    registry: AgencyRegistry, throttle: AuthThrottle | None = None
+) -> Callable[..., Awaitable[Agency]]:
+    """A FastAPI dependency that answers 401 unless a known principal's key is
+    presented, and 429 (with Retry-After) instead once the client's address has failed
+    too often (`services.kit.throttle`); a working key always passes."""
+
+    def refuse(request: Request, problem: Problem) -> Problem:
+        address = request.client.host if request.client else "unknown"
+        if throttle is None:
+            return problem
+        wait = throttle.retry_after(address)
+        if wait is not None:
+            return Problem(
+                429,
+                "Too many failed authentications",
+                f"Too many requests without a valid key from this address; retry in {wait} s.",
+                headers={"Retry-After": str(wait)},
+            )
+        throttle.failed(address)
+        return problem
 
     async def current_agency(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     ) -> Agency:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Problem(
-                401,
-                "Authentication required",
-                "Send the agency API key as 'Authorization: Bearer <key>'.",
-                headers={"WWW-Authenticate": "Bearer"},
+            raise refuse(
+                request,
+                Problem(
+                    401,
+                    "Authentication required",
+                    "Send the agency API key as 'Authorization: Bearer <key>'.",
+                    headers={"WWW-Authenticate": "Bearer"},
+                ),
             )
         agency = registry.authenticate(credentials.credentials)
         if agency is None:
-            raise Problem(
-                401,
-                "Invalid API key",
-                "The API key is not recognised.",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            raise refuse(
+                request,
+                Problem(
+                    401,
+                    "Invalid API key",
+                    "The API key is not recognised.",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                ),
             )
         return agency
 
@@ -245,8 +272,14 @@ def domain_problem(exc: DomainError) -> Problem:
 
 def install_problem_handlers(app: FastAPI) -> None:
     async def problem_response(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)
-        problem = exc if isinstance(exc, Problem) else Problem(exc.status_code, str(exc.detail))
+        assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc, Problem):
+            problem = exc
+        elif exc.status_code == 404:  # no such path: the same answer as a hidden route
+            problem = not_found()
+        else:
+            headers = dict(exc.headers) if exc.headers else None
+            problem = Problem(exc.status_code, str(exc.detail), headers=headers)
         return JSONResponse(
             problem.body(),
             status_code=problem.status_code,
@@ -262,71 +295,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, DomainError)
         return await problem_response(request, domain_problem(exc))
 
-    app.add_exception_handler(HTTPException, problem_response)
+    async def failed(request: Request, _: Exception) -> JSONResponse:
+        # Never the exception's text: it may quote request data. The traceback goes to
+        # the log through the server's error logger, which the kit keeps free of it.
+        return await problem_response(
+            request, Problem(500, "Internal error", "The service could not complete this.")
+        )
+
+    app.add_exception_handler(StarletteHTTPException, problem_response)
     app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(RequestValidationError, invalid_request)
-
-
-class BodyLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413 before they are parsed, whether the
-    client declared Content-Length or streamed the body."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
-            return
-        received = 0
-        too_large = False
-        response_started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            if too_large:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Stop feeding the app; whatever it answers is replaced by a 413.
-                    too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal response_started
-            if too_large:
-                if not response_started:
-                    response_started = True
-                    await self._too_large(send)
-                return
-            await send(message)
-
-        await self.app(scope, limited_receive, guarded_send)
-
-    async def _too_large(self, send: Send) -> None:
-        body = Problem(
-            413,
-            "Request body too large",
-            f"The body exceeds {self.max_bytes} bytes.",
-            errors=[{"field": "body", "message": "too large"}],
-        ).body()
-        payload = orjson.dumps(body)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(payload)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": payload})
+    app.add_exception_handler(Exception, failed)

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,20 +22,28 @@ import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import PlainTextResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.kit import openapi
 from services.kit.backoff import Backoff, pause
 from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
-from services.kit.http import BodyLimitMiddleware, install_problem_handlers
+from services.kit.edge import (
+    BodyLimitMiddleware,
+    InputGuard,
+    RequestMetricsMiddleware,
+    SecurityHeaders,
+)
+from services.kit.http import install_problem_handlers
 from services.kit.kafka import diagnose, make_producer, start_producer
 from services.kit.logging import configure_logging, get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
 from services.kit.production import refuse
 from services.kit.settings import ServiceSettings
+from services.kit.throttle import AuthThrottle
 
 log = get_logger(__name__)
 # FastStream's own logger prints coloured text lines and one per message; route it
@@ -61,6 +68,7 @@ class ServiceRuntime:
         self.subscriptions = subscriptions or []
         self.workers = workers or []
         self.metrics = KitMetrics(settings.service_name)
+        self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute)
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[EventConsumer] = []
@@ -281,7 +289,11 @@ class ServiceRuntime:
         async def healthz() -> dict[str, str]:
             return {"status": "ok", "service": self.settings.service_name}
 
-        @router.get("/readyz", summary="Database and Kafka really reachable")
+        @router.get(
+            "/readyz",
+            summary="Database and Kafka really reachable",
+            responses={503: {"description": "Not ready: the checks say what is missing"}},
+        )
         async def readyz(response: Response) -> dict[str, Any]:
             database, kafka = await asyncio.gather(
                 self.database_reachable(), self.kafka_reachable()
@@ -299,7 +311,12 @@ class ServiceRuntime:
                 },
             }
 
-        @router.get("/metrics", summary="Prometheus metrics")
+        @router.get(
+            "/metrics",
+            summary="Prometheus metrics",
+            response_class=PlainTextResponse,
+            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+        )
         async def metrics() -> Response:
             if self.relay is not None:
                 with contextlib.suppress(Exception):
@@ -307,36 +324,6 @@ class ServiceRuntime:
             return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
         return router
-
-
-class RequestMetricsMiddleware:
-    """Counts requests by route template and status. Plain ASGI: Starlette's
-    BaseHTTPMiddleware costs about a millisecond per request on this hardware."""
-
-    def __init__(self, app: ASGIApp, metrics: KitMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def record_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, record_status)
-        finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            method = scope.get("method", "")
-            self.metrics.http_requests.labels(method, route, status).inc()
-            self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - started)
 
 
 def service_app(
@@ -348,13 +335,25 @@ def service_app(
 ) -> FastAPI:
     """The FastAPI app every service starts from: its runtime's lifespan, problem
     responses, the body limit, request metrics and /healthz, /readyz, /metrics."""
+    # No /docs nor /redoc: their pages load scripts from a CDN, which the product never
+    # depends on; partners read /openapi.json with their own tools (README, "HTTP edge").
     app = FastAPI(
-        title=title, version="1.0.0", description=description, lifespan=lifespan or runtime.lifespan
+        title=title,
+        version="1.0.0",
+        description=description,
+        lifespan=lifespan or runtime.lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_problem_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
+    openapi.install(app)
+    # Outermost last: security headers on every answer, then request metrics, the body
+    # limit, and the input guard right before the routes.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
+    app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
+    app.add_middleware(SecurityHeaders)
     app.include_router(runtime.health_router())
     return app
 
@@ -363,7 +362,8 @@ def serve(factory: str, settings: ServiceSettings) -> None:
     """Run a service: `factory` is "module:function" building its app from the
     environment. With ENLACE_HTTP_WORKERS > 1, uvicorn runs that many processes, each
     a full replica (the relay's advisory lock keeps one publisher, consumer groups
-    share the partitions). Our JSON logging; no access log, whose URLs carry ids."""
+    share the partitions). Our JSON logging; no access log, whose URLs carry ids; no
+    `server` header."""
     uvicorn.run(
         factory,
         factory=True,
@@ -372,4 +372,5 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         workers=settings.http_workers,
         log_config=None,
         access_log=False,
+        server_header=False,  # no banner naming the server software
     )

@@ -10,11 +10,14 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from contracts.events import StaffId
+from services.kit.inputs import Instant, MultiLineText
 
 # How far ahead of our clock a partner's clock may be before "recorded at" is refused.
 CLOCK_SKEW = timedelta(minutes=10)
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Reason = Annotated[
+    MultiLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
+]
 
 
 class BestInterestDecision(BaseModel):
@@ -24,7 +27,7 @@ class BestInterestDecision(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     decided_by: StaffId
-    decided_at: datetime
+    decided_at: Instant
     reason: Reason
 
 

@@ -82,6 +82,12 @@ class ServiceSettings(BaseSettings):
     # The local profile's demo file; production refuses it (its own must be given).
     agencies_file: Path = DEMO_AGENCIES_FILE
     max_body_bytes: int = 64 * 1024
+    auth_failures_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Failed authentications a client address may make a minute before 429; "
+        "0 turns throttling off",
+    )
 
     db_pool_min: int = 2
     db_pool_max: int = 10

@@ -14,10 +14,30 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from services.kit.clock import Clock
 from services.kit.http import Agency, Problem, Role, roles_dependency
 from services.kit.logging import get_logger
+from services.kit.openapi import problems
 from services.notifications import commands
 from services.notifications.channels.sms import signature_is_valid
 
 log = get_logger(__name__)
+
+
+STATUS_CALLBACK_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/x-www-form-urlencoded": {
+            "schema": {
+                "type": "object",
+                "required": ["MessageSid", "MessageStatus"],
+                "properties": {
+                    "MessageSid": {"type": "string", "example": "SM0f4c2e9b1d"},
+                    "MessageStatus": {"type": "string", "example": "delivered"},
+                    "ErrorCode": {"type": "string", "example": "30003"},
+                },
+            },
+            "example": {"MessageSid": "SM0f4c2e9b1d", "MessageStatus": "delivered"},
+        }
+    },
+}
 
 
 def build_router(
@@ -36,6 +56,12 @@ def build_router(
         "/v1/notifications",
         tags=["notifications"],
         summary="Delivery log of one of the caller's cases (no message bodies)",
+        responses=problems(
+            403,
+            404,
+            s403="Not an agency key (a service or operator key)",
+            s404="No notification of this agency for that case",
+        ),
     )
     async def delivery_log(
         agency: Annotated[Agency, Depends(partner)],
@@ -55,6 +81,13 @@ def build_router(
         tags=["providers"],
         status_code=204,
         summary="SMS provider status callback (Twilio-signed)",
+        responses=problems(
+            400,
+            403,
+            s400="MessageSid or MessageStatus is missing",
+            s403="X-Twilio-Signature does not match this request",
+        ),
+        openapi_extra={"requestBody": STATUS_CALLBACK_BODY},
     )
     async def sms_status(request: Request) -> Response:
         params = dict(

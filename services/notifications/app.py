@@ -230,7 +230,7 @@ def create_app(
     app.include_router(
         build_router(
             lambda: runtime.pool,
-            agency_dependency(agencies),
+            agency_dependency(agencies, runtime.auth_throttle),
             clock=clock,
             source=settings.event_source,
             status_callback_url=settings.sms_status_callback_url,

@@ -108,7 +108,7 @@ def create_app(
     runtime.subscriptions = Handlers(ctx, case_consumers=settings.case_consumers).subscriptions()
     runtime.workers = [directory_worker(directory, seed, settings.directory_refresh_seconds)]
 
-    current_agency = agency_dependency(agencies)
+    current_agency = agency_dependency(agencies, runtime.auth_throttle)
     operations = role_dependency(current_agency, "operations")
     internal = service_principal_dependency(
         current_agency,

@@ -107,7 +107,9 @@ async def test_malformed_json(intake: httpx.AsyncClient) -> None:
         headers={**auth("ong-amanecer"), "content-type": "application/json"},
     )
     assert response.status_code == 400
-    assert response.json()["errors"] == [{"field": "body", "message": "invalid JSON"}]
+    assert response.json()["errors"] == [
+        {"field": "body", "message": "the body is not valid JSON", "type": "json_invalid"}
+    ]
 
 
 @pytest.mark.usefixtures("nothing_written")

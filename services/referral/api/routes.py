@@ -8,23 +8,23 @@ The lifecycle routes are generated from the transition table: one
 `POST /v1/referrals/{referral_id}/{action}` per `Action`, described in `STEP_ROUTES`.
 """
 
-import base64
-import binascii
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from fastapi.responses import JSONResponse
 
 from contracts.codes import CountryCode, ReferralState, RegionCode, ServiceType
 from contracts.envelope import trace_id_of
+from services.kit.cursor import decode_cursor, encode_cursor
 from services.kit.db import Pool
-from services.kit.http import Agency, Role, invalid_field, parse_id, roles_dependency
-from services.referral import commands, store
+from services.kit.http import Agency, Role, parse_id, roles_dependency
+from services.kit.openapi import problems
+from services.referral import commands
+from services.referral.api import examples
 from services.referral.api.models import (
     CancelBody,
     CloseBody,
@@ -122,6 +122,7 @@ def build_router(
         response_model=DirectoryView,
         tags=["admin"],
         summary="The whole directory (operations only)",
+        responses=problems(404, s404="Not an operations key (the route is not shown)"),
     )
     async def read_directory(_: Operations) -> DirectoryView:
         snapshot = commands.read_directory(ctx)
@@ -132,7 +133,15 @@ def build_router(
         response_model=ContactDirectoryView,
         tags=["internal"],
         summary="Contact points of every organisation and service (Enlace services only)",
-        responses={304: {"description": "Unchanged since the ETag in If-None-Match"}},
+        responses={
+            304: {"description": "Unchanged since the ETag in If-None-Match"},
+            **problems(
+                404,
+                503,
+                s404="Not the principal this route answers (the route is not shown)",
+                s503="The directory is not seeded yet; retry shortly",
+            ),
+        },
     )
     async def read_contact_directory(
         _: Internal,
@@ -152,9 +161,16 @@ def build_router(
         response_model=Organization,
         tags=["admin"],
         summary="Add or replace an organisation and its services",
+        responses={
+            201: {"description": "Added", "model": Organization},
+            **problems(404, s404="Not an operations key (the route is not shown)"),
+        },
     )
     async def put_organization(
-        organization_id: str, organization: Organization, response: Response, _: Operations
+        organization_id: str,
+        organization: Annotated[Organization, Body(openapi_examples=examples.ORGANIZATION)],
+        response: Response,
+        _: Operations,
     ) -> Organization:
         command = commands.PutOrganization(organization_id, organization)
         created = await commands.put_organization(pool_of(), ctx, command)
@@ -166,6 +182,7 @@ def build_router(
         status_code=204,
         tags=["admin"],
         summary="Remove an organisation from the directory",
+        responses=problems(404, s404="No such organisation, or not an operations key"),
     )
     async def delete_organization(organization_id: str, _: Operations) -> Response:
         await commands.remove_organization(pool_of(), ctx, organization_id)
@@ -178,6 +195,7 @@ def build_router(
         response_model=ReferralPage,
         tags=["referrals"],
         summary="Referrals addressed to, or sent by, your agency (oldest first)",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def list_referrals(
         agency: Partner,
@@ -192,14 +210,16 @@ def build_router(
             as_party=DIRECTIONS[direction] if direction else None,
             states=tuple(state or ()),
             case_id=case_id,
-            after=_decode_cursor(cursor) if cursor else None,
+            after=decode_cursor(cursor) if cursor else None,
             limit=limit,
         )
         page = await commands.list_referrals(pool_of(), command)
         last = page.items[-1].referral if page.items else None
         return ReferralPage(
             items=[referral_view(seen.referral, seen.role) for seen in page.items],
-            next_cursor=_encode_cursor(last) if page.has_more and last else None,
+            next_cursor=(
+                encode_cursor(last.created_at, last.referral_id) if page.has_more and last else None
+            ),
         )
 
     @router.get(
@@ -208,6 +228,7 @@ def build_router(
         tags=["referrals"],
         summary="One referral; with the child's identifying details for the "
         "receiving agency once it accepted (audited)",
+        responses=problems(403, s403="Not an agency key (a service or operator key)"),
     )
     async def read_referral(referral_id: str, agency: Partner) -> JSONResponse:
         command = commands.ReadReferral(parse_id(referral_id, "referral"), agency.id)
@@ -225,9 +246,19 @@ def build_router(
         response_model=ReferralView,
         tags=["referrals"],
         summary="Refer one of your cases to a service by hand",
+        responses=problems(
+            403,
+            404,
+            409,
+            s403="Not an agency key (a service or operator key)",
+            s404="No such case of this agency (or not known here yet)",
+            s409="The case's consent does not allow it, or an open referral to this service exists",
+        ),
     )
     async def create_referral(
-        body: NewReferralBody, agency: Partner, traceparent: Traceparent = None
+        body: Annotated[NewReferralBody, Body(openapi_examples=examples.NEW_REFERRAL)],
+        agency: Partner,
+        traceparent: Traceparent = None,
     ) -> JSONResponse:
         command = commands.ReferByHand(
             agency_id=agency.id,
@@ -274,7 +305,10 @@ def build_router(
                 inspect.Parameter(
                     "body",
                     inspect.Parameter.KEYWORD_ONLY,
-                    annotation=route.body if route.body_required else route.body | None,
+                    annotation=Annotated[
+                        route.body if route.body_required else route.body | None,
+                        Body(openapi_examples=examples.STEP_BODIES[action]),
+                    ],
                     default=inspect.Parameter.empty if route.body_required else None,
                 )
             )
@@ -299,12 +333,21 @@ def build_router(
             response_model=ReferralView,
             tags=["lifecycle"],
             summary=f"{PARTY_NAMES[transition.party]}: {route.summary}",
+            responses=problems(
+                403,
+                409,
+                412,
+                s403="Not an agency key, or this step is the other party's",
+                s409="The referral's state does not allow this step (the answer lists "
+                "the allowed ones), or consent no longer allows it",
+                s412="If-Match names an older version of the referral",
+            ),
         )
 
     return router
 
 
-# --- HTTP details: ETags, cursors ------------------------------------------------------
+# --- HTTP details: ETags ------------------------------------------------------
 
 
 def _etag(version: int) -> str:
@@ -326,17 +369,3 @@ def _versions(header: str | None) -> commands.Versions | None:
     tags = [t.strip().removeprefix("W/").strip('"') for t in header.split(",")]
     numbers = frozenset(int(t) for t in tags if t.isascii() and t.isdigit() and str(int(t)) == t)
     return commands.Versions(numbers, any="*" in tags)
-
-
-def _encode_cursor(referral: store.StoredReferral) -> str:
-    raw = f"{referral.created_at.isoformat()}|{referral.referral_id}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, referral_id = raw.split("|")
-        return datetime.fromisoformat(moment), UUID(referral_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise invalid_field("query.cursor", "not a cursor this API returned") from None

@@ -28,6 +28,7 @@ from contracts.codes import (
     region_country,
 )
 from contracts.events import AgencyId, ServiceId
+from services.kit.inputs import LineText
 from services.referral.domain.case import CaseProfile, age_band_bounds
 from services.referral.domain.documents import (
     DirectoryError,
@@ -37,7 +38,7 @@ from services.referral.domain.documents import (
     load_yaml,
 )
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = Annotated[LineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 ContactId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,80}$")]
 Phone = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{7,14}$", description="E.164")]
 Email = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,}$")]
