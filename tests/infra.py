@@ -74,6 +74,9 @@ class Infra:
     # True when the broker authenticates (SASL_SSL) and authorises clients (ACLs):
     # the local broker. Tests then connect as the principal they play.
     kafka_secure: bool = False
+    # The server log of the local cluster (None elsewhere), for tests that prove what
+    # it never holds.
+    pg_log: Path | None = None
 
     def kafka(self, principal: str = "admin") -> KafkaClient:
         """A Kafka client as `principal` (a service's svc-<name>, an agency, enlace-ops;
@@ -217,6 +220,7 @@ def _from_local() -> tuple[Infra, Callable[[], None]]:
         can_restart_kafka=True,
         pg_role_dsns=role_dsns,
         kafka_secure=True,
+        pg_log=REPO_ROOT / ".local" / "pg" / "postgres.log",
     )
     # Left running on purpose: the next session (or engineer) reuses it.
     return infra, _noop

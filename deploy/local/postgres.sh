@@ -141,6 +141,14 @@ log_destination = 'stderr'
 logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
+# The server log never holds request data (a child's name in a refused value, a
+# duplicate key, a failing row): no statement text with an error, no DETAIL, HINT,
+# QUERY or CONTEXT lines, no bind parameter values. Production sets the same.
+log_min_error_statement = panic
+log_error_verbosity = terse
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
+log_statement = 'none'
 timezone = 'UTC'
 password_encryption = 'scram-sha-256'
 EOF

@@ -16,7 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import uvicorn
@@ -25,6 +25,7 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import PlainTextResponse
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
 from services.kit import openapi
 from services.kit.backoff import Backoff, pause
@@ -52,6 +53,11 @@ FASTSTREAM_LOGGER = logging.getLogger("enlace.faststream")
 FASTSTREAM_LOGGER.setLevel(logging.WARNING)
 
 Worker = Callable[["ServiceRuntime"], Awaitable[None]]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    checks: dict[str, bool]
 
 
 class ServiceRuntime:
@@ -292,7 +298,14 @@ class ServiceRuntime:
         @router.get(
             "/readyz",
             summary="Database and Kafka really reachable",
-            responses={503: {"description": "Not ready: the checks say what is missing"}},
+            response_model=Readiness,
+            responses={
+                503: {
+                    "description": "Not ready: the same document, whose checks say what is "
+                    "missing (for orchestrators: the status is the answer, not a problem)",
+                    "model": Readiness,
+                }
+            },
         )
         async def readyz(response: Response) -> dict[str, Any]:
             database, kafka = await asyncio.gather(

@@ -2,6 +2,7 @@
 cases, and the SMS provider's status callback (authenticated by its request
 signature, not by an agency key). Domain errors become problem responses in the kit."""
 
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -21,6 +22,13 @@ from services.notifications.channels.sms import signature_is_valid
 log = get_logger(__name__)
 
 
+# What a provider's callback carries, checked once its signature is: anything else is
+# 400 naming the parameter, never stored.
+CALLBACK_FIELDS: dict[str, re.Pattern[str]] = {
+    "MessageSid": re.compile(r"^[A-Za-z0-9]{2,64}$"),
+    "MessageStatus": re.compile(r"^[a-z_]{1,32}$"),
+    "ErrorCode": re.compile(r"^[0-9]{1,8}$"),
+}
 STATUS_CALLBACK_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -29,9 +37,8 @@ STATUS_CALLBACK_BODY: dict[str, Any] = {
                 "type": "object",
                 "required": ["MessageSid", "MessageStatus"],
                 "properties": {
-                    "MessageSid": {"type": "string", "example": "SM0f4c2e9b1d"},
-                    "MessageStatus": {"type": "string", "example": "delivered"},
-                    "ErrorCode": {"type": "string", "example": "30003"},
+                    name: {"type": "string", "pattern": pattern.pattern}
+                    for name, pattern in CALLBACK_FIELDS.items()
                 },
             },
             "example": {"MessageSid": "SM0f4c2e9b1d", "MessageStatus": "delivered"},
@@ -84,7 +91,7 @@ def build_router(
         responses=problems(
             400,
             403,
-            s400="MessageSid or MessageStatus is missing",
+            s400="MessageSid or MessageStatus is missing, or a parameter is malformed",
             s403="X-Twilio-Signature does not match this request",
         ),
         openapi_extra={"requestBody": STATUS_CALLBACK_BODY},
@@ -110,6 +117,18 @@ def build_router(
                 "Invalid callback",
                 "Required parameters are missing.",
                 errors=[{"field": f"body.{name}", "message": "required"} for name in missing],
+            )
+        malformed = [
+            name
+            for name, pattern in CALLBACK_FIELDS.items()
+            if params.get(name) and not pattern.fullmatch(params[name])
+        ]
+        if malformed:
+            raise Problem(
+                400,
+                "Invalid callback",
+                "Parameters are malformed.",
+                errors=[{"field": f"body.{name}", "message": "malformed"} for name in malformed],
             )
         code = params.get("ErrorCode")
         report = commands.SmsStatusReport(

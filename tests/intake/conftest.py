@@ -25,6 +25,7 @@ from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
 from services.intake.app import IntakeSettings, create_app
 from tests.conftest import package_namespace, running, service_settings
+from tests.factories import piura_adolescent_girl
 from tests.infra import Infra
 
 namespace = package_namespace("intake")
@@ -50,6 +51,49 @@ async def intake_db(intake_dsn: str, intake: httpx.AsyncClient) -> AsyncIterator
         yield pool
     finally:
         await pool.close()
+
+
+# --- bad input: a body with one change, and proof that nothing was written -----------
+
+
+@pytest.fixture
+async def nothing_written(intake_dsn: str) -> AsyncIterator[None]:
+    """Counts rows before and after the test: bad input must change none of them. The
+    outbox is counted by its sequence, since the relay deletes the rows it published
+    (an earlier test's, perhaps, while this one runs)."""
+
+    async def counts() -> tuple[int, ...]:
+        conn = await asyncpg.connect(intake_dsn)
+        try:
+            rows = [
+                await conn.fetchval(f"SELECT count(*) FROM {table}")
+                for table in ("cases", "idempotency_keys", "reference_counters")
+            ]
+            outbox = await conn.fetchval("SELECT last_value FROM outbox_seq_seq")
+            return (*rows, outbox)
+        finally:
+            await conn.close()
+
+    before = await counts()
+    yield
+    assert await counts() == before, "bad input wrote something"
+
+
+def with_change(path: str, value: Any) -> dict[str, Any]:
+    """The Piura registration with `path` ("child.sex") set to `value` (or DELETE)."""
+    body = piura_adolescent_girl()
+    target = body
+    *parents, leaf = path.split(".")
+    for part in parents:
+        target = target[part]
+    if value is DELETE:
+        del target[leaf]
+    else:
+        target[leaf] = value
+    return body
+
+
+DELETE = object()
 
 
 # --- referral events, as the referral service publishes them ----------------------------

@@ -8,49 +8,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.factories import piura_adolescent_girl
 from tests.helpers import auth
+from tests.intake.conftest import DELETE as _DELETE
+from tests.intake.conftest import with_change
 
-
-@pytest.fixture
-async def nothing_written(intake_dsn: str) -> AsyncIterator[None]:
-    """Counts rows before and after the test: bad input must change none of them."""
-
-    async def counts() -> tuple[int, ...]:
-        conn = await asyncpg.connect(intake_dsn)
-        try:
-            return tuple(
-                [
-                    await conn.fetchval(f"SELECT count(*) FROM {table}")
-                    for table in ("cases", "outbox", "idempotency_keys", "reference_counters")
-                ]
-            )
-        finally:
-            await conn.close()
-
-    before = await counts()
-    yield
-    assert await counts() == before, "bad input wrote something"
-
-
-def with_change(path: str, value: Any) -> dict[str, Any]:
-    body = piura_adolescent_girl()
-    target = body
-    *parents, leaf = path.split(".")
-    for part in parents:
-        target = target[part]
-    if value is _DELETE:
-        del target[leaf]
-    else:
-        target[leaf] = value
-    return body
-
-
-_DELETE = object()
 FUTURE = (date.today() + timedelta(days=3)).isoformat()
 TOO_OLD = date.today().replace(year=date.today().year - 19).isoformat()
 

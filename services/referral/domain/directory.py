@@ -52,7 +52,11 @@ def _check_time_zone(name: str) -> str:
     return name
 
 
-TimeZone = Annotated[str, AfterValidator(_check_time_zone)]
+TimeZone = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$", description="IANA time zone"),
+    AfterValidator(_check_time_zone),
+]
 
 
 class ContactPoint(Strict):
