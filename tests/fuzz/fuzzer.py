@@ -116,6 +116,11 @@ class Fuzzer:
                     failure_detail(failure, response),
                     shape,
                 )
+        for problem in edge_header_problems(response):
+            shape = request_shape(case, caller, seeded.what if seeded else origin)
+            self.tally.fail(
+                service, operation, response.status_code, "Edge headers", problem, shape
+            )
         return response
 
     def authenticate(self, case: AnyCase, n: int) -> str:
@@ -159,6 +164,24 @@ class Fuzzer:
             return []
         lines = self.sms_log.read_bytes().splitlines()
         return [str(orjson.loads(line)["sid"]) for line in lines if line.strip()]
+
+
+EDGE_HEADERS = {"cache-control": "no-store", "x-content-type-options": "nosniff"}
+
+
+def edge_header_problems(response: Response) -> list[str]:
+    """What every answer must carry (no-store, nosniff) and must not (a server banner)."""
+    headers: dict[str, str] = {}
+    for name, value in response.headers.items():
+        headers[name.lower()] = value[0] if isinstance(value, list) and value else str(value)
+    problems = [
+        f"{name}: {headers.get(name)!r}, not {wanted!r}"
+        for name, wanted in EDGE_HEADERS.items()
+        if headers.get(name) != wanted
+    ]
+    if "server" in headers:
+        problems.append("a server banner")
+    return problems
 
 
 def body_of(response: Response) -> Any:
