@@ -167,7 +167,7 @@ class InputGuard:
         except _Refused as refused:
             await answer(send, refused.problem)
             return
-        if scope.get("method") not in ("POST", "PUT", "PATCH") or not _is_json(scope):
+        if not _is_json(scope):
             await self.app(scope, receive, send)
             return
         body, more = bytearray(), True

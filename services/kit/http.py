@@ -232,14 +232,8 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def validation_problem(exc: RequestValidationError) -> Problem:
+    # Malformed JSON never gets here: services.kit.edge.InputGuard answers it first.
     errors = list(exc.errors())
-    if any(err.get("type") == "json_invalid" for err in errors):
-        return Problem(
-            400,
-            "Malformed JSON",
-            "The request body is not valid JSON.",
-            errors=[{"field": "body", "message": "invalid JSON"}],
-        )
     fields = [
         {
             "field": _field_path(tuple(err.get("loc", ()))),

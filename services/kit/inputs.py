@@ -74,32 +74,26 @@ MultiLineText = Annotated[
 """Free text a person may type on several lines: a reason, a note."""
 
 
-def _bounded_instant(moment: datetime) -> datetime:
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
-        raise PydanticCustomError(
-            "instant_out_of_range",
-            f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}",
-        )
-    return moment
-
-
-def _bounded_date(day: date) -> date:
-    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:
-        raise PydanticCustomError(
-            "date_out_of_range", f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}"
-        )
-    return day
-
-
-Instant = Annotated[datetime, AfterValidator(_bounded_instant)]
-"""A moment between the years 1900 and 2100 (in the offset it was given in)."""
-
-Day = Annotated[date, AfterValidator(_bounded_date)]
-"""A calendar day between the years 1900 and 2100."""
-
-
-def instant_problem(moment: datetime) -> str | None:
-    """Why a moment parsed outside a model (a cursor) is out of range, or None."""
+def instant_problem(moment: date) -> str | None:
+    """Why an instant or a day is out of range, or None; for a value parsed outside a
+    model (a cursor) too."""
     if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:
         return f"must be between the years {EARLIEST_YEAR} and {LATEST_YEAR}"
     return None
+
+
+def _in_range(kind: str) -> AfterValidator:
+    def check(moment: date) -> date:
+        problem = instant_problem(moment)
+        if problem is not None:
+            raise PydanticCustomError(f"{kind}_out_of_range", problem)
+        return moment
+
+    return AfterValidator(check)
+
+
+Instant = Annotated[datetime, _in_range("instant")]
+"""A moment between the years 1900 and 2100 (in the offset it was given in)."""
+
+Day = Annotated[date, _in_range("date")]
+"""A calendar day between the years 1900 and 2100."""

@@ -79,9 +79,10 @@ async def nothing_written(intake_dsn: str) -> AsyncIterator[None]:
     assert await counts() == before, "bad input wrote something"
 
 
-def with_change(path: str, value: Any) -> dict[str, Any]:
-    """The Piura registration with `path` ("child.sex") set to `value` (or DELETE)."""
-    body = piura_adolescent_girl()
+def with_change(path: str, value: Any, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`body` (the Piura registration) with `path` ("child.sex") set to `value` (or
+    DELETE)."""
+    body = piura_adolescent_girl() if body is None else body
     target = body
     *parents, leaf = path.split(".")
     for part in parents:

@@ -39,13 +39,8 @@ def _problem(response: httpx.Response, status: int, field: str) -> dict[str, Any
 
 
 def _with_guardian(path: str, value: Any) -> dict[str, Any]:
-    body = with_change("guardian", {"name": "Carmen Rojas", "relationship": "aunt"})
-    target = body
-    *parents, leaf = path.split(".")
-    for part in parents:
-        target = target[part]
-    target[leaf] = value
-    return body
+    guardian = {"name": "Carmen Rojas", "relationship": "aunt"}
+    return with_change(path, value, with_change("guardian", guardian))
 
 
 @pytest.mark.usefixtures("nothing_written")
