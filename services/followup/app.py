@@ -115,7 +115,8 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
         settings,
         migrations=MIGRATIONS,
         subscriptions=Handlers(policy).subscriptions(),
-        workers=[timer_worker, report_metrics_worker],
+        workers=[timer_worker],
+        optional_workers=[report_metrics_worker],
     )
     metrics = FollowupMetrics(runtime.metrics.registry)
     timers = TimerLoop(

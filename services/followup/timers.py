@@ -36,10 +36,11 @@ from services.kit.clock import Clock
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 
 log = get_logger(__name__)
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
 RETRY_BASE_SECONDS = 0.5
 RETRY_CAP_SECONDS = 10.0
 
@@ -86,7 +87,11 @@ class TimerLoop:
             try:
                 fired = await self.fire_due()
                 backoff.reset()
-            except DB_ERRORS as exc:
+                loop_health().ok()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # the supervisor logs it and starts the loop again
+                loop_health().failing(f"timers: {exc.__class__.__name__}")
                 delay = backoff.next_delay()
                 log.warning(
                     "timer pass failed; retrying",

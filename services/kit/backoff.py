@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 Jitter = Callable[[float, float], float]
 
@@ -63,3 +64,30 @@ async def pause(seconds: float, *events: asyncio.Event) -> None:
             waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await waiter
+
+
+T = TypeVar("T")
+
+
+class Stopped(Exception):
+    """`until_done` gave up because the service is stopping."""
+
+
+async def until_done(
+    step: Callable[[], Awaitable[T]],
+    *,
+    backoff: Backoff,
+    stopping: asyncio.Event,
+    on_error: Callable[[Exception], None],
+) -> T:
+    """Run `step` until it succeeds, backing off between failures (`on_error` hears
+    each one); raises `Stopped` instead of waiting once `stopping` is set. For work
+    that must not be skipped, such as writing a dead letter before moving on."""
+    while True:
+        try:
+            return await step()
+        except Exception as exc:
+            on_error(exc)
+            if stopping.is_set():
+                raise Stopped from exc
+            await pause(backoff.next_delay(), stopping)

@@ -7,23 +7,26 @@ the Kafka offset committed (manual ack): a crash in between means redelivery, ne
 loss.
 
 When the batch transaction fails, each event is retried alone:
-- infrastructure errors (database unreachable, ...) are retried with backoff for as
-  long as it takes, without committing the offset;
+- transient errors (`services.kit.transient`: database unreachable or restarting,
+  ...) are retried with backoff for as long as it takes, without committing the
+  offset, and never count toward dead-lettering;
 - a record that cannot be decoded or validated goes to the dead-letter topic at once;
 - any other error is retried alone a bounded number of times (`max_attempts`, after
   the failed batch attempt) with exponential backoff and jitter, then dead-lettered
   with the error in `x-error-*` headers.
 A bad record therefore never blocks its partition and is never silently dropped.
+
+Dead letters name who refused them and are written once per consumer group
+(`services.kit.dead_letter`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
 import structlog
@@ -34,12 +37,12 @@ from faststream.kafka.annotations import KafkaMessage
 
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.registry import EVENT_MODELS, producer_source
-from contracts.topics import dead_letter_topic, namespaced
-from services.kit.backoff import Backoff
+from contracts.topics import namespaced
+from services.kit.backoff import Backoff, pause
 from services.kit.db import Conn
+from services.kit.dead_letter import DeadLetters, StoppingWithUnappliedRecord
 from services.kit.event_errors import (
     POISON,
-    TRANSIENT,
     TransientError,
     UntrustedSourceError,
     describe_error,
@@ -48,10 +51,13 @@ from services.kit.event_errors import PoisonEventError as PoisonEventError  # re
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
 from services.kit.outbox import deferred_writes
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 
 log = get_logger(__name__)
 
 EventHandler = Callable[[Conn, CloudEvent], Awaitable[None]]
+T = TypeVar("T")
 
 
 async def wait_until_ready(ready: asyncio.Event, timeout: float, what: str) -> None:
@@ -94,6 +100,8 @@ class EventConsumer:
         subscription: Subscription,
         pool: asyncpg.Pool,
         producer: Callable[[], Awaitable[AIOKafkaProducer]],
+        service: str,
+        group_id: str,
         namespace: str,
         metrics: KitMetrics,
         max_attempts: int = 5,
@@ -103,12 +111,26 @@ class EventConsumer:
         self.subscription = subscription
         self._pool = pool
         self._producer = producer
+        self.service = service
+        # One group per subscription: subscriptions of one service on several topics
+        # would otherwise share a group and rebalance each other at every start/stop.
+        self.group_id = f"{group_id}.{subscription.consumer_name}"
         self._namespace = namespace
         self._metrics = metrics
         self._max_attempts = max_attempts
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.stopping = asyncio.Event()
+        self.dead_letters = DeadLetters(
+            pool=pool,
+            producer=producer,
+            service=service,
+            subscription=subscription.consumer_name,
+            group_id=self.group_id,
+            topic=subscription.topic,
+            metrics=metrics,
+            stopping=self.stopping,
+        )
 
     @property
     def physical_topic(self) -> str:
@@ -127,7 +149,7 @@ class EventConsumer:
             try:
                 event = CloudEvent.from_record(record.key, record.value, record.headers)
             except EnvelopeError as exc:
-                await self._dead_letter(record, None, exc, attempts=1)
+                await self.dead_letters.write(record, None, exc, attempts=1)
                 continue
             if event.type in EVENT_MODELS and event.source != producer_source(event.type):
                 await self._refuse_untrusted(record, event)
@@ -145,6 +167,7 @@ class EventConsumer:
             for record, event in decoded:
                 await self._apply_one_with_retries(record, event)
             return
+        loop_health().ok()
         for event, outcome in zip(events, outcomes, strict=True):
             self._metrics.events_consumed.labels(self.subscription.topic, event.type, outcome).inc()
 
@@ -193,39 +216,42 @@ class EventConsumer:
                 self._metrics.events_consumed.labels(
                     self.subscription.topic, event.type, outcome
                 ).inc()
+                loop_health().ok()
                 return
             except POISON as exc:
                 self._metrics.handler_errors.labels(
                     self.subscription.topic, event.type, "poison"
                 ).inc()
-                await self._dead_letter(record, event, exc, attempts=attempt)
+                await self.dead_letters.write(record, event, exc, attempts=attempt)
                 return
-            except TRANSIENT as exc:
-                # Infrastructure, not the record: wait it out; the offset stays put.
-                attempt -= 1
-                self._metrics.handler_errors.labels(
-                    self.subscription.topic, event.type, "transient"
-                ).inc()
-                log.warning(
-                    "transient error; retrying", error=describe_error(exc), event_id=event.id
-                )
             except Exception as exc:
-                self._metrics.handler_errors.labels(
-                    self.subscription.topic, event.type, "error"
-                ).inc()
-                log.warning(
-                    "handler failed",
-                    error=describe_error(exc),
-                    attempt=attempt,
-                    event_id=event.id,
-                    case_id=event.subject,
-                )
-                if attempt >= self._max_attempts:
-                    await self._dead_letter(record, event, exc, attempts=attempt)
-                    return
+                if is_transient(exc):
+                    # Infrastructure, not the record: wait it out; the offset stays put.
+                    attempt -= 1
+                    self._metrics.handler_errors.labels(
+                        self.subscription.topic, event.type, "transient"
+                    ).inc()
+                    loop_health().failing(f"{self.group_id}: {describe_error(exc)}")
+                    log.warning(
+                        "transient error; retrying", error=describe_error(exc), event_id=event.id
+                    )
+                else:
+                    self._metrics.handler_errors.labels(
+                        self.subscription.topic, event.type, "error"
+                    ).inc()
+                    log.warning(
+                        "handler failed",
+                        error=describe_error(exc),
+                        attempt=attempt,
+                        event_id=event.id,
+                        case_id=event.subject,
+                    )
+                    if attempt >= self._max_attempts:
+                        await self.dead_letters.write(record, event, exc, attempts=attempt)
+                        return
             if self.stopping.is_set():
-                raise asyncio.CancelledError("stopping with an unapplied record")
-            await asyncio.sleep(backoff.next_delay())
+                raise StoppingWithUnappliedRecord(event.id)
+            await pause(backoff.next_delay(), self.stopping)
 
     async def _refuse_untrusted(self, record: ConsumerRecord[Any, Any], event: CloudEvent) -> None:
         """Provenance: each event type has one legitimate producer. The event id is not
@@ -237,69 +263,7 @@ class EventConsumer:
             f"ce_source {event.source[:100]!r} is not {producer_source(event.type)!r}, "
             f"the producer of {event.type}"
         )
-        await self._dead_letter(record, None, error, attempts=1, event_type=event.type)
-
-    async def _dead_letter(
-        self,
-        record: ConsumerRecord[Any, Any],
-        event: CloudEvent | None,
-        exc: BaseException,
-        *,
-        attempts: int,
-        event_type: str | None = None,
-    ) -> None:
-        error = describe_error(exc)
-        dlq = dead_letter_topic(record.topic)
-        error_type = getattr(exc, "error_type", "") or exc.__class__.__name__
-        headers = [
-            *(record.headers or ()),
-            ("x-error-type", error_type.encode()),
-            ("x-error-message", error.encode()),
-            ("x-error-attempts", str(attempts).encode()),
-            ("x-original-topic", record.topic.encode()),
-            ("x-original-partition", str(record.partition).encode()),
-            ("x-original-offset", str(record.offset).encode()),
-            ("x-consumer", self.subscription.consumer_name.encode()),
-        ]
-        while True:
-            try:
-                producer = await self._producer()
-                await (
-                    await producer.send(dlq, value=record.value, key=record.key, headers=headers)
-                )
-                break
-            except Exception as send_exc:  # broker trouble: the offset must not move on
-                log.warning(
-                    "dead-letter publish failed; retrying", error=send_exc.__class__.__name__
-                )
-                if self.stopping.is_set():
-                    raise asyncio.CancelledError("stopping before dead-lettering") from send_exc
-                await asyncio.sleep(1.0)
-        if event is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.execute(
-                    """INSERT INTO processed_events (consumer, event_id, event_type, outcome, error)
-                       VALUES ($1, $2, $3, 'dead_lettered', $4) ON CONFLICT DO NOTHING""",
-                    self.subscription.consumer_name,
-                    event.id,
-                    event.type,
-                    error,
-                )
-        self._metrics.dead_lettered.labels(self.subscription.topic).inc()
-        event_type = event.type if event else event_type
-        self._metrics.events_consumed.labels(
-            self.subscription.topic, event_type or "undecodable", "dead_lettered"
-        ).inc()
-        log.error(
-            "record dead-lettered",
-            dlq=dlq,
-            error=error,
-            error_type=error_type,
-            attempts=attempts,
-            event_id=event.id if event else None,
-            partition=record.partition,
-            offset=record.offset,
-        )
+        await self.dead_letters.write(record, None, error, attempts=1, event_type=event.type)
 
 
 async def prune_processed_events(pool: asyncpg.Pool, older_than: timedelta) -> int:
@@ -332,7 +296,6 @@ def register(
     broker: KafkaBroker,
     consumer: EventConsumer,
     *,
-    group_id: str,
     batch_size: int,
     auto_offset_reset: str,
 ) -> None:
@@ -343,6 +306,11 @@ def register(
         records = raw if isinstance(raw, tuple) else (raw,)
         try:
             await consumer.handle_batch(records)
+        except StoppingWithUnappliedRecord:
+            # Shutting down mid-retry: rewind, commit nothing; redelivered after restart.
+            await message.nack()
+            log.warning("stopping with an unapplied record; it will be redelivered")
+            return
         except BaseException:
             # The consumer's position is already past this batch: rewind it, or the
             # next commit would skip records that were never applied.
@@ -353,9 +321,7 @@ def register(
     broker.subscriber(
         consumer.physical_topic,
         decoder=_undecoded,
-        # One group per subscription: subscriptions of one service on several topics
-        # would otherwise share a group and rebalance each other at every start/stop.
-        group_id=f"{group_id}.{consumer.subscription.consumer_name}",
+        group_id=consumer.group_id,
         batch=True,
         max_records=batch_size,
         batch_timeout_ms=100,

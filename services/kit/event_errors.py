@@ -1,21 +1,14 @@
 """What can go wrong with a consumed record, and how it is described: transient
-(retried without committing), poison (dead-lettered at once), or untrusted (a ce_source
-that is not its type's declared producer)."""
+(retried without committing; `services.kit.transient` decides), poison (dead-lettered
+at once), or untrusted (a ce_source that is not its type's declared producer)."""
 
 from __future__ import annotations
 
-import asyncio
-
-import asyncpg
 import pydantic
 
 from contracts.envelope import EnvelopeError
 from contracts.registry import UnknownEventType
-
-
-class TransientError(Exception):
-    """Raised by a handler when a dependency is briefly unavailable: retried, never
-    dead-lettered."""
+from services.kit.transient import TransientError as TransientError  # re-exported
 
 
 class PoisonEventError(Exception):
@@ -29,19 +22,6 @@ class UntrustedSourceError(PoisonEventError):
     a forgery or a misconfigured producer. Dead-lettered, never applied."""
 
     error_type = "untrusted_source"
-
-
-TRANSIENT = (
-    TransientError,
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-)
 
 
 POISON = (PoisonEventError, EnvelopeError, UnknownEventType, pydantic.ValidationError)

@@ -30,12 +30,16 @@ from services.kit.errors import (
     StaleVersion,
     Unavailable,
 )
+from services.kit.logging import get_logger
 from services.kit.principals import Agency as Agency
 from services.kit.principals import AgencyConfig as AgencyConfig
 from services.kit.principals import AgencyRegistry as AgencyRegistry
 from services.kit.principals import Role as Role
 from services.kit.principals import hash_api_key as hash_api_key
 from services.kit.throttle import AuthThrottle
+from services.kit.transient import HTTP_CANDIDATES, RETRY_AFTER_SECONDS, is_transient
+
+log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -296,6 +300,25 @@ def install_problem_handlers(app: FastAPI) -> None:
             request, Problem(500, "Internal error", "The service could not complete this.")
         )
 
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_transient(exc):
+            raise exc  # not the infrastructure: the 500 handler answers
+        # Nothing was done, or it was rolled back with the transaction: the caller may
+        # send the same request again (with its Idempotency-Key, where it has one).
+        log.warning("dependency unavailable; answered 503", error=exc.__class__.__name__)
+        return await problem_response(
+            request,
+            Problem(
+                503,
+                "Service unavailable",
+                "A dependency of this service is briefly unavailable; nothing was "
+                "changed. Send the same request again after Retry-After seconds.",
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            ),
+        )
+
+    for candidate in HTTP_CANDIDATES:
+        app.add_exception_handler(candidate, unavailable)
     app.add_exception_handler(StarletteHTTPException, problem_response)
     app.add_exception_handler(DomainError, refused)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -65,7 +65,8 @@ DESCRIPTIONS: dict[int, str] = {
     422: "A field is missing or breaks a rule; `errors` names each",
     428: "This operation needs an If-Match header",
     429: "Too many failed authentications from this address; see Retry-After",
-    503: "A dependency is unavailable; retry later",
+    503: "A dependency (database, broker) is briefly unavailable; nothing was changed: "
+    "send the same request again after Retry-After",
 }
 
 _HEADERS: dict[int, dict[str, Any]] = {
@@ -76,6 +77,12 @@ _HEADERS: dict[int, dict[str, Any]] = {
         }
     },
     429: {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again",
+            "schema": {"type": "integer"},
+        }
+    },
+    503: {
         "Retry-After": {
             "description": "Seconds to wait before trying again",
             "schema": {"type": "integer"},
@@ -105,10 +112,10 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     parameters = operation.get("parameters", [])
     statuses: set[int] = set()
     if operation.get("security"):
-        statuses |= {401, 429}
+        statuses |= {401, 429, 503}
     body = operation.get("requestBody", {}).get("content", {})
     if body:
-        statuses.add(413)
+        statuses |= {413, 503}
     if any(media == "application/json" or media.endswith("+json") for media in body):
         statuses |= {400, 422}
     if any(p.get("in") != "path" or _constrained(p.get("schema", {})) for p in parameters):

@@ -35,6 +35,8 @@ from services.kit.db import Conn
 from services.kit.kafka import start_producer
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 
 NOTIFY_CHANNEL = "enlace_outbox"
 log = get_logger(__name__)
@@ -157,17 +159,25 @@ class OutboxRelay:
     # --- lifecycle ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until `stop()`: win the lock, then relay; lose it, then try again."""
-        while not self._stopping.is_set():
-            try:
-                await self._lead()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                self.last_error = f"database: {exc.__class__.__name__}"
-                log.warning("outbox relay lost its database connection", error=self.last_error)
-            finally:
-                self._set_leader(False)
-            await self._sleep(1.0)
-        await self._close_producer()
+        """Run until `stop()`: win the lock, then relay; lose it, then try again. A
+        transient error (database restarting, connection lost: `kit.transient`) is
+        retried here; anything else ends `run()`, and the supervisor restarts it."""
+        backoff = Backoff(0.5, self._retry_max)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._lead()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self.last_error = f"database: {exc.__class__.__name__}"
+                    loop_health().failing(self.last_error)
+                    log.warning("outbox relay lost its database connection", error=self.last_error)
+                finally:
+                    self._set_leader(False)
+                await self._sleep(backoff.next_delay())
+        finally:
+            await self._close_producer()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -180,9 +190,11 @@ class OutboxRelay:
         conn: Conn = await asyncpg.connect(self._dsn)
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", self._lock_key):
+                loop_health().ok()  # a hot standby: another replica relays
                 if await self._sleep(self._fallback_poll):
                     return
             self._set_leader(True)
+            loop_health().ok()
             await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
             log.info("outbox relay is leader")
             while not self._stopping.is_set():
@@ -242,11 +254,14 @@ class OutboxRelay:
                     retry_in=round(delay, 2),
                     pending=len(rows),
                 )
+                loop_health().failing(self.last_error)
                 await self._close_producer()  # a fresh producer id after any failure
                 if await self._sleep(delay):
                     return total
                 continue
-            self.last_error = None
+            if self.last_error is not None:
+                self.last_error = None
+                loop_health().ok()
             backoff.reset()
             total += published
             if published < len(rows):

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from services.kit import openapi
 from services.kit.backoff import Backoff, pause
@@ -37,6 +35,7 @@ from services.kit.edge import (
     RequestMetricsMiddleware,
     SecurityHeaders,
 )
+from services.kit.health import health_router
 from services.kit.http import install_problem_handlers
 from services.kit.kafka import diagnose, make_producer, start_producer
 from services.kit.logging import configure_logging, get_logger
@@ -44,7 +43,9 @@ from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
 from services.kit.production import refuse
 from services.kit.settings import ServiceSettings
+from services.kit.supervision import Supervisor, loop_health
 from services.kit.throttle import AuthThrottle
+from services.kit.transient import is_transient
 
 log = get_logger(__name__)
 # FastStream's own logger prints coloured text lines and one per message; route it
@@ -55,11 +56,6 @@ FASTSTREAM_LOGGER.setLevel(logging.WARNING)
 Worker = Callable[["ServiceRuntime"], Awaitable[None]]
 
 
-class Readiness(BaseModel):
-    status: Literal["ready", "not ready"]
-    checks: dict[str, bool]
-
-
 class ServiceRuntime:
     def __init__(
         self,
@@ -68,11 +64,15 @@ class ServiceRuntime:
         migrations: Path | None = None,
         subscriptions: list[Subscription] | None = None,
         workers: list[Worker] | None = None,
+        optional_workers: list[Worker] | None = None,
     ) -> None:
         self.settings = settings
         self.migrations = migrations
         self.subscriptions = subscriptions or []
-        self.workers = workers or []
+        # A worker's name is its loop's name; an optional one (a dashboard figure) does
+        # not make the replica unready when it fails.
+        self.optional_workers = optional_workers or []
+        self.workers = [*(workers or []), *self.optional_workers]
         self.metrics = KitMetrics(settings.service_name)
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute)
         self._pool: asyncpg.Pool | None = None
@@ -80,9 +80,13 @@ class ServiceRuntime:
         self.consumers: list[EventConsumer] = []
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
         self.broker_connected = False
         self.stopping = asyncio.Event()
+        self.supervisor = Supervisor(
+            self.stopping,
+            restart_cap=settings.loop_restart_max_seconds,
+            dead_after=settings.loop_dead_after_seconds,
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -124,12 +128,19 @@ class ServiceRuntime:
             fallback_poll_seconds=s.outbox_fallback_poll_seconds,
             retry_max_seconds=s.relay_retry_max_seconds,
         )
-        self._spawn(self.relay.run(), "outbox-relay")
+        relay = self.relay
+        self.supervisor.spawn("outbox-relay", relay.run)
         if self.subscriptions:
-            self._spawn(self._run_broker(), "kafka-subscribers")
-            self._spawn(self._prune_processed_events(), "processed-events-pruning")
+            self.supervisor.spawn("kafka-subscribers", self._run_broker)
+            self.supervisor.spawn(
+                "processed-events-pruning", self._prune_processed_events, needed=False
+            )
         for worker in self.workers:
-            self._spawn(worker(self), getattr(worker, "__name__", "worker"))
+            self.supervisor.spawn(
+                getattr(worker, "__name__", "worker"),
+                functools.partial(worker, self),
+                needed=worker not in self.optional_workers,
+            )
         log.info("service started", service=s.service_name, namespace=s.topic_namespace)
 
     async def stop(self) -> None:
@@ -144,15 +155,7 @@ class ServiceRuntime:
             consumer.stopping.set()
         if self.relay is not None:
             await self.relay.stop()
-        grace = self.settings.shutdown_grace_seconds
-        _, pending = (
-            await asyncio.wait(self._tasks, timeout=grace) if self._tasks else (set(), set())
-        )
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(BaseException):
-                await task
+        await self.supervisor.stop(self.settings.shutdown_grace_seconds)
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._producer.stop(), timeout=5)
@@ -168,18 +171,6 @@ class ServiceRuntime:
             yield
         finally:
             await self.stop()
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("background task crashed", task=name)
-                raise
-
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
 
     async def sleep(self, seconds: float) -> bool:
         """Sleep unless stopping; True when the service is stopping."""
@@ -200,48 +191,24 @@ class ServiceRuntime:
             return self._producer
 
     async def _run_broker(self) -> None:
+        """Connect the subscribers (retrying while Kafka is unreachable), then watch
+        them: a FastStream consumer task that ends is an error, and the supervisor
+        starts the whole broker again."""
         s = self.settings
         backoff = Backoff(0.5, 10.0)
+        health = loop_health()
         while not self.stopping.is_set():
-            broker = KafkaBroker(
-                s.kafka.bootstrap,
-                security=s.kafka.faststream_security(),
-                # Topics are provisioned by the scripts; a service principal may not
-                # create them (and FastStream would try at every start).
-                allow_auto_create_topics=False,
-                client_id=s.service_name,
-                graceful_timeout=s.shutdown_grace_seconds,
-                logger=FASTSTREAM_LOGGER,
-            )
-            consumers = [
-                EventConsumer(
-                    subscription=sub,
-                    pool=self.pool,
-                    producer=self.producer,
-                    namespace=s.topic_namespace,
-                    metrics=self.metrics,
-                    max_attempts=s.consumer_max_attempts,
-                    backoff_initial=s.consumer_backoff_initial_seconds,
-                    backoff_max=s.consumer_backoff_max_seconds,
-                )
-                for sub in self.subscriptions
-            ]
-            for consumer in consumers:
-                register(
-                    broker,
-                    consumer,
-                    group_id=s.group_id,
-                    batch_size=s.consumer_batch_size,
-                    auto_offset_reset=s.consumer_auto_offset_reset,
-                )
+            broker, consumers = self._subscribers()
             try:
                 await broker.start()
             except Exception as exc:
                 delay = backoff.next_delay()
                 refused = await diagnose(s.kafka)
+                reason = str(refused) if refused else exc.__class__.__name__
+                health.failing(f"kafka: {reason}")
                 log.warning(
                     "kafka not reachable; subscribers will retry",
-                    error=str(refused) if refused else exc.__class__.__name__,
+                    error=reason,
                     retry_in=round(delay, 2),
                 )
                 with contextlib.suppress(Exception):
@@ -251,21 +218,64 @@ class ServiceRuntime:
                 continue
             self.consumers = consumers
             self.broker_connected = True
+            health.ok()
             log.info("subscribers started", topics=[c.physical_topic for c in consumers])
-            await self.stopping.wait()
-            for consumer in consumers:  # stop() may have run before they were listed
-                consumer.stopping.set()
-            with contextlib.suppress(Exception):
-                await broker.stop()
-            self.broker_connected = False
+            try:
+                while not await self.sleep(1.0):
+                    if any(t.done() for t in _consume_tasks(broker)):
+                        raise RuntimeError("a Kafka subscriber task ended")
+            finally:
+                for consumer in consumers:  # stop() may have run before they were listed
+                    consumer.stopping.set()
+                with contextlib.suppress(Exception):
+                    await broker.stop()
+                self.broker_connected = False
             return
+
+    def _subscribers(self) -> tuple[KafkaBroker, list[EventConsumer]]:
+        s = self.settings
+        broker = KafkaBroker(
+            s.kafka.bootstrap,
+            security=s.kafka.faststream_security(),
+            # Topics are provisioned by the scripts; a service principal may not
+            # create them (and FastStream would try at every start).
+            allow_auto_create_topics=False,
+            client_id=s.service_name,
+            graceful_timeout=s.shutdown_grace_seconds,
+            logger=FASTSTREAM_LOGGER,
+        )
+        consumers = [
+            EventConsumer(
+                subscription=sub,
+                pool=self.pool,
+                producer=self.producer,
+                service=s.service_name,
+                group_id=s.group_id,
+                namespace=s.topic_namespace,
+                metrics=self.metrics,
+                max_attempts=s.consumer_max_attempts,
+                backoff_initial=s.consumer_backoff_initial_seconds,
+                backoff_max=s.consumer_backoff_max_seconds,
+            )
+            for sub in self.subscriptions
+        ]
+        for consumer in consumers:
+            register(
+                broker,
+                consumer,
+                batch_size=s.consumer_batch_size,
+                auto_offset_reset=s.consumer_auto_offset_reset,
+            )
+        return broker, consumers
 
     async def _prune_processed_events(self) -> None:
         keep = timedelta(days=self.settings.processed_events_retention_days)
         while not await self.sleep(3600 if self.broker_connected else 60):
             try:
                 pruned = await prune_processed_events(self.pool, keep)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
                 log.warning("could not prune processed events", error=exc.__class__.__name__)
                 continue
             if pruned:
@@ -286,57 +296,10 @@ class ServiceRuntime:
         except Exception:
             return False
 
-    # --- http ------------------------------------------------------------------------
 
-    def health_router(self) -> APIRouter:
-        router = APIRouter(tags=["operations"])
-
-        @router.get("/healthz", summary="The process is alive")
-        async def healthz() -> dict[str, str]:
-            return {"status": "ok", "service": self.settings.service_name}
-
-        @router.get(
-            "/readyz",
-            summary="Database and Kafka really reachable",
-            response_model=Readiness,
-            responses={
-                503: {
-                    "description": "Not ready: the same document, whose checks say what is "
-                    "missing (for orchestrators: the status is the answer, not a problem)",
-                    "model": Readiness,
-                }
-            },
-        )
-        async def readyz(response: Response) -> dict[str, Any]:
-            database, kafka = await asyncio.gather(
-                self.database_reachable(), self.kafka_reachable()
-            )
-            subscribers = self.broker_connected or not self.subscriptions
-            ready = database and kafka and subscribers
-            response.status_code = 200 if ready else 503
-            return {
-                "status": "ready" if ready else "not ready",
-                "checks": {
-                    "database": database,
-                    "kafka": kafka,
-                    "subscribers": subscribers,
-                    "outbox_relay_leader": bool(self.relay and self.relay.is_leader),
-                },
-            }
-
-        @router.get(
-            "/metrics",
-            summary="Prometheus metrics",
-            response_class=PlainTextResponse,
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
-        )
-        async def metrics() -> Response:
-            if self.relay is not None:
-                with contextlib.suppress(Exception):
-                    await self.relay.backlog()
-            return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-        return router
+def _consume_tasks(broker: KafkaBroker) -> list[asyncio.Task[Any]]:
+    """FastStream's consume-loop tasks (one per subscriber and partition group)."""
+    return [t for sub in broker.subscribers for t in getattr(sub, "tasks", ())]
 
 
 def service_app(
@@ -367,7 +330,7 @@ def service_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=runtime.metrics)
     app.add_middleware(SecurityHeaders)
-    app.include_router(runtime.health_router())
+    app.include_router(health_router(runtime))
     return app
 
 

@@ -102,6 +102,10 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_seconds: float = 5.0
     consumer_auto_offset_reset: str = "earliest"
     shutdown_grace_seconds: float = 15.0
+    # A background loop that died is restarted with backoff (capped here); one that
+    # stays dead longer than the bound fails /healthz, so the process is restarted.
+    loop_restart_max_seconds: float = 15.0
+    loop_dead_after_seconds: float = 60.0
     # Event ids are kept longer than Kafka keeps records (7 days locally), so that any
     # redelivery is still recognised; older ones are pruned hourly.
     processed_events_retention_days: float = 14.0

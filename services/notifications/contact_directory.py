@@ -37,6 +37,8 @@ from services.kit.consumer import wait_until_ready
 from services.kit.event_errors import describe_error
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 from services.notifications import store
 from services.notifications.domain.recipients import AgencyContacts, Contact, ContactBook
 
@@ -168,21 +170,26 @@ class ContactDirectoryReplica:
 
     async def follow_referral(self, runtime: ServiceRuntime) -> None:
         """Background worker: restore the snapshot, then keep up with referral."""
+        health = loop_health()
+        if self._book is None:  # not ready to plan messages until there is a book
+            health.failing("contact directory not loaded yet")
         try:
             await self.restore(runtime.pool)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
             log.warning("contact directory snapshot not restored", error=describe_error(exc))
+        if self._book is not None:
+            health.ok()
         backoff = Backoff(self.refresh_seconds, max(self.refresh_seconds, RETRY_CAP_SECONDS))
         while not runtime.stopping.is_set():
             try:
                 await self.refresh(runtime.pool)
-            except (
-                DirectoryUnavailable,
-                httpx.HTTPError,
-                OSError,
-                asyncpg.PostgresError,
-                asyncpg.InterfaceError,
-            ) as exc:
+                if self._book is not None:
+                    health.ok()
+            except Exception as exc:
+                if not (
+                    isinstance(exc, DirectoryUnavailable | httpx.HTTPError) or is_transient(exc)
+                ):
+                    raise  # the supervisor logs it and starts the loop again
                 delay = backoff.next_delay()
                 reason = str(exc) if isinstance(exc, DirectoryUnavailable) else describe_error(exc)
                 log.warning(

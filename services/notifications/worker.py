@@ -14,10 +14,12 @@ from datetime import timedelta
 
 import asyncpg
 
-from services.kit.backoff import pause
+from services.kit.backoff import Backoff, pause
 from services.kit.clock import Clock
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 from services.notifications import store
 from services.notifications.outcomes import OutcomeRecorder
 from services.notifications.sending import DeliveryMetrics, Sender
@@ -55,6 +57,7 @@ class DeliveryWorker:
     async def run(self, runtime: ServiceRuntime) -> None:
         listener = await self._listen()
         in_flight: set[asyncio.Task[None]] = set()
+        backoff = Backoff(0.2, 5.0)
         try:
             while not runtime.stopping.is_set():
                 capacity = self.policy.max_in_flight - len(in_flight)
@@ -72,11 +75,18 @@ class DeliveryWorker:
                             limit=capacity,
                             lease_until=now + timedelta(seconds=self.policy.lease_seconds),
                         )
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    except Exception as exc:
+                        if not is_transient(exc):
+                            raise  # the supervisor logs it and starts the loop again
+                        loop_health().failing(f"claiming deliveries: {exc.__class__.__name__}")
                         log.warning("claiming deliveries failed", error=exc.__class__.__name__)
-                        if await runtime.sleep(1.0):
+                        if await runtime.sleep(backoff.next_delay()):
                             break
                         continue
+                    backoff.reset()
+                    loop_health().ok()
+                    if listener is None or listener.is_closed():
+                        listener = await self._listen()  # the database came back
                 for item in claimed:
                     task = asyncio.create_task(self._deliver(item))
                     in_flight.add(task)
@@ -98,7 +108,9 @@ class DeliveryWorker:
             conn: asyncpg.Connection = await asyncpg.connect(self.dsn)
             await conn.add_listener(store.DUE_CHANNEL, lambda *_: self._wake.set())
             return conn
-        except (OSError, asyncpg.PostgresError) as exc:
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
             log.warning("no NOTIFY listener; polling only", error=exc.__class__.__name__)
             return None
 

@@ -19,6 +19,8 @@ from services.kit.consumer import wait_until_ready
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime, Worker
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 from services.referral import store
 from services.referral.domain.directory import Directory, Offer, load_directory
 
@@ -75,7 +77,10 @@ def directory_worker(cache: DirectoryCache, seed: Directory, refresh_seconds: fl
 
     async def directory_worker(runtime: ServiceRuntime) -> None:
         backoff = Backoff(base=0.5, cap=max(0.5, refresh_seconds))
-        while True:
+        health = loop_health()
+        if not cache.loaded.is_set():  # routing waits for the directory: not ready yet
+            health.failing("directory not loaded yet")
+        while not cache.loaded.is_set():
             try:
                 async with store.connection(runtime.pool) as conn:
                     added = await cache.seed(conn, seed)
@@ -83,17 +88,22 @@ def directory_worker(cache: DirectoryCache, seed: Directory, refresh_seconds: fl
                 # Loaded means seeded: a request that reloaded the empty directory
                 # before the seed went in must not count.
                 cache.loaded.set()
-                break
+                log.info("directory seeded", added=added)
+                health.ok()
             except Exception as exc:
+                if not is_transient(exc):
+                    raise  # the supervisor logs it and starts the loop again
+                health.failing(f"directory not loaded: {exc.__class__.__name__}")
                 log.warning("directory seeding failed", error=exc.__class__.__name__)
                 if await runtime.sleep(backoff.next_delay()):
                     return
-        log.info("directory seeded", added=added)
         while not await runtime.sleep(refresh_seconds):
             try:
                 async with store.connection(runtime.pool) as conn:
                     await cache.refresh(conn)
             except Exception as exc:  # keep routing on the copy we have
+                if not is_transient(exc):
+                    raise
                 log.warning("directory refresh failed", error=exc.__class__.__name__)
 
     return directory_worker

@@ -80,6 +80,8 @@ class ServiceUnderTest:
             subscription=subscription,
             pool=self.runtime.pool,
             producer=self.runtime.producer,
+            service=self.runtime.settings.service_name,
+            group_id=self.runtime.settings.group_id,
             namespace=self.namespace,
             metrics=self.runtime.metrics,
             max_attempts=2,

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from asyncpg.exceptions._base import InternalClientError
 
 from contracts.envelope import CloudEvent
 from contracts.topics import Topic, namespaced
@@ -33,6 +34,7 @@ class Behaviour:
 
     def __init__(self) -> None:
         self.fail_times: dict[str, int] = {}
+        self.fail_with: dict[str, Exception] = {}  # what the failures raise; TransientError
         self.always_fail: set[str] = set()
         self.attempts: dict[str, int] = {}
 
@@ -52,7 +54,7 @@ async def toy(
             raise KeyError("a bug in the handler")
         if behaviour.fail_times.get(case, 0) > 0:
             behaviour.fail_times[case] -= 1
-            raise TransientError("dependency down")
+            raise behaviour.fail_with.get(case, TransientError("dependency down"))
         await conn.execute(
             "INSERT INTO effects VALUES ($1, $2, $3)", event.id, case, event.data.get("note", "")
         )
@@ -185,6 +187,53 @@ async def test_transient_failures_are_retried_until_applied(
     assert behaviour.attempts[case] >= 7
 
 
+async def test_a_connection_lost_mid_query_is_transient_not_a_bad_event(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str, topics: TopicReader
+) -> None:
+    """asyncpg's InternalClientError after a fast PostgreSQL restart once counted toward
+    dead-lettering a valid event."""
+    runtime, behaviour = toy
+    case = str(uuid.uuid4())
+    behaviour.fail_times[case] = 5  # more than max attempts (3)
+    behaviour.fail_with[case] = InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+    await _produce(infra, namespace, _record(_event(case, "kept")))
+    assert await poll_until(lambda: _effects(runtime, case), what="applied after retries") == [
+        "kept"
+    ]
+    dead = await topics.read(Topic.NOTIFICATIONS.dlq)
+    assert not [r for r in dead if r.key == case]  # read after it was applied: caught up
+
+
+async def test_an_undecodable_record_is_dead_lettered_once_however_often_it_comes(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str, topics: TopicReader
+) -> None:
+    runtime, _ = toy
+    case = str(uuid.uuid4())
+    record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
+        topic=namespaced(namespace, Topic.NOTIFICATIONS),
+        partition=0,
+        offset=987_654,
+        timestamp=0,
+        timestamp_type=0,
+        key=case.encode(),
+        value=b"\x00not json",
+        checksum=None,
+        serialized_key_size=36,
+        serialized_value_size=10,
+        headers=_event(case).headers(),
+    )
+    (consumer,) = runtime.consumers
+    for _ in range(3):  # redelivered: a rewound batch, a rebalance, a restart
+        await consumer.handle_batch([record])
+    # Each handle_batch returned after the broker acknowledged what it wrote: the DLQ
+    # read now holds every copy there will ever be.
+    dead = await topics.for_case(Topic.NOTIFICATIONS.dlq, case, 1)
+    assert len(dead) == 1
+    assert dead[0].headers["x-original-offset"] == "987654"
+
+
 async def test_failing_handler_is_dead_lettered_after_bounded_retries(
     toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str, topics: TopicReader
 ) -> None:
@@ -197,6 +246,10 @@ async def test_failing_handler_is_dead_lettered_after_bounded_retries(
     assert dead.headers["ce_id"] == bad.id
     assert dead.headers["x-error-type"] == "KeyError"
     assert dead.headers["x-error-attempts"] == "3"
+    # who refused it: the service, its subscription, its consumer group
+    assert dead.headers["x-consumer-service"] == "toy"
+    assert dead.headers["x-consumer-subscription"] == Topic.NOTIFICATIONS.value
+    assert dead.headers["x-consumer-group"] == f"{namespace}-toy.{Topic.NOTIFICATIONS.value}"
     assert behaviour.attempts[case] == 1 + 3  # the batch attempt, then 3 alone
     outcome = await runtime.pool.fetchval(
         "SELECT outcome FROM processed_events WHERE event_id = $1", bad.id

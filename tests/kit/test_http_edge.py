@@ -7,8 +7,10 @@ import importlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import asyncpg
 import httpx
 import pytest
+from asyncpg.exceptions._base import InternalClientError
 from fastapi import Depends, FastAPI
 
 from services.kit.http import Agency, AgencyRegistry, agency_dependency
@@ -157,7 +159,8 @@ def test_every_status_is_documented_as_a_problem(service: str) -> None:
             media = content["application/json"]
             assert media.get("examples") or media.get("example"), f"{name}: no example"
         for status, response in responses.items():
-            if int(status) >= 400 and name != "GET /readyz":  # its own document, both ways
+            # The probes answer their own document both ways: the status is the answer.
+            if int(status) >= 400 and name not in ("GET /readyz", "GET /healthz"):
                 body = response["content"]
                 assert list(body) == ["application/problem+json"], (name, status)
                 assert body["application/problem+json"]["schema"] == {
@@ -185,3 +188,33 @@ def test_the_registration_examples_are_a_piura_and_a_guatemala_case() -> None:
     media = schema["paths"]["/v1/cases"]["post"]["requestBody"]["content"]["application/json"]
     regions = {example["value"]["location"]["region"] for example in media["examples"].values()}
     assert regions == {"PE-PIU", "GT-01"}
+
+
+def _failing_app() -> FastAPI:
+    runtime = ServiceRuntime(ServiceSettings(env="local", database_url=UNUSED_DSN))
+    app = service_app(runtime, title="edge", description="edge")
+
+    @app.post("/v1/register")
+    async def register() -> None:  # the database is down: nothing listens there
+        await asyncpg.connect(UNUSED_DSN, timeout=5)
+
+    @app.get("/v1/restarting")
+    async def restarting() -> None:
+        raise InternalClientError("cannot switch to state 15; another operation is in progress")
+
+    @app.get("/v1/bug")
+    async def bug() -> None:
+        raise KeyError("a bug")
+
+    return app
+
+
+async def test_a_database_that_is_down_answers_503_with_retry_after_never_500() -> None:
+    transport = httpx.ASGITransport(app=_failing_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://edge") as http:
+        for answer in (await http.post("/v1/register"), await http.get("/v1/restarting")):
+            assert answer.status_code == 503
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert answer.headers["retry-after"] == "5"
+            assert answer.json()["title"] == "Service unavailable"
+        assert (await http.get("/v1/bug")).status_code == 500  # a bug stays a 500

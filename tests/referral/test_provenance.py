@@ -59,7 +59,10 @@ async def test_a_forged_consent_withdrawal_is_dead_lettered_and_cancels_nothing(
 
     (dead,) = await poll_until(dead_lettered, what="the forged record in the DLQ")
     assert dead.headers["x-error-type"] == "untrusted_source"  # type: ignore[attr-defined]
-    assert dead.headers["x-consumer"] == "referral-cases"  # type: ignore[attr-defined]
+    # Who refused it: the service, its subscription and its consumer group.
+    assert dead.headers["x-consumer-service"] == "referral"  # type: ignore[attr-defined]
+    assert dead.headers["x-consumer-subscription"] == "referral-cases"  # type: ignore[attr-defined]
+    assert dead.headers["x-consumer-group"].endswith(".referral-cases")  # type: ignore[attr-defined]
 
     # Dead-lettering happens in partition order before the offset moves on: the
     # record has been handled, and nothing changed.
