@@ -39,7 +39,7 @@ KAFKA_BOOTSTRAP="$ENLACE_HOST:$ENLACE_KAFKA_PORT"
 KAFKA_TLS_DIR="$LOCAL_DIR/secrets/kafka-tls"
 KAFKA_CA_FILE="$KAFKA_TLS_DIR/ca.crt"
 
-PG_DIR="$LOCAL_DIR/pg"
+PG_DIR="$LOCAL_DIR/${ENLACE_PG_INSTANCE:-pg}"  # ENLACE_PG_INSTANCE: a private cluster (postgres.sh)
 PG_DATA="$PG_DIR/data"
 PG_LOG="$PG_DIR/postgres.log"
 # Used by the scripts alone; each service logs in as its own role enlace_<service>,

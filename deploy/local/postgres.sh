@@ -9,14 +9,31 @@
 # into .local/secrets/postgres/<role>.password (0600); the files are the truth and
 # `createdbs` sets them again. pg_hba takes scram-sha-256 on 127.0.0.1 only.
 #
-# Usage: deploy/local/postgres.sh {install|start|stop|status|createdb NAME SERVICE|createdbs|dsn SERVICE [DATABASE]|psql [args]}
+# Usage: deploy/local/postgres.sh {install|start|stop|restart|kill|pid|status|createdb NAME SERVICE|createdbs|dsn SERVICE [DATABASE]|psql [args]}
 #   dsn SERVICE [DATABASE]  print the DSN of SERVICE's role (database enlace_<service> by default)
+#   restart                 pg_ctl restart -m fast (clients are disconnected), then wait until it answers
+#   kill                    SIGKILL of the postmaster, as a crash: returns once its backends are gone too
+#   pid                     print the postmaster's pid (exit 3 when not running)
+#
+# ENLACE_PG_INSTANCE names a second, private cluster (default pg): its data and log in
+# .local/<instance>/, its own lock, on ENLACE_PG_PORT (e.g. the fault suite, which
+# restarts and kills its cluster without disturbing the shared one). The roles and
+# their password files are the same for every instance.
 set -euo pipefail
 
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-usage() { echo "usage: $0 {install|start|stop|status|createdb NAME SERVICE|createdbs|dsn SERVICE [DATABASE]|psql [args]}" >&2; exit 2; }
+usage() { echo "usage: $0 {install|start|stop|restart|kill|pid|status|createdb NAME SERVICE|createdbs|dsn SERVICE [DATABASE]|psql [args]}" >&2; exit 2; }
+
+PG_INSTANCE="${ENLACE_PG_INSTANCE:-pg}"
+[[ "$PG_INSTANCE" =~ ^[a-z0-9][a-z0-9-]{0,39}$ ]] || die "ENLACE_PG_INSTANCE must match [a-z0-9][a-z0-9-]{0,39}"
+# The shared cluster keeps its lock and file names; a private one has its own.
+if [[ "$PG_INSTANCE" == pg ]]; then
+    PG_LOCK=postgres PG_RUN_PREFIX=""
+else
+    PG_LOCK="$PG_INSTANCE" PG_RUN_PREFIX="$PG_INSTANCE-"
+fi
 
 # A cluster made by this script carries this file (clusters from before the
 # per-service roles had a superuser enlace/enlace and no such file).
@@ -98,7 +115,11 @@ resolve_state_dir() {
     if is_root && ! as_pg test -x "$PG_DIR"; then
         local hash
         hash="$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
-        PG_STATE="${ENLACE_PG_STATE_DIR:-/var/tmp/enlace-pg-$hash}"
+        if [[ -n "$PG_RUN_PREFIX" ]]; then
+            PG_STATE="/var/tmp/enlace-pg-$hash-$PG_INSTANCE"
+        else
+            PG_STATE="${ENLACE_PG_STATE_DIR:-/var/tmp/enlace-pg-$hash}"
+        fi
         mkdir -p "$PG_STATE"
         chown "$PG_OS_USER:" "$PG_STATE"
         chmod 700 "$PG_STATE"
@@ -118,7 +139,7 @@ resolve_state_dir() {
     # Unix socket paths must fit in sun_path (107 bytes incl. ".s.PGSQL.<port>").
     PG_SOCKET_DIR="$PG_STATE/socket"
     if ((${#PG_SOCKET_DIR} + 20 > 107)); then
-        PG_SOCKET_DIR="/tmp/enlace-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        PG_SOCKET_DIR="/tmp/enlace-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)${PG_RUN_PREFIX:+-$PG_INSTANCE}"
     fi
     mkdir -p "$PG_SOCKET_DIR"
     if is_root; then chown "$PG_OS_USER:" "$PG_SOCKET_DIR"; fi
@@ -200,10 +221,10 @@ do_install() {
         printf '%s\n' "$(ensure_secret "postgres/$PG_SUPERUSER.password")" >"$pwfile"
         if is_root; then chown "$PG_OS_USER:" "$pwfile"; fi
         if ! as_pg "$PG_BIN/initdb" -D "$PG_REAL_DATA" --username="$PG_SUPERUSER" --pwfile="$pwfile" \
-            --auth=scram-sha-256 --encoding=UTF8 --locale="$locale" >"$RUN_DIR/initdb.log" 2>&1; then
+            --auth=scram-sha-256 --encoding=UTF8 --locale="$locale" >"$RUN_DIR/${PG_RUN_PREFIX}initdb.log" 2>&1; then
             rm -f -- "$pwfile"
             rm -rf -- "$PG_REAL_DATA"
-            die "initdb failed" "$RUN_DIR/initdb.log"
+            die "initdb failed" "$RUN_DIR/${PG_RUN_PREFIX}initdb.log"
         fi
         rm -f -- "$pwfile"
         # Our settings live in enlace.conf, included once from postgresql.conf.
@@ -252,8 +273,8 @@ do_start() {
     if is_root; then chown "$PG_OS_USER:" "$PG_REAL_LOG"; fi
     # 9>&- : the postmaster must not inherit our start/stop lock.
     as_pg "$PG_BIN/pg_ctl" -D "$PG_REAL_DATA" -l "$PG_REAL_LOG" -w -t "$ENLACE_READY_TIMEOUT" start \
-        >"$RUN_DIR/pg_ctl.out" 2>&1 9>&- \
-        || die "pg_ctl start failed ($(tail -n 1 "$RUN_DIR/pg_ctl.out"))" "$PG_REAL_LOG"
+        >"$RUN_DIR/${PG_RUN_PREFIX}pg_ctl.out" 2>&1 9>&- \
+        || die "pg_ctl start failed ($(tail -n 1 "$RUN_DIR/${PG_RUN_PREFIX}pg_ctl.out"))" "$PG_REAL_LOG"
     wait_ready
     info "postgres ready on $ENLACE_HOST:$ENLACE_PG_PORT in $((SECONDS - t0)) s"
 }
@@ -271,6 +292,72 @@ do_stop() {
     as_pg "$PG_BIN/pg_ctl" -D "$PG_REAL_DATA" stop -m fast -w -t "$ENLACE_STOP_TIMEOUT" >/dev/null \
         || die "pg_ctl stop failed" "$PG_REAL_LOG"
     info "postgres stopped"
+}
+
+# The postmaster's pid, if it runs (a zombie or a pid reused by another program is not it).
+postmaster_pid() {
+    local pid
+    pid="$(head -n 1 "$PG_REAL_DATA/postmaster.pid" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && is_alive "$pid" \
+        && [[ "$(ps -o comm= -p "$pid" 2>/dev/null)" == postgres* ]] && echo "$pid"
+}
+
+# is_alive PID: running, not a zombie waiting to be reaped.
+is_alive() {
+    local state
+    state="$(ps -o stat= -p "$1" 2>/dev/null || true)"
+    [[ -n "$state" && "$state" != Z* ]]
+}
+
+do_pid() {
+    locate_binaries
+    setup_run_user
+    resolve_state_dir
+    postmaster_pid || { info "postgres not running" >&2; return 3; }
+}
+
+do_restart() {
+    locate_binaries
+    setup_run_user
+    resolve_state_dir
+    pg_running || die "postgres is not running; start it instead"
+    info "restarting postgres (fast: open transactions rolled back, clients disconnected)"
+    local t0=$SECONDS
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_REAL_DATA" -l "$PG_REAL_LOG" -w -t "$ENLACE_READY_TIMEOUT" restart -m fast \
+        >"$RUN_DIR/${PG_RUN_PREFIX}pg_ctl.out" 2>&1 9>&- \
+        || die "pg_ctl restart failed ($(tail -n 1 "$RUN_DIR/${PG_RUN_PREFIX}pg_ctl.out"))" "$PG_REAL_LOG"
+    wait_ready
+    info "postgres restarted in $((SECONDS - t0)) s"
+}
+
+# A crash of the postmaster: SIGKILL, no shutdown. Its backends notice it is gone and
+# exit by themselves; a new postmaster refuses to start while one of them still holds
+# the shared memory, so this returns once they are all gone (SIGKILL for any that
+# outlives ENLACE_STOP_TIMEOUT).
+do_kill() {
+    locate_binaries
+    setup_run_user
+    resolve_state_dir
+    local pid children child deadline
+    pid="$(postmaster_pid)" || { info "postgres not running"; return 0; }
+    children="$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -s ' \n' ' ' || true)"
+    info "killing the postmaster (pid $pid) with SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + ENLACE_STOP_TIMEOUT))
+    for child in $pid $children; do
+        while is_alive "$child"; do
+            if ((SECONDS >= deadline)); then
+                info "pid $child outlived the postmaster by ${ENLACE_STOP_TIMEOUT}s; sending SIGKILL"
+                kill -KILL "$child" 2>/dev/null || true
+                deadline=$((SECONDS + 10))
+            fi
+            sleep 0.1
+        done
+    done
+    # pg_ctl counts a zombie postmaster as running: wait until it has been reaped.
+    deadline=$((SECONDS + 10))
+    while [[ -n "$(ps -o pid= -p "$pid" 2>/dev/null || true)" ]] && ((SECONDS < deadline)); do sleep 0.1; done
+    info "postgres killed"
 }
 
 do_status() {
@@ -352,17 +439,20 @@ sql_prereqs() {
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
-    install) with_lock postgres; do_install; info "postgres cluster ready in $PG_REAL_DATA" ;;
-    start) with_lock postgres; do_start ;;
-    stop) with_lock postgres; do_stop ;;
+    install) with_lock "$PG_LOCK"; do_install; info "postgres cluster ready in $PG_REAL_DATA" ;;
+    start) with_lock "$PG_LOCK"; do_start ;;
+    stop) with_lock "$PG_LOCK"; do_stop ;;
+    restart) with_lock "$PG_LOCK"; do_restart ;;
+    kill) with_lock "$PG_LOCK"; do_kill ;;
+    pid) do_pid ;;
     status) do_status ;;
     createdb)
         [[ $# -eq 2 ]] || usage
-        with_lock postgres; sql_prereqs; ensure_role "$2"; do_createdb "$1" "$2"
+        with_lock "$PG_LOCK"; sql_prereqs; ensure_role "$2"; do_createdb "$1" "$2"
         info "database $1 present, owned by $(service_role "$2")"
         ;;
     createdbs)
-        with_lock postgres; sql_prereqs; lock_system_databases
+        with_lock "$PG_LOCK"; sql_prereqs; lock_system_databases
         for svc in "${PG_SERVICES[@]}"; do
             ensure_role "$svc"
             do_createdb "enlace_$svc" "$svc"
