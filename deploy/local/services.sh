@@ -9,7 +9,7 @@
 # .local/stacks/<name>/, its databases are ENLACE_DB_PREFIX<service> (created by
 # the caller and owned by the service's role, e.g. `postgres.sh createdb NAME SERVICE`),
 # its topics are under ENLACE_TOPIC_NAMESPACE, and each port can be moved with
-# ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMS).
+# ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMTP_API, SMS).
 set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
@@ -35,12 +35,14 @@ P_FOLLOWUP="${ENLACE_FOLLOWUP_PORT:-8003}"
 P_NOTIFICATIONS="${ENLACE_NOTIFICATIONS_PORT:-8004}"
 P_SMTP="${ENLACE_SMTP_PORT:-2525}"
 P_SMS="${ENLACE_SMS_PORT:-8090}"
+P_SMTP_API="${ENLACE_SMTP_API_PORT:-2526}"
 # How the services find each other and the local providers: one place, from the ports.
 export ENLACE_INTAKE_URL="http://$ENLACE_HOST:$P_INTAKE"
 export ENLACE_REFERRAL_INTERNAL_URL="http://$ENLACE_HOST:$P_REFERRAL"
 export ENLACE_REFERRAL_API_URL="http://$ENLACE_HOST:$P_REFERRAL"
 export ENLACE_FOLLOWUP_API_URL="http://$ENLACE_HOST:$P_FOLLOWUP"
 export ENLACE_SMTP_HOST="$ENLACE_HOST" ENLACE_SMTP_PORT="$P_SMTP"
+export ENLACE_EMAIL_LOOKUP_URL="http://$ENLACE_HOST:$P_SMTP_API"
 export ENLACE_SMS_BASE_URL="http://$ENLACE_HOST:$P_SMS"
 export ENLACE_SMS_STATUS_CALLBACK_URL="http://$ENLACE_HOST:$P_NOTIFICATIONS/v1/sms/status"
 # The local profile (a production service refuses demo or missing secrets): the demo
@@ -54,7 +56,7 @@ demo_key() { awk -v id="$1" '$1 == id { print $2 }' "$DEPLOY_LOCAL_DIR/demo-api-
 
 # name | module | port | database ("" = none) | extra args
 SERVICES=(
-  "smtp|services.notifications.local_smtp|$P_SMTP||--port $P_SMTP --maildir $STATE_DIR/mail"
+  "smtp|services.notifications.local_smtp|$P_SMTP||--port $P_SMTP --api-port $P_SMTP_API --maildir $STATE_DIR/mail"
   "sms|services.notifications.local_sms|$P_SMS||--port $P_SMS --dir $STATE_DIR/sms"
   "intake|services.intake|$P_INTAKE|${DB_PREFIX}intake|"
   "referral|services.referral|$P_REFERRAL|${DB_PREFIX}referral|"

@@ -52,6 +52,9 @@ class NotificationsSettings(ServiceSettings):
     smtp_password: str | None = None
     smtp_from: str = "notificaciones@enlace.local"
     smtp_timeout_seconds: float = 10.0
+    # Where the e-mail provider answers GET /messages/<Message-ID> (local_smtp --api-port):
+    # without it a resend after an uncertain attempt cannot be checked first (README).
+    email_lookup_url: str = ""
 
     # SMS (Twilio Messages API); local default: python -m services.notifications.local_sms
     sms_base_url: str = "http://127.0.0.1:8090"
@@ -78,7 +81,9 @@ class NotificationsSettings(ServiceSettings):
     email_rate_burst: float = 50.0
     worker_max_in_flight: int = 32
     worker_poll_seconds: float = 1.0
-    worker_lease_seconds: float = 120.0
+    # Longer than any one attempt (rate-limit wait, the provider's timeout, a lookup):
+    # a delivery whose worker died comes back after it, reconciled before any resend.
+    worker_lease_seconds: float = 45.0
 
     # who: caseworkers from intake, contact points from referral's directory (a replica
     # polled from referral's internal endpoint; edits arrive within the refresh period)
@@ -146,7 +151,9 @@ def create_app(
             username=settings.smtp_user,
             password=settings.smtp_password,
             timeout=settings.smtp_timeout_seconds,
-        )
+        ),
+        lookup_url=settings.email_lookup_url or None,
+        lookup_client=sms_client if settings.email_lookup_url else None,
     )
     runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
     metrics = DeliveryMetrics(runtime.metrics.registry)

@@ -5,9 +5,13 @@ that Enlace uses, so `make run` and the tests need no account:
   StatusCallback; HTTP basic auth with the account SID and auth token) -> 201 + the
   message resource; 400 with Twilio's error 21211 for an invalid or rejected number;
   401 with 20003 for bad credentials.
-- GET the same path lists the recorded messages.
+- GET the same path lists the recorded messages; `?ClientReference=R` only the one
+  sent with that client reference (what real providers offer to reconcile a send
+  whose answer was lost).
 - Status callbacks ("sent", then "delivered") to the message's StatusCallback,
-  signed with X-Twilio-Signature exactly as Twilio signs them.
+  signed with X-Twilio-Signature exactly as Twilio signs them, retried with backoff
+  until the receiver answers 2xx (as Twilio retries), through a client that is
+  rebuilt when its connections jam.
 - Fault injection: POST /_local/fail (count, status, optional to) makes the next
   sends answer that HTTP status; POST /_local/reject (number) refuses a number.
 
@@ -45,6 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from services.kit.backoff import delay_for
 from services.kit.logging import configure_logging, get_logger
 from services.kit.settings import REPO_ROOT
 from services.notifications.channels.sms import sign_request
@@ -74,7 +79,10 @@ class LocalSmsProvider:
     callbacks_sent: list[dict[str, str]] = field(default_factory=list)
     _failures: list[_PlannedFailure] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _by_reference: dict[str, dict[str, Any]] = field(default_factory=dict)
     _client: httpx.AsyncClient | None = None
+    callback_attempts: int = 8  # then the report is given up (logged)
+    callback_backoff: tuple[float, float] = (0.5, 30.0)  # the kit's schedule: base, cap
 
     def __post_init__(self) -> None:
         if not self.auth_token:
@@ -157,9 +165,12 @@ class LocalSmsProvider:
             "price": None,
             "price_unit": "USD",
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/",
+            "client_reference": form.get("ClientReference") or None,
         }
         message["uri"] += f"{message['sid']}.json"
         self.messages.append(message)
+        if message["client_reference"]:
+            self._by_reference[message["client_reference"]] = message
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
             with (self.record_dir / "messages.jsonl").open("ab") as handle:
@@ -174,6 +185,10 @@ class LocalSmsProvider:
     async def _list(self, request: Request) -> Response:
         if not self._authorized(request):
             return _error(401, 20003, "Authentication Error - invalid username")
+        reference = request.query_params.get("ClientReference")
+        if reference is not None:
+            found = self._by_reference.get(reference)
+            return JSONResponse({"messages": [found] if found else [], "page": 0})
         return JSONResponse({"messages": list(reversed(self.messages)), "page": 0})
 
     async def _control_fail(self, request: Request) -> Response:
@@ -189,9 +204,8 @@ class LocalSmsProvider:
         return JSONResponse({"rejected_numbers": sorted(self.rejected_numbers)})
 
     async def _report_status(self, url: str, message: dict[str, Any]) -> None:
-        """What Twilio does after accepting: signed callbacks as the status moves on."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=5.0)
+        """What Twilio does after accepting: signed callbacks as the status moves on,
+        each retried with backoff until the receiver takes it."""
         for status in ("sent", "delivered"):
             params = {
                 "AccountSid": self.account_sid,
@@ -203,14 +217,44 @@ class LocalSmsProvider:
                 "SmsStatus": status,
                 "To": str(message["to"]),
             }
-            headers = {"X-Twilio-Signature": sign_request(url, params, self.auth_token)}
-            try:
-                response = await self._client.post(url, data=params, headers=headers)
-                self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
-            except httpx.HTTPError as exc:
-                log.warning("status callback failed", error=exc.__class__.__name__)
-                return
             message["status"] = status
+            if not await self._callback(url, params):
+                return
+
+    async def _callback(self, url: str, params: dict[str, str]) -> bool:
+        headers = {"X-Twilio-Signature": sign_request(url, params, self.auth_token)}
+        base, cap = self.callback_backoff
+        for attempt in range(1, self.callback_attempts + 1):
+            try:
+                response = await self._http().post(url, data=params, headers=headers)
+            except httpx.HTTPError as exc:
+                outcome = exc.__class__.__name__
+                if isinstance(exc, httpx.PoolTimeout):
+                    await self._reset_client()  # a jammed pool never frees itself
+            else:
+                self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
+                if response.is_success:
+                    return True
+                outcome = f"http_{response.status_code}"
+            delay = delay_for(attempt, base=base, cap=cap)
+            log.warning("status callback failed; retrying", error=outcome, retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+        log.error("status callback given up", attempts=self.callback_attempts)
+        return False
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(5.0, pool=10.0),
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            )
+        return self._client
+
+    async def _reset_client(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

@@ -1,8 +1,13 @@
-"""One delivery attempt: resolve the recipient in the current contact book (or from
-intake), honour quiet hours, render in the recipient's language, wait for the
-provider's rate limit, send. Every way an attempt can end is an `Outcome`; a
-transient failure is retried later on the kit's backoff schedule, stored in the
-delivery row rather than slept."""
+"""One delivery attempt: reconcile an earlier attempt with the provider, resolve the
+recipient in the current contact book (or from intake), honour quiet hours, render
+in the recipient's language, wait for the provider's rate limit, send. Every way an
+attempt can end is an `Outcome`; a transient failure is retried later on the kit's
+backoff schedule, stored in the delivery row rather than slept.
+
+At most one message per delivery: a delivery claimed again after an attempt whose
+outcome was never recorded (the worker killed, the database away, a timeout after
+the provider may have accepted) first asks the provider, by the delivery's own
+reference, whether that attempt went through; only a "no" leads to a send."""
 
 from __future__ import annotations
 
@@ -41,6 +46,10 @@ class EmailSender(Protocol):
 
     async def send(self, to: str, subject: str, body: str, *, message_id: str) -> str: ...
 
+    async def lookup(self, local_id: str) -> bool | None:
+        """Whether a message with this id was accepted; None when it cannot tell."""
+        ...
+
 
 @dataclass(frozen=True)
 class SendPolicy:
@@ -77,6 +86,12 @@ class DeliveryMetrics:
             "enlace_notification_outcomes",
             "Delivery attempts by outcome",
             ["channel", "outcome"],
+            registry=registry,
+        )
+        self.reconciled = Counter(
+            "enlace_notification_reconciled",
+            "Deliveries found already accepted by the provider when about to resend",
+            ["channel"],
             registry=registry,
         )
         self.send_seconds = Histogram(
@@ -118,6 +133,10 @@ class Sender:
     async def attempt(self, item: store.Claimed) -> Outcome:
         """Try once; never raises: every way it can end is an Outcome."""
         try:
+            if item.attempts > 1:  # an earlier attempt may have reached the provider
+                earlier = await self._reconcile(item)
+                if earlier is not None:
+                    return earlier
             book = self._book()
             if book is None:
                 raise TransientSendError("contact_directory_not_loaded")
@@ -142,6 +161,27 @@ class Sender:
         except Exception as exc:  # a bug must not lose the message: retry, then fail
             log.exception("delivery crashed", notification_id=str(item.notification_id))
             return self.retry_or_fail(item, f"internal_{exc.__class__.__name__.lower()}"[:60])
+        return Outcome(item, OutcomeKind.SENT, provider=provider, provider_message_id=provider_id)
+
+    async def _reconcile(self, item: store.Claimed) -> Outcome | None:
+        """The earlier attempt's message if the provider has it (recorded as sent, not
+        sent again); None when it has not, or cannot tell (then the send goes ahead)."""
+        reference = item.notification_id.hex
+        if item.channel is Channel.SMS:
+            receipt = await self.sms.lookup(reference)
+            if receipt is None:
+                return None
+            provider, provider_id = self.sms.name, receipt.provider_message_id
+        else:
+            if not await self.email.lookup(reference):
+                return None
+            provider, provider_id = self.email.name, reference
+        self.metrics.reconciled.labels(item.channel.value).inc()
+        log.info(
+            "earlier attempt found at the provider; not sent again",
+            notification_id=str(item.notification_id),
+            channel=item.channel.value,
+        )
         return Outcome(item, OutcomeKind.SENT, provider=provider, provider_message_id=provider_id)
 
     def retry_or_fail(self, item: store.Claimed, code: str) -> Outcome:
@@ -171,7 +211,7 @@ class Sender:
                 raise PermanentSendError("sms_too_long") from exc
             await self._rate(channel)
             started = monotonic_time.perf_counter()
-            receipt = await self.sms.send(address, body)
+            receipt = await self.sms.send(address, body, reference=item.notification_id.hex)
             self._observe(channel, started)
             return self.sms.name, receipt.provider_message_id
         message = self.renderer.email(item.event_type, language, ctx)

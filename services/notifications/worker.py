@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
 
-from services.kit.backoff import Backoff, pause
+from services.kit.backoff import Backoff, pause, until_done
 from services.kit.clock import Clock
 from services.kit.logging import get_logger
 from services.kit.runtime import ServiceRuntime
@@ -88,7 +89,7 @@ class DeliveryWorker:
                     if listener is None or listener.is_closed():
                         listener = await self._listen()  # the database came back
                 for item in claimed:
-                    task = asyncio.create_task(self._deliver(item))
+                    task = asyncio.create_task(self._deliver(item, runtime.stopping))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 if claimed and len(claimed) == capacity:
@@ -114,16 +115,30 @@ class DeliveryWorker:
             log.warning("no NOTIFY listener; polling only", error=exc.__class__.__name__)
             return None
 
-    async def _deliver(self, item: store.Claimed) -> None:
+    async def _deliver(self, item: store.Claimed, stopping: asyncio.Event) -> None:
         outcome = await self.sender.attempt(item)
-        try:
-            await self.recorder.record(outcome)
-        except Exception as exc:  # the row keeps its lease and comes back after it
+        # An outcome is never forgotten while its claim holds: the database being away
+        # is waited out. Past most of the lease (or when stopping) the row comes back
+        # by lease instead, and the next claim reconciles with the provider first.
+        give_up_at = time.monotonic() + self.policy.lease_seconds * 0.75
+
+        def on_error(exc: Exception) -> None:
             log.warning(
                 "recording a delivery outcome failed",
                 error=exc.__class__.__name__,
                 notification_id=str(item.notification_id),
             )
+            if not is_transient(exc) or time.monotonic() > give_up_at:
+                raise exc
+
+        try:
+            await until_done(
+                lambda: self.recorder.record(outcome),
+                backoff=Backoff(0.2, 5.0),
+                stopping=stopping,
+                on_error=on_error,
+            )
+        except Exception:  # the row keeps its lease and comes back after it
             return
         self.metrics.outcomes.labels(item.channel.value, outcome.kind.value).inc()
         if outcome.kind is OutcomeKind.RETRY:

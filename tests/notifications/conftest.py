@@ -151,7 +151,7 @@ def smtp(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server = LocalSmtpServer(
         port=free_port(), maildir=tmp_path_factory.mktemp("mail"), reject={REFUSED_MAILBOX}
     )
-    server.start()
+    server.start(api_port=free_port())
     yield server
     server.stop()
 
@@ -270,6 +270,7 @@ async def notifications(
         namespace,
         dsn,
         smtp_port=smtp.port,
+        email_lookup_url=smtp.api_url,
         sms_base_url=sms.base_url,  # type: ignore[attr-defined]
         sms_status_callback_url=f"http://127.0.0.1:{port}/v1/sms/status",
     )

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from email.header import Header
 from email.mime.text import MIMEText
 from typing import cast
+from urllib.parse import quote
 
 import aiosmtplib
+import httpx
 
 from services.notifications.channels import PermanentSendError, SendError, TransientSendError
 
@@ -30,11 +32,38 @@ class SmtpConfig:
 
 
 class SmtpEmailSender:
+    """`lookup_url`: where the provider answers `GET /messages/<Message-ID>` (200 found,
+    404 not); without it an uncertain attempt cannot be reconciled (README)."""
+
     name = "smtp"
 
-    def __init__(self, config: SmtpConfig) -> None:
+    def __init__(
+        self,
+        config: SmtpConfig,
+        *,
+        lookup_url: str | None = None,
+        lookup_client: httpx.AsyncClient | None = None,
+    ) -> None:
         self._config = config
         self._idle: list[aiosmtplib.SMTP] = []
+        self._lookup_url = lookup_url.rstrip("/") if lookup_url else None
+        self._lookup_client = lookup_client
+
+    def message_id(self, local_id: str) -> str:
+        return f"{local_id}@{self._config.from_address.rsplit('@', 1)[-1]}"
+
+    async def lookup(self, local_id: str) -> bool | None:
+        """Whether the provider accepted the message with this id; None: cannot tell."""
+        if self._lookup_url is None or self._lookup_client is None:
+            return None
+        url = f"{self._lookup_url}/messages/{quote(self.message_id(local_id), safe='@')}"
+        try:
+            response = await self._lookup_client.get(url)
+        except httpx.HTTPError as exc:
+            raise TransientSendError("email_lookup_unavailable", exc.__class__.__name__) from exc
+        if response.status_code in (200, 404):
+            return response.status_code == 200
+        raise TransientSendError(f"email_lookup_http_{response.status_code}")
 
     async def send(self, to: str, subject: str, body: str, *, message_id: str) -> str:
         c = self._config
@@ -44,7 +73,7 @@ class SmtpEmailSender:
         message["To"] = to
         message["Subject"] = cast(str, Header(subject, "utf-8"))  # folded and RFC 2047-encoded
         local_id = message_id  # also the provider id in events: no '@' allowed there
-        message["Message-ID"] = f"<{local_id}@{c.from_address.rsplit('@', 1)[-1]}>"
+        message["Message-ID"] = f"<{self.message_id(local_id)}>"
         raw = message.as_bytes()
         while True:
             client, reused = await self._checkout()

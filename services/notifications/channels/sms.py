@@ -1,7 +1,14 @@
 """SMS through a provider adapter. `SmsProvider` is the whole interface a provider
 must implement; `TwilioSmsProvider` speaks the Twilio Messages REST API (form-encoded
 POST with basic auth), so it works with Twilio and with `local_sms`. Status
-callbacks are signed the Twilio way (`sign_request` / `signature_is_valid`)."""
+callbacks are signed the Twilio way (`sign_request` / `signature_is_valid`).
+
+Every send carries a client reference (the delivery's id), and `lookup(reference)`
+asks the provider whether a message with it was accepted: the worker asks before
+any resend whose first attempt may have reached the provider, so a phone never
+gets the same text twice (see README, "At most one message"). The reference travels
+as `ClientReference`, which `local_sms` honours; a production provider must offer
+the same (a client reference and a lookup by it) for that guarantee to hold."""
 
 from __future__ import annotations
 
@@ -29,7 +36,11 @@ class SmsReceipt:
 class SmsProvider(Protocol):
     name: str
 
-    async def send(self, to: str, body: str) -> SmsReceipt: ...
+    async def send(self, to: str, body: str, *, reference: str) -> SmsReceipt: ...
+
+    async def lookup(self, reference: str) -> SmsReceipt | None:
+        """The message accepted with this client reference, or None: never sent."""
+        ...
 
 
 class TwilioSmsProvider:
@@ -52,8 +63,8 @@ class TwilioSmsProvider:
         self._from = from_number
         self._callback = status_callback_url
 
-    async def send(self, to: str, body: str) -> SmsReceipt:
-        form = {"To": to, "From": self._from, "Body": body}
+    async def send(self, to: str, body: str, *, reference: str) -> SmsReceipt:
+        form = {"To": to, "From": self._from, "Body": body, "ClientReference": reference}
         if self._callback:
             form["StatusCallback"] = self._callback
         try:
@@ -72,6 +83,24 @@ class TwilioSmsProvider:
             suffix = f"twilio_{code}" if code else f"sms_http_{response.status_code}"
             raise PermanentSendError(suffix)
         raise TransientSendError(f"sms_http_{response.status_code}")
+
+    async def lookup(self, reference: str) -> SmsReceipt | None:
+        try:
+            response = await self._client.get(
+                self._url, params={"ClientReference": reference}, headers=self._headers
+            )
+        except httpx.TimeoutException as exc:
+            raise TransientSendError("sms_lookup_timeout") from exc
+        except httpx.TransportError as exc:
+            raise TransientSendError("sms_lookup_connection_error") from exc
+        if response.status_code != 200:
+            raise TransientSendError(f"sms_lookup_http_{response.status_code}")
+        matches = [
+            m for m in response.json().get("messages", []) if m.get("client_reference") == reference
+        ]
+        if not matches:
+            return None
+        return SmsReceipt(str(matches[0]["sid"]), str(matches[0].get("status", "queued")))
 
 
 def _twilio_error_code(response: httpx.Response) -> int | None:
