@@ -221,6 +221,19 @@ _STATUS_REPORTED = {
 }
 
 
+# How far along each provider status is: a report that arrives after a later one
+# (callbacks are retried, so they can cross) must not move a delivery back.
+_PROGRESS = {
+    "accepted": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+}
+
+
 async def lock_provider_messages(conn: Conn, provider_message_ids: list[str]) -> None:
     """Serialises a status callback with the recording of the send it reports on, so a
     callback that arrives while the send is being recorded is never lost."""
@@ -267,6 +280,8 @@ async def apply_status(
     if row is None or row["status"] not in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
         return None
     current = DeliveryStatus(row["status"])
+    if _PROGRESS.get(status, 0) < _PROGRESS.get(row["provider_status"] or "", 0):
+        return None  # a late report (retried, out of order): kept, but the row is further on
     new_status = _STATUS_REPORTED.get(status, current)
     await conn.execute(
         """UPDATE deliveries SET status = $2, provider_status = $3,
