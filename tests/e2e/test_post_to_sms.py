@@ -90,7 +90,7 @@ async def stack(infra: Infra, namespace: str) -> AsyncIterator[Stack]:
     prefix = f"e2e_{RUN_ID}_"
     for service in SERVICES:
         await create_database(infra, f"{prefix}{service}", service)
-    ports = {n: str(free_port()) for n in (*SERVICES, "smtp", "sms")}
+    ports = {n: str(free_port()) for n in (*SERVICES, "smtp", "smtp_api", "sms")}
     env = {
         **os.environ,
         "ENLACE_STACK": name,
