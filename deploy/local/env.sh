@@ -15,7 +15,19 @@ LOCAL_DIR="$REPO_ROOT/.local"
 ENLACE_KAFKA_PORT="${ENLACE_KAFKA_PORT:-19092}"
 ENLACE_KAFKA_CONTROLLER_PORT="${ENLACE_KAFKA_CONTROLLER_PORT:-19093}"
 ENLACE_PG_PORT="${ENLACE_PG_PORT:-15432}"
-ENLACE_KAFKA_HEAP="${ENLACE_KAFKA_HEAP:--Xms256m -Xmx512m}"
+# ENLACE_KAFKA_NODES=3: three combined broker+controller nodes (one KRaft quorum,
+# replication factor 3, min.insync.replicas 2) instead of the single broker; node N
+# listens on ENLACE_KAFKA_PORT + 2*(N-1) and ENLACE_KAFKA_CONTROLLER_PORT + 2*(N-1).
+ENLACE_KAFKA_NODES="${ENLACE_KAFKA_NODES:-1}"
+if [[ "$ENLACE_KAFKA_NODES" != 1 && "$ENLACE_KAFKA_NODES" != 3 ]]; then
+    printf 'ERROR: ENLACE_KAFKA_NODES=%s: expected 1 (one broker) or 3 (three nodes)\n' "$ENLACE_KAFKA_NODES" >&2
+    exit 2
+fi
+if ((ENLACE_KAFKA_NODES > 1)); then
+    ENLACE_KAFKA_HEAP="${ENLACE_KAFKA_HEAP:--Xms192m -Xmx384m}"
+else
+    ENLACE_KAFKA_HEAP="${ENLACE_KAFKA_HEAP:--Xms256m -Xmx512m}"
+fi
 ENLACE_READY_TIMEOUT="${ENLACE_READY_TIMEOUT:-60}"
 ENLACE_STOP_TIMEOUT="${ENLACE_STOP_TIMEOUT:-30}"
 # Host is fixed: both servers listen on loopback only, by design.
@@ -27,14 +39,28 @@ ENLACE_HOST=127.0.0.1
 ENLACE_KAFKA_INSTANCE="${ENLACE_KAFKA_INSTANCE:-kafka}"
 KAFKA_DIR="$LOCAL_DIR/$ENLACE_KAFKA_INSTANCE"
 KAFKA_LIBS="$LOCAL_DIR/kafka/libs"
-KAFKA_DATA="$KAFKA_DIR/data"
-KAFKA_LOG_DIR="$KAFKA_DIR/logs"
+# kafka_node_dir N: node N's config, data and logs. The single broker keeps the
+# instance directory itself; each of three nodes has node<N>/ beneath it.
+kafka_node_dir() {
+    if ((ENLACE_KAFKA_NODES > 1)); then echo "$KAFKA_DIR/node$1"; else echo "$KAFKA_DIR"; fi
+}
+# The single broker's files (node 1's when there are three; kafka.sh sets each node's).
+KAFKA_DATA="$(kafka_node_dir 1)/data"
+KAFKA_LOG_DIR="$(kafka_node_dir 1)/logs"
 KAFKA_LOG="$KAFKA_LOG_DIR/server.log"
 KAFKA_STDOUT_LOG="$KAFKA_LOG_DIR/stdout.log"
-KAFKA_PROPS="$KAFKA_DIR/server.properties"
-KAFKA_LOG4J="$KAFKA_DIR/log4j2.properties"
+KAFKA_PROPS="$(kafka_node_dir 1)/server.properties"
+KAFKA_LOG4J="$(kafka_node_dir 1)/log4j2.properties"
 KAFKA_POM="$DEPLOY_LOCAL_DIR/kafka/pom.xml"
+# kafka_port N / kafka_controller_port N: node N's client and controller ports.
+kafka_port() { echo $((ENLACE_KAFKA_PORT + 2 * ($1 - 1))); }
+kafka_controller_port() { echo $((ENLACE_KAFKA_CONTROLLER_PORT + 2 * ($1 - 1))); }
+# Every node's client listener: clients reach the cluster through any node alive.
 KAFKA_BOOTSTRAP="$ENLACE_HOST:$ENLACE_KAFKA_PORT"
+for ((_node = 2; _node <= ENLACE_KAFKA_NODES; _node++)); do
+    KAFKA_BOOTSTRAP+=",$ENLACE_HOST:$(kafka_port "$_node")"
+done
+unset _node
 # TLS of the client listener (kafka.sh makes it once): clients trust this CA.
 KAFKA_TLS_DIR="$LOCAL_DIR/secrets/kafka-tls"
 KAFKA_CA_FILE="$KAFKA_TLS_DIR/ca.crt"

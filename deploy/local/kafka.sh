@@ -1,17 +1,51 @@
 #!/usr/bin/env bash
-# Single-node Apache Kafka 4.x (KRaft, combined broker+controller) on 127.0.0.1,
-# run from the official Maven Central artifacts with the machine's Java 17+.
-# Usage: deploy/local/kafka.sh {install|start|stop [--kill]|status|logs}
+# Apache Kafka 4.x in KRaft mode on 127.0.0.1, run from the official Maven Central
+# artifacts with the machine's Java 17+: one combined broker+controller, or, with
+# ENLACE_KAFKA_NODES=3, three of them formed into one cluster (see env.sh).
+# Usage: deploy/local/kafka.sh {install|start [--node N]|stop [--kill] [--node N]|status
+#                               |pid --node N|pause --node N|resume --node N|logs [--node N]}
+# Without --node a command acts on every node; node 1 is the single broker.
+# pause/resume send SIGSTOP/SIGCONT (a hung node, for fault tests).
 set -euo pipefail
 
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-PID_FILE="$RUN_DIR/$ENLACE_KAFKA_INSTANCE.pid"
+NODES="$ENLACE_KAFKA_NODES"
 CLUSTER_ID_FILE="$KAFKA_DIR/cluster.id"
 MAIN_CLASS=kafka.Kafka
+# StorageTool runs for a second: a JVM tuned to start fast, not to run long.
+TOOL_JVM=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC)
 
-usage() { echo "usage: $0 {install|start|stop [--kill]|status|logs}" >&2; exit 2; }
+usage() {
+    echo "usage: $0 {install|start [--node N]|stop [--kill] [--node N]|status|pid --node N|pause --node N|resume --node N|logs [--node N]}" >&2
+    exit 2
+}
+
+multi() { ((NODES > 1)); }
+
+# use_node N: point the NODE_* variables at node N's files and ports.
+use_node() {
+    NODE="$1"
+    NODE_DIR="$(kafka_node_dir "$1")"
+    NODE_DATA="$NODE_DIR/data"
+    NODE_LOG_DIR="$NODE_DIR/logs"
+    NODE_LOG="$NODE_LOG_DIR/server.log"
+    NODE_STDOUT_LOG="$NODE_LOG_DIR/stdout.log"
+    NODE_PROPS="$NODE_DIR/server.properties"
+    NODE_LOG4J="$NODE_DIR/log4j2.properties"
+    NODE_PORT="$(kafka_port "$1")"
+    NODE_CPORT="$(kafka_controller_port "$1")"
+    NODE_NAME=kafka
+    NODE_PID_FILE="$RUN_DIR/$ENLACE_KAFKA_INSTANCE.pid"
+    if multi; then
+        NODE_NAME="kafka node $1"
+        NODE_PID_FILE="$RUN_DIR/$ENLACE_KAFKA_INSTANCE-node$1.pid"
+    fi
+}
+
+# targets [N]: the nodes a command acts on (N alone, or all).
+targets() { if [[ -n "${1:-}" ]]; then echo "$1"; else seq 1 "$NODES"; fi; }
 
 check_java() {
     command -v java >/dev/null 2>&1 || die "java not found; Kafka 4.x needs Java 17+ (Debian: apt-get install -y openjdk-17-jre-headless)"
@@ -28,16 +62,20 @@ libs_present() { compgen -G "$KAFKA_LIBS/kafka_2.13-*.jar" >/dev/null; }
 
 install_libs() {
     libs_present && return 0
+    # Every instance shares the libraries: one resolve at a time (fd 7; 9 is the instance's).
+    mkdir -p "$RUN_DIR"
+    exec 7>"$RUN_DIR/kafka-libs.lock"
+    flock -w 900 7 || die "could not take lock $RUN_DIR/kafka-libs.lock within 900 s"
+    if libs_present; then exec 7>&-; return 0; fi
     if ! command -v mvn >/dev/null 2>&1; then
         apt_install maven
     fi
     info "resolving Kafka with Maven (Central, cached in ~/.m2) into $KAFKA_LIBS (first run only)"
     # Resolve into a temp dir and rename: an interrupted download never leaves
     # a half-filled libs dir that would pass the check above.
-    local tmp="$KAFKA_DIR/libs.tmp"
+    local tmp="$LOCAL_DIR/kafka/libs.tmp"
     rm -rf -- "$tmp"
-    mkdir -p "$KAFKA_DIR"
-    mkdir -p "$KAFKA_LOG_DIR"
+    mkdir -p "$LOCAL_DIR/kafka" "$KAFKA_LOG_DIR"
     mvn -q -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_LOG_DIR/mvn.log" 2>&1 \
         || die "mvn could not resolve Kafka (is Maven Central reachable? proxy in ~/.m2/settings.xml?)" "$KAFKA_LOG_DIR/mvn.log"
@@ -46,6 +84,7 @@ install_libs() {
     compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "kafka_2.13 jar missing after mvn copy-dependencies in $tmp"
     rm -rf -- "$KAFKA_LIBS"
     mv -- "$tmp" "$KAFKA_LIBS"
+    exec 7>&-
 }
 
 kafka_version() {
@@ -58,7 +97,7 @@ kafka_version() {
 # TLS material of the client listener, made once by this script with openssl: a
 # project-local CA and a broker certificate for 127.0.0.1/localhost signed by it.
 # Kafka reads PEM directly (ssl.keystore.type=PEM), so no Java keystore is needed.
-# Shared by every local broker instance; clients trust $KAFKA_CA_FILE.
+# Shared by every local broker instance and node; clients trust $KAFKA_CA_FILE.
 ensure_tls() {
     [[ -s "$KAFKA_CA_FILE" && -s "$KAFKA_TLS_DIR/broker.pem" ]] && return 0
     command -v openssl >/dev/null 2>&1 || apt_install openssl
@@ -83,33 +122,33 @@ ensure_tls() {
     ) || die "could not make the Kafka TLS material in $KAFKA_TLS_DIR"
 }
 
-write_config() {
-    mkdir -p "$KAFKA_DATA" "$KAFKA_LOG_DIR" "$RUN_DIR"
-    ensure_tls
-    local admin_pw controller_pw
-    admin_pw="$(ensure_secret kafka/admin.password)"
-    controller_pw="$(ensure_secret kafka/controller.password)"
-    # Rewritten every time (cheap) so port changes in env take effect. It holds the
-    # admin and controller passwords: owner-only.
-    local security
+# security_config: the listener and authorisation lines of the current node.
+security_config() {
     if [[ "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]]; then
         # The bench's baseline broker alone (make bench measures what TLS and SCRAM
         # cost): never the shared instance, never started by make run or make test.
         [[ "$ENLACE_KAFKA_INSTANCE" == bench-* ]] \
             || die "ENLACE_KAFKA_PLAINTEXT_BASELINE is for a bench-* instance only, not $ENLACE_KAFKA_INSTANCE"
-        security="# UNAUTHENTICATED baseline broker of make bench: no client data ever goes here.
-listeners=PLAINTEXT://$ENLACE_HOST:$ENLACE_KAFKA_PORT,CONTROLLER://$ENLACE_HOST:$ENLACE_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$ENLACE_HOST:$ENLACE_KAFKA_PORT
+        multi && die "ENLACE_KAFKA_PLAINTEXT_BASELINE is a single broker: unset ENLACE_KAFKA_NODES"
+        cat <<SEC
+# UNAUTHENTICATED baseline broker of make bench: no client data ever goes here.
+listeners=PLAINTEXT://$ENLACE_HOST:$NODE_PORT,CONTROLLER://$ENLACE_HOST:$NODE_CPORT
+advertised.listeners=PLAINTEXT://$ENLACE_HOST:$NODE_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
-    else
-        security="$(cat <<SEC
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+SEC
+        return 0
+    fi
+    local admin_pw controller_pw
+    admin_pw="$(ensure_secret kafka/admin.password)"
+    controller_pw="$(ensure_secret kafka/controller.password)"
+    cat <<SEC
 # Clients (and the broker to itself) only over SASL_SSL with SCRAM-SHA-512; there is
 # no PLAINTEXT listener. KRaft cannot use SCRAM on the controller listener
 # (KAFKA-15513): it authenticates with PLAIN there, over TLS too.
-listeners=SASL_SSL://$ENLACE_HOST:$ENLACE_KAFKA_PORT,CONTROLLER://$ENLACE_HOST:$ENLACE_KAFKA_CONTROLLER_PORT
-advertised.listeners=SASL_SSL://$ENLACE_HOST:$ENLACE_KAFKA_PORT
+listeners=SASL_SSL://$ENLACE_HOST:$NODE_PORT,CONTROLLER://$ENLACE_HOST:$NODE_CPORT
+advertised.listeners=SASL_SSL://$ENLACE_HOST:$NODE_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_SSL
 listener.security.protocol.map=CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL
@@ -131,15 +170,12 @@ authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:admin;User:controller
 allow.everyone.if.no.acl.found=false
 SEC
-)"
-    fi
-    (umask 077 && cat >"$KAFKA_PROPS") <<EOF
-# Generated by deploy/local/kafka.sh; edits are overwritten.
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=$ENLACE_HOST:$ENLACE_KAFKA_CONTROLLER_PORT
-$security
-log.dirs=$KAFKA_DATA
+}
+
+# replication_config: how many copies of each partition, and how many must hold a write.
+replication_config() {
+    if ! multi; then
+        cat <<EOF
 # Single broker: every internal topic must have replication factor 1.
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=1
@@ -147,6 +183,43 @@ transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
+EOF
+        return 0
+    fi
+    # A majority of the copies must hold a write before acks=all answers: one node
+    # may fail without losing an acknowledged write (the default min ISR, 1, would).
+    local isr=$((NODES / 2 + 1))
+    cat <<EOF
+# $NODES nodes: every partition, internal ones included, on all of them.
+default.replication.factor=$NODES
+min.insync.replicas=$isr
+offsets.topic.replication.factor=$NODES
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=$NODES
+transaction.state.log.min.isr=$isr
+share.coordinator.state.topic.replication.factor=$NODES
+share.coordinator.state.topic.min.isr=$isr
+EOF
+}
+
+# write_config: the current node's server.properties and log4j2.properties.
+write_config() {
+    mkdir -p "$NODE_DATA" "$NODE_LOG_DIR" "$RUN_DIR"
+    local voters="$ENLACE_HOST:$(kafka_controller_port 1)" n
+    for ((n = 2; n <= NODES; n++)); do voters+=",$ENLACE_HOST:$(kafka_controller_port "$n")"; done
+    local security replication
+    security="$(security_config)"
+    replication="$(replication_config)"
+    # Rewritten every time (cheap) so port changes in env take effect. It holds the
+    # admin and controller passwords: owner-only.
+    (umask 077 && cat >"$NODE_PROPS") <<EOF
+# Generated by deploy/local/kafka.sh; edits are overwritten.
+process.roles=broker,controller
+node.id=$NODE
+controller.quorum.bootstrap.servers=$voters
+$security
+log.dirs=$NODE_DATA
+$replication
 # Consumers join at once instead of waiting 3 s for more members (tests).
 group.initial.rebalance.delay.ms=0
 # Topics are created explicitly, never by a typo in a producer.
@@ -162,14 +235,14 @@ broker.heartbeat.interval.ms=1000
 broker.session.timeout.ms=5000
 EOF
     # log4j2 properties format: needs only log4j-core (no YAML/JSON parser).
-    cat >"$KAFKA_LOG4J" <<EOF
+    cat >"$NODE_LOG4J" <<EOF
 # Generated by deploy/local/kafka.sh; edits are overwritten.
 status = warn
 name = enlace-kafka
 appender.server.type = RollingFile
 appender.server.name = SERVER
-appender.server.fileName = $KAFKA_LOG
-appender.server.filePattern = $KAFKA_LOG.%i
+appender.server.fileName = $NODE_LOG
+appender.server.filePattern = $NODE_LOG.%i
 appender.server.layout.type = PatternLayout
 appender.server.layout.pattern = [%d] %p %m (%c)%n
 appender.server.policies.type = Policies
@@ -185,167 +258,339 @@ logger.request.level = WARN
 EOF
 }
 
-format_storage() {
-    # Format once. meta.properties is what StorageTool writes; --ignore-formatted
-    # keeps a concurrent/repeated format harmless anyway. The marker says the storage
-    # holds the SCRAM admin user: storage formatted by the older, unauthenticated
-    # version of this script holds local test data only and is formatted again.
-    if [[ -f "$KAFKA_DATA/meta.properties" ]]; then
-        [[ -f "$KAFKA_DATA/.enlace-scram" || "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]] && return 0
-        info "kafka storage in $KAFKA_DATA predates SASL (no admin user): formatting it again"
-        rm -rf -- "$KAFKA_DATA"
-        mkdir -p "$KAFKA_DATA"
+# instance_pids: every running broker of this instance, whatever its mode.
+instance_pids() {
+    local dir pid cmdline
+    for dir in /proc/[0-9]*; do
+        pid="${dir#/proc/}"
+        cmdline="$(tr '\0' ' ' <"$dir/cmdline" 2>/dev/null)" || continue
+        [[ "$cmdline" == *" $MAIN_CLASS $KAFKA_DIR/"* ]] && echo "$pid"
+    done
+    return 0
+}
+
+# reset_other_mode: storage formatted for the other mode (one broker vs three nodes)
+# holds local data only; say so and format again, as for storage that predates SASL.
+reset_other_mode() {
+    local other=() dir was
+    if multi; then
+        [[ -e "$KAFKA_DIR/data" ]] && other+=("$KAFKA_DIR/data")
+        was="one broker"
+    else
+        for dir in "$KAFKA_DIR"/node[0-9]*; do [[ -e "$dir" ]] && other+=("$dir"); done
+        was="${#other[@]} nodes"
     fi
-    [[ -s "$CLUSTER_ID_FILE" ]] || java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE"
+    ((${#other[@]} > 0)) || return 0
+    local running
+    running="$(instance_pids | paste -sd ' ')"
+    [[ -z "$running" ]] || die "kafka instance $ENLACE_KAFKA_INSTANCE runs for $was (pids $running), not ENLACE_KAFKA_NODES=$NODES: stop it first (with the ENLACE_KAFKA_NODES it was started with)"
+    info "kafka storage in $KAFKA_DIR was formatted for $was, not ENLACE_KAFKA_NODES=$NODES: formatting it again (local data only: its topics and messages are dropped)"
+    rm -rf -- "${other[@]}" "$CLUSTER_ID_FILE"
+}
+
+# new_uuid FILE: a Kafka id from StorageTool random-uuid into FILE, unless it exists.
+new_uuid() {
+    [[ -s "$1" ]] && return 0
+    java "${TOOL_JVM[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid >"$1.tmp" \
+        && [[ -s "$1.tmp" ]] && mv -- "$1.tmp" "$1"
+}
+
+# initial_controllers: the founding voters, id@host:port:directory-id for each node.
+# Each directory id is made once (node<N>/directory.id), so every node is formatted
+# with the same list, once.
+initial_controllers() {
+    local n list=""
+    for ((n = 1; n <= NODES; n++)); do
+        list+="${list:+,}$n@$ENLACE_HOST:$(kafka_controller_port "$n"):$(<"$(kafka_node_dir "$n")/directory.id")"
+    done
+    echo "$list"
+}
+
+# needs_format: true if the current node's storage is not formatted (yet, or anymore).
+needs_format() {
+    [[ -f "$NODE_DATA/meta.properties" ]] || return 0
+    # The marker says the storage holds the SCRAM admin user: storage formatted by the
+    # older, unauthenticated version of this script holds local test data only.
+    [[ -f "$NODE_DATA/.enlace-scram" || "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]] && return 1
+    info "kafka storage in $NODE_DATA predates SASL (no admin user): formatting it again"
+    rm -rf -- "$NODE_DATA"
+    mkdir -p "$NODE_DATA"
+    return 0
+}
+
+# format_node QUORUM-ARGS...: format the current node (--ignore-formatted keeps a
+# repeated format harmless anyway).
+format_node() {
     local scram=""
     [[ "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]] || scram="SCRAM-SHA-512=[name=admin,password=$(ensure_secret kafka/admin.password)]"
-    info "formatting KRaft storage in $KAFKA_DATA (cluster id $(<"$CLUSTER_ID_FILE"))"
-    # --standalone: single-voter dynamic quorum, matches controller.quorum.bootstrap.servers.
     # --add-scram: the inter-broker (and scripts') admin user must exist before the
     # first start (KIP-900); every other user is added at run time by kafka_access.py.
-    java -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format \
-        --config "$KAFKA_PROPS" --cluster-id "$(<"$CLUSTER_ID_FILE")" --standalone --ignore-formatted \
-        ${scram:+--add-scram "$scram"} \
-        >>"$KAFKA_LOG_DIR/format.log" 2>&1 \
-        || die "kafka storage format failed" "$KAFKA_LOG_DIR/format.log"
-    touch "$KAFKA_DATA/.enlace-scram"
+    java "${TOOL_JVM[@]}" -Dlog4j2.configurationFile="$NODE_LOG4J" -cp "$KAFKA_LIBS/*" \
+        kafka.tools.StorageTool format --config "$NODE_PROPS" --cluster-id "$(<"$CLUSTER_ID_FILE")" \
+        "$@" --ignore-formatted ${scram:+--add-scram "$scram"} \
+        >>"$NODE_LOG_DIR/format.log" 2>&1 \
+        || die "$NODE_NAME storage format failed" "$NODE_LOG_DIR/format.log"
+    touch "$NODE_DATA/.enlace-scram"
+}
+
+format_storage() {
+    local n todo=() jobs=()
+    for n in $(targets); do
+        use_node "$n"
+        needs_format && todo+=("$n")
+    done
+    ((${#todo[@]} > 0)) || return 0
+    # The ids come from StorageTool random-uuid, all at once (a JVM start each).
+    new_uuid "$CLUSTER_ID_FILE" &
+    jobs+=("$!")
+    if multi; then
+        for n in $(targets); do new_uuid "$(kafka_node_dir "$n")/directory.id" & jobs+=("$!"); done
+    fi
+    for n in "${jobs[@]}"; do wait "$n" || die "StorageTool random-uuid failed (java -cp '$KAFKA_LIBS/*')"; done
+    if ! multi; then
+        use_node 1
+        info "formatting KRaft storage in $NODE_DATA (cluster id $(<"$CLUSTER_ID_FILE"))"
+        # --standalone: single-voter dynamic quorum, matches controller.quorum.bootstrap.servers.
+        format_node --standalone
+        return 0
+    fi
+    # One quorum of every node, never one --standalone each: that would make
+    # separate one-node clusters sharing a cluster id, unnoticed until a topic with
+    # replication factor 3 fails.
+    local quorum
+    quorum="$(initial_controllers)"
+    info "formatting KRaft storage of nodes ${todo[*]} (cluster id $(<"$CLUSTER_ID_FILE"), voters $quorum)"
+    jobs=()
+    for n in "${todo[@]}"; do
+        use_node "$n"
+        format_node --initial-controllers "$quorum" &
+        jobs+=("$!")
+    done
+    for n in "${jobs[@]}"; do wait "$n" || exit 1; done
 }
 
 do_install() {
     check_java
     install_libs
-    write_config
+    reset_other_mode
+    ensure_tls
+    local n
+    for n in $(targets); do
+        use_node "$n"
+        write_config
+    done
     format_storage
 }
 
-# is_our_kafka PID: live process that is this checkout's broker (guards against pid reuse).
+# is_our_kafka PID: live process that is the current node (guards against pid reuse).
 is_our_kafka() {
     local pid="$1" cmdline
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
-    [[ "$cmdline" == *" $MAIN_CLASS $KAFKA_PROPS"* ]]
+    [[ "$cmdline" == *" $MAIN_CLASS $NODE_PROPS "* ]]
 }
 
-# find_pid: print the broker pid, from the pid file or, if that is lost/stale,
-# by scanning /proc for a java running our server.properties.
+# find_pid: print the current node's pid, from its pid file or, if that is lost or
+# stale, by scanning /proc for a java running its server.properties.
 find_pid() {
     local pid dir
-    if [[ -r "$PID_FILE" ]]; then
-        pid="$(<"$PID_FILE")"
+    if [[ -r "$NODE_PID_FILE" ]]; then
+        pid="$(<"$NODE_PID_FILE")"
         if is_our_kafka "$pid"; then echo "$pid"; return 0; fi
     fi
     for dir in /proc/[0-9]*; do
         pid="${dir#/proc/}"
         if is_our_kafka "$pid"; then
-            mkdir -p "$RUN_DIR"; echo "$pid" >"$PID_FILE"; echo "$pid"; return 0
+            mkdir -p "$RUN_DIR"; echo "$pid" >"$NODE_PID_FILE"; echo "$pid"; return 0
         fi
     done
     return 1
 }
 
+# paused PID: true if the process is stopped (SIGSTOP).
+paused() { [[ "$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null)" == T ]]; }
+
+# wait_ready BOOTSTRAP PIDS [--broker-id N | --brokers N]: an admin client gets
+# metadata back through BOOTSTRAP, with those brokers registered.
 wait_ready() {
-    local pid="$1"
+    local bootstrap="$1" pids="$2" pid args=()
+    shift 2
     [[ -x "$PYTHON" ]] || die "python with aiokafka not found at $PYTHON (create .venv or set ENLACE_PYTHON)"
-    local who=--admin
-    [[ "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]] && who=--plaintext
-    if ! "$PYTHON" "$DEPLOY_LOCAL_DIR/kafka_ready.py" --bootstrap "$KAFKA_BOOTSTRAP" "$who" \
-        --timeout "$ENLACE_READY_TIMEOUT" --pid "$pid"; then
-        die "Kafka did not become ready on $KAFKA_BOOTSTRAP within ${ENLACE_READY_TIMEOUT}s (also see $KAFKA_STDOUT_LOG)" "$KAFKA_LOG"
+    args=(--admin)
+    [[ "${ENLACE_KAFKA_PLAINTEXT_BASELINE:-}" == 1 ]] && args=(--plaintext)
+    for pid in $pids; do args+=(--pid "$pid"); done
+    if ! "$PYTHON" "$DEPLOY_LOCAL_DIR/kafka_ready.py" --bootstrap "$bootstrap" "${args[@]}" "$@" \
+        --timeout "$ENLACE_READY_TIMEOUT"; then
+        local logs="$NODE_STDOUT_LOG"
+        multi && logs="$KAFKA_DIR/node*/logs/"
+        die "Kafka did not become ready on $bootstrap within ${ENLACE_READY_TIMEOUT}s (also see $logs)" "$NODE_LOG"
     fi
 }
 
-do_start() {
-    do_install
-    local pid
-    if pid="$(find_pid)"; then
-        # Running (maybe still starting): wait for readiness rather than launch a second one.
-        wait_ready "$pid"
-        info "kafka already running (pid $pid) on $KAFKA_BOOTSTRAP"
-        return 0
+# launch: start the current node in the background; its pid in LAUNCHED_PID.
+launch() {
+    if port_open "$NODE_PORT" || port_open "$NODE_CPORT"; then
+        die "port $NODE_PORT or $NODE_CPORT is taken by another process (another checkout's broker?); stop it or set ENLACE_KAFKA_PORT/ENLACE_KAFKA_CONTROLLER_PORT"
     fi
-    if port_open "$ENLACE_KAFKA_PORT" || port_open "$ENLACE_KAFKA_CONTROLLER_PORT"; then
-        die "port $ENLACE_KAFKA_PORT or $ENLACE_KAFKA_CONTROLLER_PORT is taken by another process (another checkout's broker?); stop it or set ENLACE_KAFKA_PORT/ENLACE_KAFKA_CONTROLLER_PORT"
-    fi
-    info "starting kafka $(kafka_version) on $KAFKA_BOOTSTRAP"
-    local t0=$SECONDS
-    rm -f -- "$PID_FILE"
+    info "starting kafka $(kafka_version)${NODE_NAME#kafka} on $ENLACE_HOST:$NODE_PORT"
+    rm -f -- "$NODE_PID_FILE"
     # Marker, so a failure tail shows this run's lines, not the previous run's.
-    printf '===== %s kafka.sh start =====\n' "$(date -u '+%Y-%m-%d %H:%M:%S')" >>"$KAFKA_LOG"
+    printf '===== %s kafka.sh start =====\n' "$(date -u '+%Y-%m-%d %H:%M:%S')" >>"$NODE_LOG"
     # setsid: own session, so Ctrl-C/hangup of the caller does not kill it.
     # bash writes its own pid then execs java, so the pid file is java's pid.
     # 9>&- : do not let the broker inherit the start/stop lock.
     # $ENLACE_KAFKA_HEAP is deliberately unquoted: it holds several JVM options.
     # shellcheck disable=SC2016,SC2086
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$PID_FILE" \
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$NODE_PID_FILE" \
         java $ENLACE_KAFKA_HEAP -XX:+UseG1GC -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
-        -Dlog4j2.configurationFile="$KAFKA_LOG4J" -Dkafka.logs.dir="$KAFKA_LOG_DIR" \
-        -cp "$KAFKA_LIBS/*" "$MAIN_CLASS" "$KAFKA_PROPS" \
-        </dev/null >>"$KAFKA_STDOUT_LOG" 2>&1 9>&- &
+        -Dlog4j2.configurationFile="$NODE_LOG4J" -Dkafka.logs.dir="$NODE_LOG_DIR" \
+        -cp "$KAFKA_LIBS/*" "$MAIN_CLASS" "$NODE_PROPS" \
+        </dev/null >>"$NODE_STDOUT_LOG" 2>&1 9>&- &
     # Wait briefly for the pid file written by the child.
     local i
-    for ((i = 0; i < 50; i++)); do [[ -s "$PID_FILE" ]] && break; sleep 0.1; done
-    pid="$(<"$PID_FILE")"
-    wait_ready "$pid"
-    info "kafka ready (pid $pid) on $KAFKA_BOOTSTRAP in $((SECONDS - t0)) s"
+    for ((i = 0; i < 50; i++)); do [[ -s "$NODE_PID_FILE" ]] && break; sleep 0.1; done
+    [[ -s "$NODE_PID_FILE" ]] || die "$NODE_NAME did not start" "$NODE_STDOUT_LOG"
+    LAUNCHED_PID="$(<"$NODE_PID_FILE")"
 }
 
-do_stop() {
-    local kill_now=0
-    [[ "${1:-}" == "--kill" ]] && kill_now=1
-    local pid
-    if ! pid="$(find_pid)"; then
-        rm -f -- "$PID_FILE"
-        info "kafka not running"
-        return 0
-    fi
-    if ((kill_now)); then
-        info "killing kafka (pid $pid) with SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    else
-        info "stopping kafka (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null || true
-    fi
-    local deadline=$((SECONDS + ENLACE_STOP_TIMEOUT))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            info "kafka did not exit within ${ENLACE_STOP_TIMEOUT}s; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-            deadline=$((SECONDS + 10))
-            # Second lap: a SIGKILLed process exits promptly.
-            while kill -0 "$pid" 2>/dev/null; do
-                ((SECONDS < deadline)) || die "kafka pid $pid survives SIGKILL" "$KAFKA_LOG"
-                sleep 0.2
-            done
-            break
+# do_start [N]: start the nodes not running (N alone, or all) and wait until the
+# cluster answers with them registered.
+do_start() {
+    local only="${1:-}" n pid pids="" started="" t0=$SECONDS
+    do_install
+    for n in $(targets "$only"); do
+        use_node "$n"
+        if pid="$(find_pid)"; then
+            paused "$pid" && die "$NODE_NAME (pid $pid) is paused: resume it first (kafka.sh resume --node $n)"
+            pids+=" $pid"
+            continue
         fi
-        sleep 0.2
+        launch
+        pids+=" $LAUNCHED_PID"
+        started+=" $n"
     done
-    rm -f -- "$PID_FILE"
-    info "kafka stopped"
+    local bootstrap="$KAFKA_BOOTSTRAP" ready=(--brokers "$NODES")
+    if [[ -n "$only" ]]; then
+        # Through the node's own listener: it answers only once registered and unfenced.
+        use_node "$only"
+        bootstrap="$ENLACE_HOST:$NODE_PORT"
+        ready=(--broker-id "$only")
+    fi
+    wait_ready "$bootstrap" "$pids" "${ready[@]}"
+    if [[ -z "$started" ]]; then
+        info "$( [[ -n "$only" ]] && echo "$NODE_NAME" || echo kafka) already running (pid$( multi && [[ -z "$only" ]] && echo s)${pids}) on $bootstrap"
+    elif [[ -n "$only" ]] || ! multi; then
+        info "$NODE_NAME ready (pid${pids}) on $bootstrap in $((SECONDS - t0)) s"
+    else
+        info "kafka cluster ready ($NODES nodes, pids${pids}) on $bootstrap in $((SECONDS - t0)) s"
+    fi
+}
+
+# do_stop [--kill] [N]: SIGTERM (or SIGKILL at once) to the nodes, all together, and
+# wait until they are gone.
+do_stop() {
+    local kill_now="$1" only="${2:-}" n pid left=() names=()
+    for n in $(targets "$only"); do
+        use_node "$n"
+        if ! pid="$(find_pid)"; then
+            rm -f -- "$NODE_PID_FILE"
+            info "$NODE_NAME not running"
+            continue
+        fi
+        if ((kill_now)); then
+            info "killing $NODE_NAME (pid $pid) with SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        else
+            info "stopping $NODE_NAME (pid $pid)"
+            # A paused node would never see SIGTERM.
+            kill -TERM "$pid" 2>/dev/null || true
+            kill -CONT "$pid" 2>/dev/null || true
+        fi
+        left+=("$n:$pid")
+    done
+    local deadline=$((SECONDS + ENLACE_STOP_TIMEOUT)) entry killed=0
+    for entry in "${left[@]}"; do
+        n="${entry%%:*}" pid="${entry#*:}"
+        use_node "$n"
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline && !killed)); then
+                info "$NODE_NAME did not exit within ${ENLACE_STOP_TIMEOUT}s; sending SIGKILL"
+                kill -KILL "$pid" 2>/dev/null || true
+                killed=1 deadline=$((SECONDS + 10))
+            elif ((SECONDS >= deadline)); then
+                die "$NODE_NAME pid $pid survives SIGKILL" "$NODE_LOG"
+            fi
+            sleep 0.2
+        done
+        killed=0
+        rm -f -- "$NODE_PID_FILE"
+        info "$NODE_NAME stopped"
+    done
 }
 
 do_status() {
+    local n pid rc=0
+    for n in $(targets); do
+        use_node "$n"
+        pid=""
+        if pid="$(find_pid)" && paused "$pid"; then
+            info "$NODE_NAME: paused (pid $pid, SIGSTOP; kafka.sh resume --node $n)"
+            rc=3
+        elif [[ -n "$pid" ]] && port_open "$NODE_PORT"; then
+            info "$NODE_NAME: running (pid $pid) bootstrap $( multi && echo "$ENLACE_HOST:$NODE_PORT" || echo "$KAFKA_BOOTSTRAP")"
+        elif [[ -n "$pid" ]]; then
+            info "$NODE_NAME: starting or unhealthy (pid $pid, port $NODE_PORT not answering) log $NODE_LOG"
+            rc=3
+        else
+            info "$NODE_NAME: stopped (bootstrap would be $( multi && echo "$ENLACE_HOST:$NODE_PORT" || echo "$KAFKA_BOOTSTRAP"))"
+            rc=3
+        fi
+    done
+    multi && info "kafka cluster bootstrap $KAFKA_BOOTSTRAP"
+    return "$rc"
+}
+
+# do_signal SIGNAL VERB N: pause or resume one node.
+do_signal() {
+    use_node "$3"
     local pid
-    if pid="$(find_pid)" && port_open "$ENLACE_KAFKA_PORT"; then
-        info "kafka: running (pid $pid) bootstrap $KAFKA_BOOTSTRAP"
-        return 0
-    elif [[ -n "${pid:-}" ]]; then
-        info "kafka: starting or unhealthy (pid $pid, port $ENLACE_KAFKA_PORT not answering) log $KAFKA_LOG"
-        return 3
-    fi
-    info "kafka: stopped (bootstrap would be $KAFKA_BOOTSTRAP)"
-    return 3
+    pid="$(find_pid)" || die "$NODE_NAME is not running"
+    kill "-$1" "$pid"
+    info "$NODE_NAME (pid $pid) $2"
 }
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
+KILL=0 ONLY=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --kill) [[ "$cmd" == stop ]] || usage; KILL=1 ;;
+        --node) [[ $# -ge 2 ]] || usage; ONLY="$2"; shift ;;
+        --node=*) ONLY="${1#--node=}" ;;
+        *) usage ;;
+    esac
+    shift
+done
+if [[ -n "$ONLY" ]]; then
+    [[ "$ONLY" =~ ^[0-9]+$ ]] && ((ONLY >= 1 && ONLY <= NODES)) \
+        || die "--node $ONLY: instance $ENLACE_KAFKA_INSTANCE has nodes 1..$NODES (ENLACE_KAFKA_NODES=$NODES)"
+    [[ "$cmd" == install || "$cmd" == status ]] && usage
+fi
 case "$cmd" in
-    install) with_lock kafka; do_install; info "kafka $(kafka_version) installed in $KAFKA_LIBS" ;;
-    start) with_lock "$ENLACE_KAFKA_INSTANCE"; do_start ;;
-    stop) with_lock "$ENLACE_KAFKA_INSTANCE"; do_stop "$@" ;;
+    install) with_lock "$ENLACE_KAFKA_INSTANCE"; do_install; info "kafka $(kafka_version) installed in $KAFKA_LIBS" ;;
+    start) with_lock "$ENLACE_KAFKA_INSTANCE"; do_start "$ONLY" ;;
+    stop) with_lock "$ENLACE_KAFKA_INSTANCE"; do_stop "$KILL" "$ONLY" ;;
     status) do_status ;;
+    pid)
+        [[ -n "$ONLY" ]] || usage
+        use_node "$ONLY"
+        find_pid || { info "$NODE_NAME is not running" >&2; exit 3; } ;;
+    pause) [[ -n "$ONLY" ]] || usage; do_signal STOP "paused (SIGSTOP)" "$ONLY" ;;
+    resume) [[ -n "$ONLY" ]] || usage; do_signal CONT "resumed (SIGCONT)" "$ONLY" ;;
     # Follow only on a terminal; in CI just print the tail and return.
-    logs) if [[ -t 1 ]]; then exec tail -n 100 -F -- "$KAFKA_LOG"; else exec tail -n 200 -- "$KAFKA_LOG"; fi ;;
+    logs)
+        use_node "${ONLY:-1}"
+        if [[ -t 1 ]]; then exec tail -n 100 -F -- "$NODE_LOG"; else exec tail -n 200 -- "$NODE_LOG"; fi ;;
     *) usage ;;
 esac
