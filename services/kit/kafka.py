@@ -21,8 +21,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
@@ -238,9 +239,16 @@ def admin_client(client: KafkaClient, client_id: str = "enlace-admin") -> AIOKaf
 
 
 async def ensure_topics(
-    client: KafkaClient, namespace: str = "", partitions: int = 3, replication: int = 1
+    client: KafkaClient,
+    namespace: str = "",
+    partitions: int = 3,
+    replication: int | None = None,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create every contract topic (and its .dlq twin) that is missing; returns the names."""
+    """Create every contract topic (and its .dlq twin) that is missing; returns the names.
+    `replication` None is the cluster's default.replication.factor (3 on the local
+    three-node cluster, 1 on a single broker); `configs` are topic configs
+    (min.insync.replicas)."""
     names = [namespaced(namespace, t) for t in all_topic_names()]
     admin = admin_client(client)
     await admin.start()
@@ -248,13 +256,33 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # a concurrent creator won
-                await admin.create_topics(
-                    [
-                        NewTopic(n, num_partitions=partitions, replication_factor=replication)
-                        for n in missing
-                    ]
-                )
+            factor = replication or await default_replication(admin)
+            response = await admin.create_topics(
+                [
+                    NewTopic(n, partitions, factor, topic_configs=dict(configs or {}))
+                    for n in missing
+                ]
+            )
+            # Errors come per topic, never raised: one that exists (a concurrent
+            # creator won) is fine; any other (too few brokers) is not.
+            for name, code, *message in response.topic_errors:
+                if code not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(code)(f"creating topic {name}: {(message or [''])[-1]}")
     finally:
         await admin.close()
     return names
+
+
+async def default_replication(admin: AIOKafkaAdminClient) -> int:
+    """The cluster's default.replication.factor, as one broker reports it: what Kafka
+    gives a topic created without a factor, which aiokafka cannot ask for."""
+    cluster = await admin.describe_cluster()
+    broker = str(cluster["brokers"][0]["node_id"])
+    key = "default.replication.factor"
+    [response] = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.BROKER, broker, {key: None})]
+    )
+    for entry in (e for r in response.resources for e in r[4]):
+        if entry[0] == key:
+            return int(entry[1])
+    raise RuntimeError(f"Kafka broker {broker} did not report {key}")
