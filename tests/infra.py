@@ -40,7 +40,7 @@ import asyncpg
 
 from services.kit.kafka import KafkaClient
 from services.kit.kafka_acl import admin_for, apply_access, load_access
-from services.kit.local_secrets import kafka_client, kafka_password
+from services.kit.local_secrets import kafka_bootstrap, kafka_client, kafka_nodes, kafka_password
 from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -77,6 +77,8 @@ class Infra:
     # The server log of the local cluster (None elsewhere), for tests that prove what
     # it never holds.
     pg_log: Path | None = None
+    # Local Kafka nodes (ENLACE_KAFKA_NODES): 3 is one cluster, replication factor 3.
+    kafka_nodes: int = 1
 
     def kafka(self, principal: str = "admin") -> KafkaClient:
         """A Kafka client as `principal` (a service's svc-<name>, an agency, enlace-ops;
@@ -210,17 +212,16 @@ def _from_testcontainers() -> tuple[Infra, Callable[[], None]]:
 
 def _from_local() -> tuple[Infra, Callable[[], None]]:
     _run_local("infra.sh", "up")
-    host = "127.0.0.1"
-    kafka_port = os.environ.get("ENLACE_KAFKA_PORT", "19092")
     admin_dsn, role_dsns = local_postgres()
     infra = Infra(
-        kafka_bootstrap=f"{host}:{kafka_port}",
+        kafka_bootstrap=kafka_bootstrap(),  # every node's listener, as deploy/local/env.sh
         pg_admin_dsn=admin_dsn,
         source="local",
         can_restart_kafka=True,
         pg_role_dsns=role_dsns,
         kafka_secure=True,
         pg_log=REPO_ROOT / ".local" / "pg" / "postgres.log",
+        kafka_nodes=kafka_nodes(),
     )
     # Left running on purpose: the next session (or engineer) reuses it.
     return infra, _noop
@@ -293,6 +294,7 @@ class PrivateBroker:
             "ENLACE_KAFKA_INSTANCE": instance,
             "ENLACE_KAFKA_PORT": str(port),
             "ENLACE_KAFKA_CONTROLLER_PORT": str(controller_port),
+            "ENLACE_KAFKA_NODES": "1",  # one broker, whatever the shared cluster is
             **({"ENLACE_KAFKA_PLAINTEXT_BASELINE": "1"} if plaintext else {}),
         }
         self.bootstrap = f"127.0.0.1:{port}"

@@ -1,5 +1,6 @@
 """Create every contract topic and its .dlq twin on the local broker (idempotent),
-as the local admin (the scripts' principal)."""
+as the local admin (the scripts' principal). With ENLACE_KAFKA_NODES=3 each partition
+is on all three nodes, with min.insync.replicas 2."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import asyncio
 
 from services.kit.kafka import ensure_topics
-from services.kit.local_secrets import kafka_client
+from services.kit.local_secrets import kafka_client, topic_replication
 
 
 def main() -> None:
@@ -17,8 +18,11 @@ def main() -> None:
     parser.add_argument("--namespace", default="")
     args = parser.parse_args()
     client = kafka_client("admin", args.bootstrap)
-    names = asyncio.run(ensure_topics(client, args.namespace, partitions=args.partitions))
-    print("topics ready: " + ", ".join(names))
+    replication, configs = topic_replication()
+    names = asyncio.run(
+        ensure_topics(client, args.namespace, args.partitions, replication, configs)
+    )
+    print(f"topics ready (replication factor {replication}): " + ", ".join(names))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 print_addresses() {
     info "KAFKA_BOOTSTRAP_SERVERS=$KAFKA_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512; CA $KAFKA_CA_FILE)"
+    if ((ENLACE_KAFKA_NODES > 1)); then
+        info "  $ENLACE_KAFKA_NODES Kafka nodes, one quorum: replication factor $ENLACE_KAFKA_NODES, min.insync.replicas $((ENLACE_KAFKA_NODES / 2 + 1)); one node: deploy/local/kafka.sh {stop|start|pause|resume} --node N"
+    fi
     info "  principals and ACLs: deploy/kafka-access.yaml; passwords: $SECRETS_DIR/kafka/<principal>.password"
     info "PostgreSQL $ENLACE_HOST:$ENLACE_PG_PORT, databases ${PG_SERVICE_DBS[*]}, each owned by its service's role"
     info "  a service's DATABASE_URL: deploy/local/postgres.sh dsn <service>; superuser shell: deploy/local/postgres.sh psql"

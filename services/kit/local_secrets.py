@@ -43,11 +43,33 @@ def kafka_password(principal: str) -> str:
     return secret(f"kafka/{principal}.password")
 
 
+def kafka_nodes() -> int:
+    """How many local Kafka nodes: ENLACE_KAFKA_NODES, 1 (one broker) or 3, as in
+    deploy/local/env.sh."""
+    value = os.environ.get("ENLACE_KAFKA_NODES", "1").strip() or "1"
+    if value not in ("1", "3"):
+        raise ValueError(f"ENLACE_KAFKA_NODES={value!r}: expected 1 (one broker) or 3")
+    return int(value)
+
+
+def kafka_bootstrap() -> str:
+    """Every local node's client listener, as env.sh's KAFKA_BOOTSTRAP: node N listens
+    on ENLACE_KAFKA_PORT + 2*(N-1)."""
+    port = int(os.environ.get("ENLACE_KAFKA_PORT", "19092"))
+    return ",".join(f"127.0.0.1:{port + 2 * n}" for n in range(kafka_nodes()))
+
+
+def topic_replication() -> tuple[int, dict[str, str]]:
+    """Replication factor and topic configs of the local topics: a copy on every node,
+    and acks=all answered once a majority holds the write (one node may fail)."""
+    nodes = kafka_nodes()
+    return nodes, ({"min.insync.replicas": str(nodes // 2 + 1)} if nodes > 1 else {})
+
+
 def kafka_client(principal: str = "admin", bootstrap: str | None = None) -> KafkaClient:
     """A SASL_SSL client of the local broker as `principal` (admin: the scripts only)."""
-    port = os.environ.get("ENLACE_KAFKA_PORT", "19092")
     return KafkaClient(
-        bootstrap=bootstrap or f"127.0.0.1:{port}",
+        bootstrap=bootstrap or kafka_bootstrap(),
         security_protocol="SASL_SSL",
         sasl_mechanism="SCRAM-SHA-512",
         username=principal,
