@@ -283,7 +283,7 @@ reset_other_mode() {
     ((${#other[@]} > 0)) || return 0
     local running
     running="$(instance_pids | paste -sd ' ')"
-    [[ -z "$running" ]] || die "kafka instance $ENLACE_KAFKA_INSTANCE runs for $was (pids $running), not ENLACE_KAFKA_NODES=$NODES: stop it first (with the ENLACE_KAFKA_NODES it was started with)"
+    [[ -z "$running" ]] || die "kafka instance $ENLACE_KAFKA_INSTANCE runs for $was (pids $running), not ENLACE_KAFKA_NODES=$NODES: stop it first (make stop, or deploy/local/kafka.sh stop)"
     info "kafka storage in $KAFKA_DIR was formatted for $was, not ENLACE_KAFKA_NODES=$NODES: formatting it again (local data only: its topics and messages are dropped)"
     rm -rf -- "${other[@]}" "$CLUSTER_ID_FILE"
 }
@@ -487,10 +487,43 @@ do_start() {
     fi
 }
 
-# do_stop [--kill] [N]: SIGTERM (or SIGKILL at once) to the nodes, all together, and
-# wait until they are gone.
+# signal_stop KILL PID NAME: SIGKILL at once, or SIGTERM (and SIGCONT: a paused node
+# would never see the SIGTERM).
+signal_stop() {
+    if (($1)); then
+        info "killing $3 (pid $2) with SIGKILL"
+        kill -KILL "$2" 2>/dev/null || true
+    else
+        info "stopping $3 (pid $2)"
+        kill -TERM "$2" 2>/dev/null || true
+        kill -CONT "$2" 2>/dev/null || true
+    fi
+}
+
+# wait_gone PID NAME LOG: wait for the process to exit, SIGKILL after the stop timeout.
+wait_gone() {
+    local deadline=$((SECONDS + ENLACE_STOP_TIMEOUT))
+    while kill -0 "$1" 2>/dev/null; do
+        if ((SECONDS >= deadline)); then
+            info "$2 did not exit within ${ENLACE_STOP_TIMEOUT}s; sending SIGKILL"
+            kill -KILL "$1" 2>/dev/null || true
+            deadline=$((SECONDS + 10))
+            # Second lap: a SIGKILLed process exits promptly.
+            while kill -0 "$1" 2>/dev/null; do
+                ((SECONDS < deadline)) || die "$2 pid $1 survives SIGKILL" "$3"
+                sleep 0.2
+            done
+            break
+        fi
+        sleep 0.2
+    done
+}
+
+# do_stop KILL [N]: stop the nodes (N alone, or all) together, and wait until they are
+# gone. Stopping all also stops a broker of this instance started with the other
+# ENLACE_KAFKA_NODES, so `make stop` never leaves one behind.
 do_stop() {
-    local kill_now="$1" only="${2:-}" n pid left=() names=()
+    local kill_now="$1" only="${2:-}" n pid entry left=() stopping=" "
     for n in $(targets "$only"); do
         use_node "$n"
         if ! pid="$(find_pid)"; then
@@ -498,34 +531,23 @@ do_stop() {
             info "$NODE_NAME not running"
             continue
         fi
-        if ((kill_now)); then
-            info "killing $NODE_NAME (pid $pid) with SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        else
-            info "stopping $NODE_NAME (pid $pid)"
-            # A paused node would never see SIGTERM.
-            kill -TERM "$pid" 2>/dev/null || true
-            kill -CONT "$pid" 2>/dev/null || true
-        fi
-        left+=("$n:$pid")
+        signal_stop "$kill_now" "$pid" "$NODE_NAME"
+        left+=("$pid|$NODE_NAME|$NODE_PID_FILE|$NODE_LOG")
+        stopping+="$pid "
     done
-    local deadline=$((SECONDS + ENLACE_STOP_TIMEOUT)) entry killed=0
-    for entry in "${left[@]}"; do
-        n="${entry%%:*}" pid="${entry#*:}"
-        use_node "$n"
-        while kill -0 "$pid" 2>/dev/null; do
-            if ((SECONDS >= deadline && !killed)); then
-                info "$NODE_NAME did not exit within ${ENLACE_STOP_TIMEOUT}s; sending SIGKILL"
-                kill -KILL "$pid" 2>/dev/null || true
-                killed=1 deadline=$((SECONDS + 10))
-            elif ((SECONDS >= deadline)); then
-                die "$NODE_NAME pid $pid survives SIGKILL" "$NODE_LOG"
-            fi
-            sleep 0.2
+    if [[ -z "$only" ]]; then
+        for pid in $(instance_pids); do
+            [[ "$stopping" == *" $pid "* ]] && continue
+            signal_stop "$kill_now" "$pid" "kafka of instance $ENLACE_KAFKA_INSTANCE (other ENLACE_KAFKA_NODES)"
+            left+=("$pid|kafka pid $pid|/dev/null|$KAFKA_DIR")
         done
-        killed=0
-        rm -f -- "$NODE_PID_FILE"
-        info "$NODE_NAME stopped"
+    fi
+    local name pid_file log
+    for entry in "${left[@]}"; do
+        IFS='|' read -r pid name pid_file log <<<"$entry"
+        wait_gone "$pid" "$name" "$log"
+        [[ "$pid_file" == /dev/null ]] || rm -f -- "$pid_file"
+        info "$name stopped"
     done
 }
 
