@@ -17,6 +17,7 @@ help:
 	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
 	@echo "make stop    stop the services and the local infrastructure"
 	@echo "make status  what is running"
+	@echo "ENLACE_KAFKA_NODES=3 make run|test|bench: three Kafka nodes, replication factor 3 (README)"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
