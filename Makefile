@@ -8,13 +8,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install infra run stop status test lint contracts bench clean
+.PHONY: help install infra run stop status test lint contracts bench faults clean
 
 help:
 	@echo "make run     install what is missing, start Kafka, PostgreSQL and every service, seed the demo"
 	@echo "make test    lint, then the whole suite against real Kafka and PostgreSQL"
 	@echo "make lint    ruff, mypy and the contract check"
 	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
+	@echo "make faults  CASES cases (10000) through all services while brokers, PostgreSQL and services are killed"
 	@echo "make stop    stop the services and the local infrastructure"
 	@echo "make status  what is running"
 	@echo "ENLACE_KAFKA_NODES=3 make run|test|bench: three Kafka nodes, replication factor 3 (README)"
@@ -60,6 +61,12 @@ test: lint infra
 bench: infra
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null 2>&1; } || echo "wrk not installed: using aiohttp as load generator"
 	$(PY) -m bench.run $(SECTIONS)
+
+# The fault suite starts a private stack of its own (Kafka, PostgreSQL, services and
+# providers on free ports), never the shared one, and removes it afterwards.
+CASES ?= 10000
+faults: install
+	$(PY) -m faults.run --cases $(CASES) $(FAULTS_ARGS)
 
 clean: stop
 	rm -rf .local
