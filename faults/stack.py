@@ -110,7 +110,7 @@ class Stack:
         base = free_ports(2 * nodes, taken)
         self.kafka_ports = [base + 2 * i for i in range(nodes)]
         self.pg_port = free_ports(1, taken)
-        self.ports = {n: free_ports(1, taken) for n in (*SERVICES, *PROVIDERS)}
+        self.ports = {n: free_ports(1, taken) for n in (*SERVICES, *PROVIDERS, "smtp_api")}
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
         self.env: dict[str, str] = {
             **inherited,
