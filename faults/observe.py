@@ -26,6 +26,17 @@ from services.kit.kafka import admin_client
 
 INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.5
+OPEN_DELIVERIES = (
+    "SELECT count(*) FROM deliveries WHERE status NOT IN ('sent', 'delivered', 'failed', "
+    "'undelivered')"
+)
+# Due for 2 s already: pending past its next attempt, or claimed past its lease (a
+# delivery whose sender was killed waits for its lease to run out: not stuck).
+DUE_DELIVERIES = (
+    "SELECT count(*) FROM deliveries WHERE (status = 'pending' AND next_attempt_at < "
+    "now() - interval '2 seconds') OR (status = 'sending' AND lease_until < now() - "
+    "interval '2 seconds')"
+)
 
 
 @dataclass
@@ -39,6 +50,7 @@ class Sample:
     unready: dict[str, list[str]]  # what the body says is missing (checks, needed loops)
     outbox: dict[str, int] | None = None  # rows waiting in each service's outbox
     open_deliveries: int | None = None  # notifications' deliveries not yet final
+    due_deliveries: int | None = None  # of those, the ones due now (not waiting a lease)
     lag: dict[str, int] | None = None  # per consumer group
     committed: dict[str, int] | None = None  # per consumer group, sum of offsets
     ends: dict[str, int] | None = None  # per topic, sum of end offsets
@@ -141,7 +153,7 @@ class Database:
             with contextlib.suppress(Exception):
                 conn.terminate()
 
-    async def sample(self) -> tuple[dict[str, int], int | None] | None:
+    async def sample(self) -> tuple[dict[str, int], int | None, int | None] | None:
         try:
             counts = await asyncio.gather(
                 *(self._count(s, "SELECT count(*) FROM outbox") for s in SERVICES)
@@ -149,14 +161,14 @@ class Database:
         except Exception:
             return None
         try:
-            open_deliveries: int | None = await self._count(
-                "notifications",
-                "SELECT count(*) FROM deliveries WHERE status NOT IN "
-                "('sent', 'delivered', 'failed', 'undelivered')",
-            )
+            open_deliveries: int | None = await self._count("notifications", OPEN_DELIVERIES)
         except Exception:
             open_deliveries = None
-        return dict(zip(SERVICES, counts, strict=True)), open_deliveries
+        try:
+            due: int | None = await self._count("notifications", DUE_DELIVERIES)
+        except Exception:
+            due = None
+        return dict(zip(SERVICES, counts, strict=True)), open_deliveries, due
 
     async def close(self) -> None:
         for service in list(self.conns):
@@ -171,6 +183,7 @@ class KafkaLag:
         self.admin: Any = None
         self.consumer: AIOKafkaConsumer | None = None
         self.topics = all_topic_names()
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def _clients(self) -> tuple[Any, AIOKafkaConsumer]:
         if self.admin is None or self.consumer is None:
@@ -217,11 +230,23 @@ class KafkaLag:
         try:
             return await asyncio.wait_for(self._read(), PROBE_TIMEOUT_S)
         except Exception:
-            await self.close()
+            self._discard()
             return None
 
-    async def close(self) -> None:
+    def _discard(self) -> None:
+        """Drop the clients; close them aside (against a paused broker closing takes
+        seconds, and the sampler must not wait for it)."""
         admin, consumer, self.admin, self.consumer = self.admin, self.consumer, None, None
+        task = asyncio.create_task(self._close(admin, consumer))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self._discard()
+        await asyncio.wait(set(self._closing), timeout=15)
+
+    @staticmethod
+    async def _close(admin: Any, consumer: AIOKafkaConsumer | None) -> None:
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consumer.stop(), 5)
@@ -281,7 +306,7 @@ class Sampler:
             sample.ready = {s: a[0] for s, a in answers.items()}
             sample.unready = {s: a[1] for s, a in answers.items() if a[1]}
         if isinstance(db, tuple):
-            sample.outbox, sample.open_deliveries = db
+            sample.outbox, sample.open_deliveries, sample.due_deliveries = db
         if isinstance(lag, tuple):
             sample.lag, sample.committed, sample.ends = lag
         self.samples.append(sample)

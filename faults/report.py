@@ -55,12 +55,17 @@ def criteria(report: dict[str, Any]) -> list[dict[str, Any]]:
         if r.get("lag_ok") is False
     ]
     add("consumer lag zero within 15 s of the broker answering", not slow, "; ".join(slow) or "yes")
+    checked = [r for r in rows if r.get("readiness", {}).get("checked")]
     lies = [
         f"{r['fault']}: {s} answered 200 {v['ready_200']}x while down"
-        for r in rows
-        if r.get("readiness", {}).get("checked")
+        for r in checked
         for s, v in r["readiness"]["services"].items()
         if v["ready_200"]
+    ]
+    lies += [
+        f"{r['fault']}: no /readyz sample while down (the sampler was held up)"
+        for r in checked
+        if not any(v["samples"] for v in r["readiness"]["services"].values())
     ]
     for service, v in readiness.items():
         if v["ready_200_while_stuck"]:

@@ -76,10 +76,21 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _below_ephemeral() -> int:
+    """The first port the kernel may hand out to an outgoing connection: a server
+    port chosen below it cannot be taken by a client between the check and the bind."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 60000
+    return low if low > 12000 else 60000
+
+
 def free_ports(count: int, taken: set[int]) -> int:
     """The first of `count` consecutive loopback ports nobody listens on."""
+    top = _below_ephemeral()
     for _ in range(500):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(10000, top - count - 1)
         span = set(range(base, base + count))
         if not span & taken and all(_port_free(p) for p in span):
             taken |= span

@@ -24,7 +24,7 @@ from typing import Any
 from contracts.topics import Topic
 from faults.checker import label, owner
 from faults.inject import DEPENDENCY_FAULTS, Fault
-from faults.observe import Sample
+from faults.observe import PROBE_TIMEOUT_S, Sample
 from faults.stack import SERVICES
 
 LIMIT_S = 15.0  # the must-show margin: fault + 15 s, lag zero within 15 s
@@ -149,7 +149,7 @@ def stuck(samples: list[Sample], service: str) -> list[Interval]:
     if service == "notifications":
         signals.append(
             (
-                lambda s: None if s.open_deliveries is None else s.open_deliveries > 0,
+                lambda s: None if s.due_deliveries is None else s.due_deliveries > 0,
                 lambda s: s.delivered,
             )
         )
@@ -234,13 +234,19 @@ def per_fault(samples: list[Sample], faults: list[Fault], nodes: int) -> list[di
         row["lag_zero_max_s"] = None if len(known) < len(lags) else max(known, default=0.0)
         if fault.kind.startswith("broker"):
             row["lag_ok"] = row["lag_zero_max_s"] is not None and row["lag_zero_max_s"] <= LIMIT_S
-        needed = fault.kind in DEPENDENCY_FAULTS and not (
-            fault.kind.startswith("broker") and nodes > 1
-        )
-        if needed:
+        if fault.kind in DEPENDENCY_FAULTS:
             # Killed or paused: down until restarted or resumed (what follows is a start).
             down_until = end if fault.kind == "pg-restart" else (fault.undone_at or end)
-            row["readiness"] = _while_down(samples, start + GRACE_S, down_until)
+            # A sample is stamped when its probes leave: its answer may come up to
+            # PROBE_TIMEOUT_S later, after the dependency is back.
+            seen = _while_down(samples, start + GRACE_S, down_until - PROBE_TIMEOUT_S)
+            if fault.kind.startswith("broker") and nodes > 1 and seen["checked"]:
+                # The cluster still serves: readiness may stay 200; shown, not judged.
+                counts = " ".join(
+                    f"{s[:5]} {v['not_ready']}/{v['samples']}" for s, v in seen["services"].items()
+                )
+                seen = {"checked": False, "why": f"cluster up; not ready: {counts}"}
+            row["readiness"] = seen
         rows.append(row)
     return rows
 
@@ -300,7 +306,8 @@ def readiness(samples: list[Sample]) -> dict[str, Any]:
         lies = [
             s.t
             for s in samples
-            if s.ready.get(service) == 200 and any(i.start <= s.t <= i.end for i in periods)
+            # Half open: the sample that saw progress ends the period, it is not in it.
+            if s.ready.get(service) == 200 and any(i.start <= s.t < i.end for i in periods)
         ]
         contradictions = [
             s.t
