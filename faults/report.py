@@ -151,11 +151,11 @@ def table(report: dict[str, Any]) -> str:
     outside = report["outside_faults"]["stall_s"]
     lines.append(f"{'outside any fault':<32}{'':<56}{outside:>7.1f}")
     lines.append("")
-    lines.append("readiness: service  stuck s  200-while-stuck  200-saying-not-ready")
+    lines.append("readiness: service  stuck-at-200 s  200-while-stuck  200-saying-not-ready")
     for service in SERVICES:
         v = report["readiness"][service]
         lines.append(
-            f"  {service:<15}{v['stuck_s']:>8.1f}{v['ready_200_while_stuck']:>17}"
+            f"  {service:<15}{v['stuck_s']:>15.1f}{v['ready_200_while_stuck']:>17}"
             f"{v['ready_200_saying_not_ready']:>22}"
         )
     for p in report["poison"]:

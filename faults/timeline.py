@@ -11,8 +11,9 @@
 - lag: from the fault's end until each consumer group's lag is zero;
 - readiness: while a dependency every service needs was down (past a grace for
   noticing), each /readyz answer: 503 (or none) is the truth, 200 a lie; and at any
-  time, a 200 from a service that was stuck (work waiting, no progress for 10 s), or
-  a 200 whose own body says a check or a needed loop is not working.
+  time, a 200 from a service that was stuck (answering 200 for 10 s with work waiting
+  and no progress), or a 200 whose own body says a check or a needed loop is not
+  working.
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ def _stuck(
     progress: Callable[[Sample], int | None],
 ) -> list[Interval]:
     """Where work waited and `progress` did not move for more than STUCK_S (from the
-    moment STUCK_S had passed) while the service was up (it answered /readyz) and the
-    probes answered: the clock starts again after a gap in either."""
+    moment STUCK_S had passed) while the service answered /readyz 200 and the probes
+    answered: the clock starts again after a gap in either. A service saying 503 is
+    telling the truth about being stuck; one back from an outage gets STUCK_S to
+    show progress."""
     out: list[Interval] = []
     since: float | None = None
     last: int | None = None
@@ -102,7 +105,7 @@ def _stuck(
             out.append(Interval(since + STUCK_S, at))
 
     for s in samples:
-        if s.ready.get(service) is None:
+        if s.ready.get(service) != 200:
             close(t)
             since, last = None, None
             continue
