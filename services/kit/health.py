@@ -80,7 +80,9 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
             runtime.database_reachable(), runtime.kafka_reachable()
         )
         loops = runtime.supervisor.ready()
-        ready = database and kafka and loops
+        # Connected means the consumer groups are joined: until then nothing is consumed.
+        subscribers = runtime.broker_connected or not runtime.subscriptions
+        ready = database and kafka and loops and subscribers
         response.status_code = 200 if ready else 503
         return {
             "status": "ready" if ready else "not ready",
@@ -88,7 +90,7 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
                 "database": database,
                 "kafka": kafka,
                 "loops": loops,
-                "subscribers": runtime.broker_connected or not runtime.subscriptions,
+                "subscribers": subscribers,
                 "outbox_relay_leader": bool(runtime.relay and runtime.relay.is_leader),
             },
             "loops": runtime.supervisor.view(),

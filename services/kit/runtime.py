@@ -235,7 +235,8 @@ class ServiceRuntime:
     def _subscribers(self) -> tuple[KafkaBroker, list[EventConsumer]]:
         s = self.settings
         broker = KafkaBroker(
-            s.kafka.bootstrap,
+            # FastStream takes a list; a comma-separated string would be one host name.
+            [h.strip() for h in s.kafka.bootstrap.split(",") if h.strip()],
             security=s.kafka.faststream_security(),
             # Topics are provisioned by the scripts; a service principal may not
             # create them (and FastStream would try at every start).
