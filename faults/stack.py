@@ -18,53 +18,21 @@ import random
 import shutil
 import signal
 import socket
-import subprocess
 import time
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from services.kit.kafka import KafkaClient
 from services.kit.kafka_acl import admin_for, apply_access, load_access
 from services.kit.local_secrets import kafka_client, kafka_password
+from tests.infra import ScriptError, run_local
 
 REPO = Path(__file__).resolve().parents[1]
-DEPLOY = REPO / "deploy" / "local"
 LOCAL = REPO / ".local"
 SERVICES = ("intake", "referral", "followup", "notifications")
 PROVIDERS = ("smtp", "sms")
 # A developer's shell may hold these for `make run`: never inherited by the stack.
 _OWN_PREFIXES = ("ENLACE_", "KAFKA_", "DATABASE_URL")
-
-
-class ScriptError(RuntimeError):
-    """A deploy/local script failed; the message holds its output."""
-
-
-def script(name: str, *args: str, env: Mapping[str, str], timeout: float = 300) -> str:
-    """Run a deploy/local script (or a Python file of it) and return its output."""
-    path = DEPLOY / name
-    argv = [str(env.get("ENLACE_PYTHON", REPO / ".venv" / "bin" / "python")), str(path)]
-    command = [*argv, *args] if name.endswith(".py") else [str(path), *args]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=REPO,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ScriptError(f"{name} {' '.join(args)} timed out after {timeout:.0f} s") from exc
-    if done.returncode != 0:
-        raise ScriptError(
-            f"{name} {' '.join(args)} failed (exit {done.returncode}):\n{done.stdout}"
-        )
-    return done.stdout
 
 
 def _port_free(port: int) -> bool:
@@ -181,16 +149,16 @@ class Stack:
         await asyncio.gather(
             asyncio.to_thread(self._start_kafka), asyncio.to_thread(self._start_postgres)
         )
-        await asyncio.to_thread(script, "services.sh", "start", env=self.env, timeout=300)
+        await asyncio.to_thread(self.script, "services.sh", "start", timeout=300)
 
     def _start_kafka(self) -> None:
-        script("kafka.sh", "start", env=self.env, timeout=300)
+        self.script("kafka.sh", "start", timeout=300)
         apply_access(admin_for(self.kafka()), load_access(), kafka_password)
-        script("create_topics.py", "--bootstrap", self.bootstrap, env=self.env, timeout=120)
+        self.script("create_topics.py", "--bootstrap", self.bootstrap, timeout=120)
 
     def _start_postgres(self) -> None:
-        script("postgres.sh", "start", env=self.env, timeout=120)
-        script("postgres.sh", "createdbs", env=self.env, timeout=120)
+        self.script("postgres.sh", "start", timeout=120)
+        self.script("postgres.sh", "createdbs", timeout=120)
 
     def stop(self, keep_logs: Path | None = None) -> None:
         """Stop everything this stack started; keep its logs in `keep_logs` if given;
@@ -213,10 +181,10 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ScriptError):
-            script("services.sh", "stop", env=self.env, timeout=120)
+            self.script("services.sh", "stop", timeout=120)
         with ThreadPoolExecutor(2) as pool:
             for done in [
-                pool.submit(script, name, "stop", env=self.env, timeout=120)
+                pool.submit(self.script, name, "stop", timeout=120)
                 for name in ("kafka.sh", "postgres.sh")
             ]:
                 with contextlib.suppress(ScriptError):
@@ -264,11 +232,15 @@ class Stack:
     def start_services(self) -> None:
         """Start what is not running (services.sh skips the live ones) and wait until
         every service answers /readyz."""
-        script("services.sh", "start", env=self.env, timeout=300)
+        self.script("services.sh", "start", timeout=300)
+
+    def script(self, name: str, *args: str, timeout: float = 300) -> str:
+        """A deploy/local script in the stack's environment alone (nothing inherited)."""
+        return run_local(name, *args, env=self.env, inherit=False, timeout_s=timeout)
 
     def kafka_pid(self, node: int) -> int | None:
         try:
-            text = script("kafka.sh", "pid", "--node", str(node), env=self.env, timeout=30)
+            text = self.script("kafka.sh", "pid", "--node", str(node), timeout=30)
             pid = int(text.strip().splitlines()[-1])
         except (ScriptError, ValueError, IndexError):
             if self.nodes != 1:
@@ -281,11 +253,11 @@ class Stack:
         return pid if alive(pid) else None
 
     def kafka_start(self, node: int) -> None:
-        script("kafka.sh", "start", "--node", str(node), env=self.env, timeout=300)
+        self.script("kafka.sh", "start", "--node", str(node), timeout=300)
 
     def pg(self, command: str) -> str:
         """postgres.sh start|restart|kill|pid on this stack's cluster."""
-        return script("postgres.sh", command, env=self.env, timeout=120)
+        return self.script("postgres.sh", command, timeout=120)
 
 
 def wait_gone(pid: int, timeout: float = 30.0) -> None:

@@ -211,7 +211,7 @@ def _from_testcontainers() -> tuple[Infra, Callable[[], None]]:
 
 
 def _from_local() -> tuple[Infra, Callable[[], None]]:
-    _run_local("infra.sh", "up")
+    run_local("infra.sh", "up")
     admin_dsn, role_dsns = local_postgres()
     infra = Infra(
         kafka_bootstrap=kafka_bootstrap(),  # every node's listener, as deploy/local/env.sh
@@ -234,22 +234,35 @@ def local_postgres() -> tuple[str, dict[str, str]]:
     # Made by postgres.sh at first start (0600); URL-safe base64, no quoting needed.
     password = (LOCAL_PG_SECRETS / "enlace_admin.password").read_text().strip()
     admin_dsn = f"postgresql://enlace_admin:{password}@127.0.0.1:{port}/postgres"
-    return admin_dsn, {s: _run_local("postgres.sh", "dsn", s).strip() for s in SERVICE_ROLES}
+    return admin_dsn, {s: run_local("postgres.sh", "dsn", s).strip() for s in SERVICE_ROLES}
 
 
-def _run_local(
+class ScriptError(RuntimeError):
+    """A deploy/local script failed; the message holds its output."""
+
+
+def run_local(
     script: str,
     *args: str,
     timeout_s: float = LOCAL_UP_TIMEOUT_S,
     env: Mapping[str, str] | None = None,
+    inherit: bool = True,
 ) -> str:
-    """Run a deploy/local script; raise with its full output if it fails."""
-    cmd = [str(DEPLOY_LOCAL / script), *args]
+    """Run a deploy/local script (a `.py` one with the project's Python); raise
+    `ScriptError` with its full output if it fails. `env` is added to this process's
+    environment, or with `inherit=False` is the whole environment."""
+    path = DEPLOY_LOCAL / script
+    if script.endswith(".py"):
+        python = (env or os.environ).get("ENLACE_PYTHON", str(REPO_ROOT / ".venv/bin/python"))
+        cmd = [python, str(path), *args]
+    else:
+        cmd = [str(path), *args]
+    full_env = None if env is None else ({**os.environ, **env} if inherit else dict(env))
     try:
         done = subprocess.run(
             cmd,
             cwd=REPO_ROOT,
-            env=None if env is None else {**os.environ, **env},
+            env=full_env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -258,9 +271,9 @@ def _run_local(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{' '.join(cmd)} timed out after {timeout_s:.0f}s") from exc
+        raise ScriptError(f"{' '.join(cmd)} timed out after {timeout_s:.0f}s") from exc
     if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stdout}")
+        raise ScriptError(f"{' '.join(cmd)} failed (exit {done.returncode}):\n{done.stdout}")
     return done.stdout
 
 
@@ -269,12 +282,12 @@ def kafka_stop(kill: bool = False) -> None:
 
     Only for ``Infra.source == "local"`` (check ``infra.can_restart_kafka``).
     """
-    _run_local("kafka.sh", "stop", *(["--kill"] if kill else []), timeout_s=120)
+    run_local("kafka.sh", "stop", *(["--kill"] if kill else []), timeout_s=120)
 
 
 def kafka_start() -> None:
     """Start the local broker again and wait until it really answers."""
-    _run_local("kafka.sh", "start", timeout_s=300)
+    run_local("kafka.sh", "start", timeout_s=300)
 
 
 class PrivateBroker:
@@ -310,12 +323,12 @@ class PrivateBroker:
             self.stop()
             self.remove()
             self._fresh = True
-        _run_local("kafka.sh", "start", timeout_s=300, env=self.env)
+        run_local("kafka.sh", "start", timeout_s=300, env=self.env)
         if not self.plaintext:
             apply_access(admin_for(self.client()), load_access(), kafka_password)
 
     def stop(self) -> None:
-        _run_local("kafka.sh", "stop", timeout_s=120, env=self.env)
+        run_local("kafka.sh", "stop", timeout_s=120, env=self.env)
 
     def remove(self) -> None:
         shutil.rmtree(REPO_ROOT / ".local" / self.instance, ignore_errors=True)

@@ -110,7 +110,6 @@ class EventConsumer:
     ) -> None:
         self.subscription = subscription
         self._pool = pool
-        self._producer = producer
         self.service = service
         # One group per subscription: subscriptions of one service on several topics
         # would otherwise share a group and rebalance each other at every start/stop.

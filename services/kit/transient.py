@@ -14,8 +14,6 @@ exception is still recognised.
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 from aiokafka import errors as kafka_errors
 from asyncpg.exceptions import _base as asyncpg_base
@@ -28,8 +26,7 @@ class TransientError(Exception):
 
 TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     TransientError,
-    OSError,  # refused, reset, unreachable; TimeoutError and ConnectionError included
-    asyncio.TimeoutError,
+    OSError,  # refused, reset, unreachable; TimeoutError (asyncio's too) and ConnectionError
     # asyncpg: the connection, the server going away or refusing for now
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -38,11 +35,10 @@ TRANSIENT_TYPES: tuple[type[Exception], ...] = (
     asyncpg.InsufficientResourcesError,  # too many connections, out of memory, disk full
     asyncpg.TransactionRollbackError,  # serialization failure, deadlock
     asyncpg.ReadOnlySQLTransactionError,  # connected to a standby during a failover
-    # aiokafka: timeouts and connection errors are not flagged `retriable` there
+    # aiokafka: timeouts and connection errors are not flagged `retriable` there (the
+    # others, leader elections and nodes not ready among them, are: see is_transient)
     kafka_errors.KafkaTimeoutError,
     kafka_errors.KafkaConnectionError,
-    kafka_errors.RequestTimedOutError,
-    kafka_errors.NodeNotReadyError,
 )
 
 

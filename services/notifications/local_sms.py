@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from services.kit.backoff import delay_for
+from services.kit.backoff import Backoff, Stopped, until_done
 from services.kit.logging import configure_logging, get_logger
 from services.kit.settings import REPO_ROOT
 from services.notifications.channels.sms import sign_request
@@ -83,6 +83,7 @@ class LocalSmsProvider:
     _client: httpx.AsyncClient | None = None
     callback_attempts: int = 8  # then the report is given up (logged)
     callback_backoff: tuple[float, float] = (0.5, 30.0)  # the kit's schedule: base, cap
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         if not self.auth_token:
@@ -223,24 +224,37 @@ class LocalSmsProvider:
 
     async def _callback(self, url: str, params: dict[str, str]) -> bool:
         headers = {"X-Twilio-Signature": sign_request(url, params, self.auth_token)}
-        base, cap = self.callback_backoff
-        for attempt in range(1, self.callback_attempts + 1):
-            try:
-                response = await self._http().post(url, data=params, headers=headers)
-            except httpx.HTTPError as exc:
-                outcome = exc.__class__.__name__
-                if isinstance(exc, httpx.PoolTimeout):
-                    await self._reset_client()  # a jammed pool never frees itself
-            else:
-                self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
-                if response.is_success:
-                    return True
-                outcome = f"http_{response.status_code}"
-            delay = delay_for(attempt, base=base, cap=cap)
-            log.warning("status callback failed; retrying", error=outcome, retry_in=round(delay, 2))
-            await asyncio.sleep(delay)
-        log.error("status callback given up", attempts=self.callback_attempts)
-        return False
+        failures = 0
+        jammed = False
+
+        async def post() -> None:
+            nonlocal jammed
+            if jammed:  # a pool that timed out never frees itself: a fresh client
+                await self._reset_client()
+                jammed = False
+            response = await self._http().post(url, data=params, headers=headers)
+            self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
+            response.raise_for_status()
+
+        def on_error(exc: Exception) -> None:
+            nonlocal failures, jammed
+            failures += 1
+            jammed = jammed or isinstance(exc, httpx.PoolTimeout)
+            if failures >= self.callback_attempts:
+                log.error("status callback given up", attempts=failures)
+                raise exc
+            log.warning("status callback failed; retrying", error=exc.__class__.__name__)
+
+        try:
+            await until_done(
+                post,
+                backoff=Backoff(*self.callback_backoff),
+                stopping=self._stopping,
+                on_error=on_error,
+            )
+        except (httpx.HTTPError, Stopped):
+            return False
+        return True
 
     def _http(self) -> httpx.AsyncClient:
         if self._client is None:
@@ -257,6 +271,7 @@ class LocalSmsProvider:
                 await client.aclose()
 
     async def aclose(self) -> None:
+        self._stopping.set()
         for task in list(self._tasks):
             task.cancel()
         if self._client is not None:

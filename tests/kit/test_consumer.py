@@ -20,9 +20,9 @@ from services.kit.consumer import Subscription, prune_processed_events
 from services.kit.db import Conn
 from services.kit.event_errors import TransientError
 from services.kit.runtime import ServiceRuntime
-from services.kit.settings import ServiceSettings
 from tests.helpers import TopicReader, poll_until
 from tests.infra import Infra
+from tests.kit.conftest import toy_settings
 
 MIGRATION = """
 CREATE TABLE effects (event_id TEXT NOT NULL, case_id TEXT NOT NULL, note TEXT NOT NULL);
@@ -59,17 +59,10 @@ async def toy(
             "INSERT INTO effects VALUES ($1, $2, $3)", event.id, case, event.data.get("note", "")
         )
 
-    settings = ServiceSettings(
-        service_name="toy",
-        database_url=await databases("toy", role="intake"),
-        # The toy is no declared service: it runs as the scripts' admin principal.
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        kafka_security_protocol=infra.kafka().security_protocol,
-        kafka_sasl_username=infra.kafka().username,
-        kafka_sasl_password=infra.kafka().password,
-        kafka_ssl_cafile=infra.kafka().cafile,
-        topic_namespace=namespace,
-        consumer_group=f"{namespace}-toy",
+    settings = toy_settings(
+        infra,
+        namespace,
+        await databases("toy", role="intake"),
         consumer_backoff_initial_seconds=0.01,
         consumer_backoff_max_seconds=0.05,
         consumer_max_attempts=3,

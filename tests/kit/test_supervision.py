@@ -17,10 +17,10 @@ from contracts.envelope import CloudEvent
 from contracts.topics import Topic
 from services.kit.outbox import enqueue
 from services.kit.runtime import ServiceRuntime, service_app
-from services.kit.settings import ServiceSettings
 from services.kit.supervision import LoopStatus, Supervisor, loop_health
 from tests.helpers import TopicReader, poll_until
 from tests.infra import Infra
+from tests.kit.conftest import toy_settings
 
 
 class FailingFirstFetch:
@@ -62,16 +62,10 @@ async def runtime(
     infra: Infra, namespace: str, databases: Callable[..., Any]
 ) -> AsyncIterator[tuple[ServiceRuntime, Crashing]]:
     crashing = Crashing()
-    settings = ServiceSettings(
-        service_name="toy",
-        database_url=await databases("supervised", role="intake"),
-        kafka_bootstrap_servers=infra.kafka_bootstrap,
-        kafka_security_protocol=infra.kafka().security_protocol,
-        kafka_sasl_username=infra.kafka().username,
-        kafka_sasl_password=infra.kafka().password,
-        kafka_ssl_cafile=infra.kafka().cafile,
-        topic_namespace=namespace,
-        consumer_group=f"{namespace}-toy",
+    settings = toy_settings(
+        infra,
+        namespace,
+        await databases("supervised", role="intake"),
         loop_restart_max_seconds=0.2,
         loop_dead_after_seconds=1.0,
     )

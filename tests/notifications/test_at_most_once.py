@@ -23,12 +23,19 @@ from tests.notifications.conftest import Kafka, Notifications
 DONE = ("sent", "delivered")
 
 
-async def _sent_deliveries(notifications: Notifications, case_id: str) -> list[dict[str, Any]]:
-    return await poll_until(
+async def _sent_once(
+    notifications: Notifications, kafka: Kafka
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A new referral for the UPE Piura desk, once its SMS and e-mail are sent: the
+    reference, and the delivery rows by channel."""
+    case_id, reference = str(uuid.uuid4()), events.new_reference()
+    await kafka.publish(events.referral_sent(case_id, reference))
+    rows = await poll_until(
         lambda: notifications.deliveries(case_id),
         lambda rows: len(rows) == 2 and all(r["status"] in DONE for r in rows),
         what="the SMS and the e-mail sent",
     )
+    return reference, {r["channel"]: r for r in rows}
 
 
 async def _as_if_the_worker_died(
@@ -74,9 +81,7 @@ async def test_an_accepted_attempt_whose_outcome_was_lost_is_not_sent_again(
     smtp: LocalSmtpServer,
     sms: LocalSmsProvider,
 ) -> None:
-    case_id, reference = str(uuid.uuid4()), events.new_reference()
-    await kafka.publish(events.referral_sent(case_id, reference))
-    first = {r["channel"]: r for r in await _sent_deliveries(notifications, case_id)}
+    reference, first = await _sent_once(notifications, kafka)
     texts_before = [m for m in sms.messages if reference in m["body"]]
     assert len(texts_before) == 1
     for row in first.values():
@@ -102,9 +107,7 @@ async def test_an_attempt_that_never_reached_the_provider_is_sent(
     smtp: LocalSmtpServer,
     sms: LocalSmsProvider,
 ) -> None:
-    case_id, reference = str(uuid.uuid4()), events.new_reference()
-    await kafka.publish(events.referral_sent(case_id, reference))
-    first = {r["channel"]: r for r in await _sent_deliveries(notifications, case_id)}
+    reference, first = await _sent_once(notifications, kafka)
     unsent = {channel: uuid.uuid4() for channel in first}  # references no provider knows
     for channel, row in first.items():
         await _as_if_the_worker_died(notifications, row["notification_id"], new_id=unsent[channel])
