@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -50,6 +52,44 @@ def drop_personal_data(_: WrappedLogger, __: str, event_dict: EventDict) -> Even
     return event_dict
 
 
+class RepeatLimiter(logging.Filter):
+    """Lets one record per logger and message template through per window.
+
+    While a broker is down aiokafka logs the same few errors for every connection
+    attempt of every client: thousands of lines per outage that bury everything else.
+    The first of each kind passes at once; the next one after the window says how
+    many like it were held back, so the count is kept and the log stays readable.
+    """
+
+    def __init__(
+        self,
+        prefixes: tuple[str, ...],
+        window: float = 30.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window = window
+        self.monotonic = monotonic
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.monotonic()
+        since, held = self._seen.get(key, (-self.window, 0))
+        if now - since < self.window:
+            self._seen[key] = (since, held + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} [{held} more like this held back in {self.window:.0f} s]"
+        return True
+
+
+NOISY = ("aiokafka", "kafka", "faststream")
+
 _configured = False
 
 
@@ -85,10 +125,11 @@ def configure_logging(level: str = "INFO") -> None:
     if not _configured:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(formatter)
+        handler.addFilter(RepeatLimiter(NOISY))
         root.handlers = [handler]
         _configured = True
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka", "faststream"):
+    for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
