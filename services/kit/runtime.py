@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from aiokafka.protocol.metadata import MetadataRequest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
@@ -282,15 +283,39 @@ class ServiceRuntime:
             if pruned:
                 log.info("processed events pruned", count=pruned)
 
-    async def kafka_reachable(self, timeout: float = 3.0) -> bool:
+    async def kafka_reachable(self, timeout: float | None = None) -> bool:
+        """Some broker of the cluster answers a metadata request within the bound.
+
+        Every known broker is asked at once: aiokafka's own metadata refresh asks them
+        one after another, so a paused node would hold the answer for its whole
+        request timeout while the others could answer at once."""
+        timeout = self.settings.readiness_timeout_seconds if timeout is None else timeout
         try:
             producer = await asyncio.wait_for(self.producer(), timeout=timeout)
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=timeout)
-            return True
         except Exception:
             return False
+        client = producer.client
+        nodes = [broker.nodeId for broker in client.cluster.brokers()]
+        if not nodes:
+            try:
+                await asyncio.wait_for(client.fetch_all_metadata(), timeout=timeout)
+                return True
+            except Exception:
+                return False
 
-    async def database_reachable(self, timeout: float = 3.0) -> bool:
+        async def answers(node_id: int) -> bool:
+            try:
+                reply = await asyncio.wait_for(
+                    client.send(node_id, MetadataRequest([])), timeout=timeout
+                )
+            except Exception:
+                return False
+            return bool(reply.brokers)
+
+        return any(await asyncio.gather(*(answers(node) for node in nodes)))
+
+    async def database_reachable(self, timeout: float | None = None) -> bool:
+        timeout = self.settings.readiness_timeout_seconds if timeout is None else timeout
         try:
             await asyncio.wait_for(self.pool.fetchval("SELECT 1"), timeout=timeout)
             return True

@@ -106,6 +106,10 @@ class ServiceSettings(BaseSettings):
     # stays dead longer than the bound fails /healthz, so the process is restarted.
     loop_restart_max_seconds: float = 15.0
     loop_dead_after_seconds: float = 60.0
+    # /readyz answers within this bound even when a broker or the database hangs
+    # (a paused process accepts connections and never answers): an orchestrator's
+    # probe gives up after 1 s by default, and a late answer reads as "not ready".
+    readiness_timeout_seconds: float = 0.8
     # Event ids are kept longer than Kafka keeps records (7 days locally), so that any
     # redelivery is still recognised; older ones are pruned hourly.
     processed_events_retention_days: float = 14.0

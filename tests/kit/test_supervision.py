@@ -183,3 +183,32 @@ async def test_liveness_forgives_a_crash_once_the_loop_has_run_stably() -> None:
     assert state.crashed_since is None
     stopping.set()
     await supervisor.stop(grace=2)
+
+
+async def test_readiness_answers_within_its_bound_when_kafka_hangs(
+    infra: Infra, namespace: str, databases: Callable[..., Any]
+) -> None:
+    """A paused broker accepts connections and never answers: /readyz must still
+    answer "not ready" before an orchestrator's probe (1 s by default) gives up."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    hole = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = hole.sockets[0].getsockname()[1]
+    settings = toy_settings(infra, namespace, await databases("hanging", role="intake"))
+    settings = settings.model_copy(
+        update={"kafka_bootstrap_servers": f"127.0.0.1:{port}", "readiness_timeout_seconds": 0.5}
+    )
+    runtime = ServiceRuntime(settings)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        assert await runtime.kafka_reachable() is False
+        assert loop.time() - started < 1.0
+        assert accepted, "the probe never reached the hanging broker"
+    finally:
+        hole.close()
+        for writer in accepted:
+            writer.close()
