@@ -89,6 +89,8 @@ class RepeatLimiter(logging.Filter):
 
 
 NOISY = ("aiokafka", "kafka", "faststream")
+# A line per HTTP request made (every SMS sent, every callback): noise at info.
+QUIET = ("httpx", "httpcore")
 
 _configured = False
 
@@ -129,7 +131,7 @@ def configure_logging(level: str = "INFO") -> None:
         root.handlers = [handler]
         _configured = True
     root.setLevel(level.upper())
-    for noisy in NOISY:
+    for noisy in (*NOISY, *QUIET):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -2,6 +2,7 @@
 cases, and the SMS provider's status callback (authenticated by its request
 signature, not by an agency key). Domain errors become problem responses in the kit."""
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -55,8 +56,13 @@ def build_router(
     source: str,
     status_callback_url: str,
     sms_auth_token: str,
+    callback_slots: int,
 ) -> APIRouter:
     router = APIRouter()
+    # Status callbacks come in bursts (a provider catching up): they may take part of
+    # the database pool, never all of it, so the delivery worker and the consumers
+    # keep theirs and messages keep going out while the reports wait their turn.
+    callbacks = asyncio.Semaphore(callback_slots)
     partner = roles_dependency(current_agency, Role.AGENCY)  # service, operator keys: 403
 
     @router.get(
@@ -136,7 +142,7 @@ def build_router(
             status=status,
             error_code=f"twilio_{code}" if code and code.isdigit() else None,
         )
-        async with pool().acquire() as conn:
+        async with callbacks, pool().acquire() as conn:
             await commands.apply_sms_status_report(conn, report, now=clock.now(), source=source)
         return Response(status_code=204)
 

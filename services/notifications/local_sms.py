@@ -83,7 +83,12 @@ class LocalSmsProvider:
     _client: httpx.AsyncClient | None = None
     callback_attempts: int = 8  # then the report is given up (logged)
     callback_backoff: tuple[float, float] = (0.5, 30.0)  # the kit's schedule: base, cap
+    # Callbacks in flight at once, as a provider's dispatcher bounds them: thousands of
+    # retrying callbacks at once (after the receiver was slow) only slowed the receiver
+    # further, and this server's own answers with it.
+    callback_concurrency: int = 8
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _callback_slots: asyncio.Semaphore | None = None
 
     def __post_init__(self) -> None:
         if not self.auth_token:
@@ -232,7 +237,10 @@ class LocalSmsProvider:
             if jammed:  # a pool that timed out never frees itself: a fresh client
                 await self._reset_client()
                 jammed = False
-            response = await self._http().post(url, data=params, headers=headers)
+            if self._callback_slots is None:
+                self._callback_slots = asyncio.Semaphore(self.callback_concurrency)
+            async with self._callback_slots:
+                response = await self._http().post(url, data=params, headers=headers)
             self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
             response.raise_for_status()
 
