@@ -76,21 +76,29 @@ class RepeatLimiter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith(self.prefixes):
             return True
-        key = (record.name, record.levelno, str(record.msg))
+        # structlog hands the stdlib its event dict: its "event" is the template.
+        message = record.msg
+        template = str(message.get("event")) if isinstance(message, dict) else str(message)
+        key = (record.name, record.levelno, template)
         now = self.monotonic()
         since, held = self._seen.get(key, (-self.window, 0))
         if now - since < self.window:
             self._seen[key] = (since, held + 1)
             return False
         self._seen[key] = (now, 0)
-        if held:
-            record.msg = f"{record.msg} [{held} more like this held back in {self.window:.0f} s]"
+        if held and isinstance(message, dict):
+            message["held_back"] = held
+        elif held:
+            record.msg = f"{message} [{held} more like this held back in {self.window:.0f} s]"
         return True
 
 
 NOISY = ("aiokafka", "kafka", "faststream")
 # A line per HTTP request made (every SMS sent, every callback): noise at info.
 QUIET = ("httpx", "httpcore")
+# Held to a line per kind per window: the Kafka client's, and the kit's "answered 503"
+# (one per request while the database is down: thousands a minute).
+REPEATED = (*NOISY, "services.kit.http")
 
 _configured = False
 
@@ -127,7 +135,7 @@ def configure_logging(level: str = "INFO") -> None:
     if not _configured:
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(formatter)
-        handler.addFilter(RepeatLimiter(NOISY))
+        handler.addFilter(RepeatLimiter(REPEATED))
         root.handlers = [handler]
         _configured = True
     root.setLevel(level.upper())

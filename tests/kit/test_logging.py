@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 import uuid
+
+import structlog
 
 from services.kit.logging import RepeatLimiter, configure_logging
 
@@ -66,3 +69,30 @@ def test_the_configured_handler_holds_back_repeated_kafka_errors() -> None:
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["event"] for line in lines] == [template % (7, "refused")]
     assert lines[0]["level"] == "error"
+
+
+def test_the_kits_503_line_is_held_back_too_with_the_count_in_the_event() -> None:
+    """While the database is down every request logged "answered 503": thousands of
+    lines a minute. structlog's records carry their event dict as the message."""
+    configure_logging("INFO")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    limiter = next(f for f in handler.filters if isinstance(f, RepeatLimiter))
+    clock = Clock()
+    limiter.monotonic = clock
+    limiter._seen.clear()
+    log = structlog.stdlib.get_logger("services.kit.http")
+    out = io.StringIO()
+    stream = handler.setStream(out)
+    try:
+        for _ in range(40):
+            log.warning("dependency unavailable; answered 503", error="ConnectionRefusedError")
+        clock.now = 31.0
+        log.warning("dependency unavailable; answered 503", error="ConnectionRefusedError")
+    finally:
+        handler.setStream(stream)
+        limiter.monotonic = time.monotonic
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["dependency unavailable; answered 503"] * 2
+    assert "held_back" not in lines[0]
+    assert lines[1]["held_back"] == 39
