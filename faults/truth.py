@@ -78,9 +78,9 @@ def sms(log: Path) -> list[Delivered]:
     return found
 
 
-def mails(maildir: Path) -> list[Delivered]:
+def mail_files(maildir: Path) -> Iterator[tuple[Delivered, Path]]:
+    """Every message in the Maildir, with its file (written when SMTP said 250)."""
     parser = email.parser.BytesHeaderParser()
-    found = []
     for folder in ("new", "cur"):
         directory = maildir / folder
         if not directory.exists():
@@ -92,16 +92,18 @@ def mails(maildir: Path) -> list[Delivered]:
                 email.header.make_header(email.header.decode_header(headers["Subject"] or ""))
             )
             match = REFERENCE.search(subject)
-            found.append(
-                Delivered(
-                    "email",
-                    str(headers["To"]),
-                    match.group(0) if match else None,
-                    kind_of(subject),
-                    str(headers["Message-ID"]),
-                )
+            delivered = Delivered(
+                "email",
+                str(headers["To"]),
+                match.group(0) if match else None,
+                kind_of(subject),
+                str(headers["Message-ID"]),
             )
-    return found
+            yield delivered, path
+
+
+def mails(maildir: Path) -> list[Delivered]:
+    return [delivered for delivered, _ in mail_files(maildir)]
 
 
 @dataclass

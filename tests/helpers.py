@@ -86,6 +86,7 @@ class Record:
     key: str | None
     headers: dict[str, str]
     value: Any  # parsed JSON, or raw bytes if not JSON
+    timestamp_ms: int = 0  # the record's time on the broker
 
     @property
     def type(self) -> str:
@@ -147,6 +148,7 @@ class TopicReader:
                                 r.key.decode() if r.key else None,
                                 {k: v.decode() for k, v in r.headers},
                                 value,
+                                r.timestamp,
                             )
                         )
             return out
