@@ -45,6 +45,9 @@ export ENLACE_SMTP_HOST="$ENLACE_HOST" ENLACE_SMTP_PORT="$P_SMTP"
 export ENLACE_EMAIL_LOOKUP_URL="http://$ENLACE_HOST:$P_SMTP_API"
 export ENLACE_SMS_BASE_URL="http://$ENLACE_HOST:$P_SMS"
 export ENLACE_SMS_STATUS_CALLBACK_URL="http://$ENLACE_HOST:$P_NOTIFICATIONS/v1/sms/status"
+# The local providers have no contract to respect: the pipeline's own limits show.
+export ENLACE_SMS_RATE_PER_SECOND="${ENLACE_SMS_RATE_PER_SECOND:-1000}" ENLACE_SMS_RATE_BURST="${ENLACE_SMS_RATE_BURST:-1000}"
+export ENLACE_EMAIL_RATE_PER_SECOND="${ENLACE_EMAIL_RATE_PER_SECOND:-1000}" ENLACE_EMAIL_RATE_BURST="${ENLACE_EMAIL_RATE_BURST:-1000}"
 # The local profile (a production service refuses demo or missing secrets): the demo
 # agencies and keys of deploy/local, and an SMS auth token generated at first start
 # (shared by the local provider and notifications; no fixed value exists anywhere).
