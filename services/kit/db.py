@@ -41,9 +41,26 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PoolConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection returned without asyncpg's reset query (`pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL`): one more round trip on every release, for
+    every request, batch and delivery. Pool connections carry no session state here:
+    LISTEN and the relay's session lock use connections of their own, every other
+    lock is transaction-scoped. An open transaction is still rolled back and
+    listeners dropped (asyncpg always does that, whatever the query)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        connection_class=PoolConnection,
     )
     assert pool is not None
     return pool
