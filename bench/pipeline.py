@@ -17,12 +17,8 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import NewTopic
 
@@ -30,6 +26,7 @@ from bench.common import BenchContext, Figure, percentile
 from contracts.topics import Topic
 from faults import expect, truth
 from faults.load import Case, Load
+from faults.observe import Counters
 from faults.stack import Stack
 from services.kit.kafka import admin_client
 from tests.helpers import TopicReader
@@ -61,30 +58,14 @@ def _wall(case: Case, t0_wall: float) -> float:
     return t0_wall + case.attempts[0].started
 
 
-def _sms_accepted(log: Path) -> Iterator[tuple[str | None, float]]:
-    """(case reference, acceptance time) of every SMS the local provider took."""
-    if not log.exists():
-        return
-    for line in log.read_bytes().splitlines():
-        if line.strip():
-            record: dict[str, Any] = orjson.loads(line)
-            match = truth.REFERENCE.search(str(record.get("body", "")))
-            yield (match.group(0) if match else None), float(record.get("accepted_at", 0.0))
-
-
-def _mail_accepted(maildir: Path) -> Iterator[tuple[str | None, float]]:
-    """(case reference, acceptance time): a Maildir file is written when SMTP said 250."""
-    for delivered, path in truth.mail_files(maildir):
-        yield delivered.reference, path.stat().st_mtime
-
-
-def _last_per_case(accepted: Iterator[tuple[str | None, float]], step: Step) -> dict[str, float]:
+def _last_per_case(accepted: list[truth.Delivered], step: Step) -> dict[str, float]:
+    """Case id -> when the last of its messages on that channel was accepted."""
     by_reference = step.references()
     last: dict[str, float] = {}
-    for reference, at in accepted:
-        case_id = by_reference.get(reference or "")
+    for message in accepted:
+        case_id = by_reference.get(message.reference or "")
         if case_id is not None:
-            last[case_id] = max(at, last.get(case_id, 0.0))
+            last[case_id] = max(message.accepted_at, last.get(case_id, 0.0))
     return last
 
 
@@ -133,19 +114,17 @@ async def kafka_round_trip(stack: Stack, count: int = 200) -> float:
         await consumer.stop()
 
 
-async def _drain(stack: Stack, load: Load, deadline_s: float) -> bool:
+async def _drain(counters: Counters, load: Load, deadline_s: float) -> bool:
     deadline = time.monotonic() + deadline_s
-    new = stack.maildir / "new"
     while time.monotonic() < deadline:
-        sms = stack.sms_log.read_bytes().count(b"\n") if stack.sms_log.exists() else 0
-        mails = len(os.listdir(new)) if new.exists() else 0
+        sms, mails = counters.read()
         if sms >= load.expected["sms"] and mails >= load.expected["email"]:
             return True
         await asyncio.sleep(0.5)  # a poll with a deadline: the providers' own records
     return False
 
 
-async def _step(stack: Stack, rate: float, owed: dict[str, int]) -> Step:
+async def _step(stack: Stack, counters: Counters, rate: float, owed: dict[str, int]) -> Step:
     t0 = time.monotonic()
     t0_wall = time.time()
     load = Load(
@@ -160,7 +139,7 @@ async def _step(stack: Stack, rate: float, owed: dict[str, int]) -> Step:
     cases = await load.run()
     step = Step(rate, cases)
     step.posted_at = {c.case_id: _wall(c, t0_wall) for c in cases if c.case_id}
-    step.drained = await _drain(stack, load, DRAIN_S)
+    step.drained = await _drain(counters, load, DRAIN_S)
     owed.update(load.expected)
     return step
 
@@ -193,11 +172,12 @@ async def run(ctx: BenchContext) -> list[Figure]:
         await stack.start()
         floor = await kafka_round_trip(stack)
         owed = {"sms": 0, "email": 0}
+        counters = Counters(stack)
         steps: list[Step] = []
         for rate in RATES:
-            step = await _step(stack, rate, owed)
+            step = await _step(stack, counters, rate, owed)
             steps.append(step)
-            sms = _latencies(step, _last_per_case(_sms_accepted(stack.sms_log), step))
+            sms = _latencies(step, _last_per_case(truth.sms(stack.sms_log), step))
             print(
                 f"  rate {rate:>5.0f}/s: POST -> SMS p50 {percentile(sms, 50) * 1000:,.0f} ms, "
                 f"p99 {percentile(sms, 99) * 1000:,.0f} ms"
@@ -213,8 +193,8 @@ async def run(ctx: BenchContext) -> list[Figure]:
         best = 0.0
         for step in steps:
             label = f"{step.rate:.0f} cases/s: POST ->"
-            sms = _latencies(step, _last_per_case(_sms_accepted(stack.sms_log), step))
-            mails = _latencies(step, _last_per_case(_mail_accepted(stack.maildir), step))
+            sms = _latencies(step, _last_per_case(truth.sms(stack.sms_log), step))
+            mails = _latencies(step, _last_per_case(truth.mails(stack.maildir), step))
             at_50 = step.rate == 50
             figures += _spread(f"{label} referral.sent on the topic", _latencies(step, sent))
             figures += _spread(

@@ -53,6 +53,7 @@ class Delivered:
     kind: str
     provider_id: str  # SMS sid, or the e-mail's Message-ID
     client_reference: str | None = None  # what the sender gave the provider, if anything
+    accepted_at: float = 0.0  # when the provider took it (epoch seconds)
 
 
 def sms(log: Path) -> list[Delivered]:
@@ -73,14 +74,16 @@ def sms(log: Path) -> list[Delivered]:
                 kind_of(body),
                 str(record.get("sid")),
                 record.get("client_reference"),
+                float(record.get("accepted_at", 0.0)),
             )
         )
     return found
 
 
-def mail_files(maildir: Path) -> Iterator[tuple[Delivered, Path]]:
-    """Every message in the Maildir, with its file (written when SMTP said 250)."""
+def mails(maildir: Path) -> list[Delivered]:
+    """Every message in the Maildir; a file is written when SMTP said 250."""
     parser = email.parser.BytesHeaderParser()
+    found = []
     for folder in ("new", "cur"):
         directory = maildir / folder
         if not directory.exists():
@@ -92,18 +95,17 @@ def mail_files(maildir: Path) -> Iterator[tuple[Delivered, Path]]:
                 email.header.make_header(email.header.decode_header(headers["Subject"] or ""))
             )
             match = REFERENCE.search(subject)
-            delivered = Delivered(
-                "email",
-                str(headers["To"]),
-                match.group(0) if match else None,
-                kind_of(subject),
-                str(headers["Message-ID"]),
+            found.append(
+                Delivered(
+                    "email",
+                    str(headers["To"]),
+                    match.group(0) if match else None,
+                    kind_of(subject),
+                    str(headers["Message-ID"]),
+                    accepted_at=path.stat().st_mtime,
+                )
             )
-            yield delivered, path
-
-
-def mails(maildir: Path) -> list[Delivered]:
-    return [delivered for delivered, _ in mail_files(maildir)]
+    return found
 
 
 @dataclass

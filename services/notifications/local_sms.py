@@ -88,11 +88,12 @@ class LocalSmsProvider:
     # further, and this server's own answers with it.
     callback_concurrency: int = 8
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    _callback_slots: asyncio.Semaphore | None = None
+    _callback_slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.auth_token:
             raise ValueError("auth_token is empty: every request would be authorised")
+        self._callback_slots = asyncio.Semaphore(self.callback_concurrency)
 
     # --- fault injection ---------------------------------------------------------------
 
@@ -240,8 +241,6 @@ class LocalSmsProvider:
             if jammed:  # a pool that timed out never frees itself: a fresh client
                 await self._reset_client()
                 jammed = False
-            if self._callback_slots is None:
-                self._callback_slots = asyncio.Semaphore(self.callback_concurrency)
             async with self._callback_slots:
                 response = await self._http().post(url, data=params, headers=headers)
             self.callbacks_sent.append({**params, "http_status": str(response.status_code)})
