@@ -48,6 +48,7 @@ class Step:
     rate: float
     cases: list[Case]
     posted_at: dict[str, float] = field(default_factory=dict)  # case id -> wall clock
+    sms: list[float] = field(default_factory=list)  # POST -> last SMS of each case, s
     drained: bool = False
 
     def references(self) -> dict[str, str]:
@@ -177,24 +178,25 @@ async def run(ctx: BenchContext) -> list[Figure]:
         for rate in RATES:
             step = await _step(stack, counters, rate, owed)
             steps.append(step)
-            sms = _latencies(step, _last_per_case(truth.sms(stack.sms_log), step))
+            step.sms = _latencies(step, _last_per_case(truth.sms(stack.sms_log), step))
             print(
-                f"  rate {rate:>5.0f}/s: POST -> SMS p50 {percentile(sms, 50) * 1000:,.0f} ms, "
-                f"p99 {percentile(sms, 99) * 1000:,.0f} ms"
+                f"  rate {rate:>5.0f}/s: POST -> SMS p50 {percentile(step.sms, 50) * 1000:,.0f} "
+                f"ms, p99 {percentile(step.sms, 99) * 1000:,.0f} ms"
                 + ("" if step.drained else f", not drained within {DRAIN_S:.0f} s"),
                 flush=True,
             )
-            if not step.drained or percentile(sms, 99) > 1.0:
+            if not step.drained or percentile(step.sms, 99) > 1.0:
                 break
         sent = await _referral_sent(stack)
+        mailed = truth.mails(stack.maildir)
         figures = [Figure("raw aiokafka produce -> consume, median [baseline]", floor * 1000, "ms")]
         for point, hops in HOPS.items():
             figures.append(Figure(f"  floor to {point}: x {hops} hops", floor * hops * 1000, "ms"))
         best = 0.0
         for step in steps:
             label = f"{step.rate:.0f} cases/s: POST ->"
-            sms = _latencies(step, _last_per_case(truth.sms(stack.sms_log), step))
-            mails = _latencies(step, _last_per_case(truth.mails(stack.maildir), step))
+            sms = step.sms
+            mails = _latencies(step, _last_per_case(mailed, step))
             at_50 = step.rate == 50
             figures += _spread(f"{label} referral.sent on the topic", _latencies(step, sent))
             figures += _spread(

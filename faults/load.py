@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from faults.expect import Template
+from services.kit.backoff import Backoff
 from tests.helpers import auth
 
 # Statuses a caller retries (with the same key and body); anything else is final.
@@ -111,7 +112,8 @@ class Load:
         try:
             body = template.body(case.index)
             headers = {**auth(template.agency_id), "Idempotency-Key": case.key}
-            backoff = 0.25
+            # The kit's schedule without jitter: 0.25, 0.5, 1, 2, 2... s between retries.
+            backoff = Backoff(0.25, 2.0, rng=lambda _low, high: high)
             while True:
                 started = self.now()
                 status, answer, error = await self._post(client, body, headers)
@@ -127,8 +129,7 @@ class Load:
                 if not retried or self.now() - case.attempts[0].started > self.give_up_s:
                     return
                 # A caller's back-off between retries (a timed wait, not a poll).
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                await asyncio.sleep(backoff.next_delay())
         finally:
             gate.release()
 

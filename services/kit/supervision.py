@@ -12,7 +12,7 @@ tasks a loop starts, such as FastStream's consumer tasks, report for it too):
 works again. From that:
 
 - `ready()`: every loop the replica needs is running and not failing (`/readyz`).
-- `alive()`: no loop has stayed crashed for longer than `dead_after` seconds
+- `dead()`: the loops that stayed crashed for longer than `dead_after` seconds
   (`/healthz`, so an orchestrator restarts a process whose loop cannot come back).
   A loop that crashes again at each start stays "crashed" from its first crash
   until it has run `stable_after` seconds or reported `ok()`.
