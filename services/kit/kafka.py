@@ -61,6 +61,11 @@ class KafkaClient:
             )
 
     @property
+    def hosts(self) -> list[str]:
+        """The bootstrap servers, one `host:port` each (the setting is a comma list)."""
+        return [h.strip() for h in self.bootstrap.split(",") if h.strip()]
+
+    @property
     def sasl(self) -> bool:
         return self.security_protocol.startswith("SASL_")
 
@@ -179,7 +184,7 @@ async def diagnose(client: KafkaClient, timeout: float = 10.0) -> KafkaAuthError
     refuses this client. aiokafka's clients only log the broker's SASL error and raise
     "Unable to bootstrap"; a bare connection raises the real error. None when the
     credentials are accepted or the broker is simply not reachable."""
-    host, _, port = client.bootstrap.split(",")[0].strip().rpartition(":")
+    host, _, port = client.hosts[0].rpartition(":")
     kwargs = client.aiokafka()
     del kwargs["bootstrap_servers"]
     try:

@@ -237,7 +237,7 @@ class ServiceRuntime:
         s = self.settings
         broker = KafkaBroker(
             # FastStream takes a list; a comma-separated string would be one host name.
-            [h.strip() for h in s.kafka.bootstrap.split(",") if h.strip()],
+            s.kafka.hosts,
             security=s.kafka.faststream_security(),
             # Topics are provisioned by the scripts; a service principal may not
             # create them (and FastStream would try at every start).
