@@ -3,8 +3,12 @@
 Records arrive in batches (one poll). The fast path applies the whole batch in one
 database transaction: each event id is inserted into `processed_events` beside the
 handler's effects, so a redelivered event changes nothing. Only after that commit is
-the Kafka offset committed (manual ack): a crash in between means redelivery, never
-loss.
+the batch's Kafka offset committed: a crash in between means redelivery, never loss.
+Offsets are committed off the consuming path, at most every `commit_interval`
+seconds per group (`OffsetCommits`): each commit is a write to `__consumer_offsets`
+on the broker, and one per batch was a broker request per record per group at
+ordinary rates. A crash loses at most that interval's commits; those records come
+again and are dropped by their ids.
 
 When the batch transaction fails, each event is retried alone:
 - transient errors (`services.kit.transient`: database unreachable or restarting,
@@ -30,7 +34,8 @@ from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -107,6 +112,7 @@ class EventConsumer:
         max_attempts: int = 5,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        commit_interval: float = 0.2,
     ) -> None:
         self.subscription = subscription
         self._pool = pool
@@ -120,6 +126,7 @@ class EventConsumer:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.stopping = asyncio.Event()
+        self.commits = OffsetCommits(commit_interval, self.stopping)
         self.dead_letters = DeadLetters(
             pool=pool,
             producer=producer,
@@ -291,6 +298,45 @@ async def _undecoded(message: Any) -> None:
     return None
 
 
+class OffsetCommits:
+    """The offsets of applied batches, committed by a background task at most every
+    `interval` seconds, never ahead of what was applied (explicit offsets, not the
+    consumer's position, which may already be past a batch being applied). When the
+    consumer stops, what is pending is committed at once (`flush`)."""
+
+    def __init__(self, interval: float, stopping: asyncio.Event) -> None:
+        self.interval = interval
+        self._stopping = stopping
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._timer: asyncio.Task[None] | None = None
+
+    def applied(
+        self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> None:
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
+        self._consumer = consumer
+        if self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._commit_soon())
+
+    async def _commit_soon(self) -> None:
+        await pause(self.interval, self._stopping)
+        await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        if not pending or self._consumer is None:
+            return
+        try:
+            await self._consumer.commit(pending)
+        except (KafkaError, RuntimeError) as exc:
+            # Partitions moved to another member, or the consumer is closing: the
+            # records come again and are dropped by their ids.
+            log.info("offsets not committed; redelivery is deduplicated", error=describe_error(exc))
+
+
 def register(
     broker: KafkaBroker,
     consumer: EventConsumer,
@@ -298,7 +344,8 @@ def register(
     batch_size: int,
     auto_offset_reset: str,
 ) -> None:
-    """Subscribe `consumer` on the broker: batch polls, manual commit after the DB commit."""
+    """Subscribe `consumer` on the broker: batch polls, offsets committed after the
+    DB commit (`OffsetCommits`)."""
 
     async def on_batch(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -315,7 +362,13 @@ def register(
             # next commit would skip records that were never applied.
             await message.nack()
             raise
-        await message.ack()
+        kafka_consumer = getattr(message, "consumer", None)
+        if isinstance(kafka_consumer, AIOKafkaConsumer):
+            consumer.commits.applied(kafka_consumer, records)
+            if consumer.stopping.is_set():
+                await consumer.commits.flush()
+        else:  # FastStream's test broker: no consumer to commit on
+            await message.ack()
 
     broker.subscriber(
         consumer.physical_topic,

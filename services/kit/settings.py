@@ -100,6 +100,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff_initial_seconds: float = 0.1
     consumer_backoff_max_seconds: float = 5.0
+    # Offsets of applied batches are committed at most this often per group, off the
+    # consuming path (a redelivery after a crash is dropped by event id).
+    consumer_commit_interval_seconds: float = Field(default=0.2, ge=0)
     consumer_auto_offset_reset: str = "earliest"
     shutdown_grace_seconds: float = 15.0
     # A background loop that died is restarted with backoff (capped here); one that

@@ -4,6 +4,7 @@ nothing blocks the partition."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from asyncpg.exceptions._base import InternalClientError
 
 from contracts.envelope import CloudEvent
@@ -19,6 +20,7 @@ from contracts.topics import Topic, namespaced
 from services.kit.consumer import Subscription, prune_processed_events
 from services.kit.db import Conn
 from services.kit.event_errors import TransientError
+from services.kit.kafka import admin_client
 from services.kit.runtime import ServiceRuntime
 from tests.helpers import TopicReader, poll_until
 from tests.infra import Infra
@@ -37,6 +39,7 @@ class Behaviour:
         self.fail_with: dict[str, Exception] = {}  # what the failures raise; TransientError
         self.always_fail: set[str] = set()
         self.attempts: dict[str, int] = {}
+        self.gates: dict[str, asyncio.Event] = {}  # the handler waits until the test opens it
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +53,8 @@ async def toy(
     async def apply(conn: Conn, event: CloudEvent) -> None:
         case = event.subject
         behaviour.attempts[case] = behaviour.attempts.get(case, 0) + 1
+        if case in behaviour.gates:
+            await behaviour.gates[case].wait()
         if case in behaviour.always_fail:
             raise KeyError("a bug in the handler")
         if behaviour.fail_times.get(case, 0) > 0:
@@ -131,6 +136,63 @@ async def test_redelivered_event_applies_once(
     await _produce(infra, namespace, _record(first), _record(marker))
     notes = await poll_until(lambda: _effects(runtime, case), lambda n: "c" in n, what="marker")
     assert notes == ["a", "b", "c"]
+
+
+async def _committed(infra: Infra, group: str) -> dict[TopicPartition, int]:
+    admin = admin_client(infra.kafka(), "enlace-test-offsets")
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: o.offset for tp, o in offsets.items() if o.offset >= 0}
+
+
+async def test_offsets_are_committed_after_the_batch_applied_never_before(
+    toy: tuple[ServiceRuntime, Behaviour], infra: Infra, namespace: str
+) -> None:
+    runtime, behaviour = toy
+    group = runtime.consumers[0].group_id
+    case = str(uuid.uuid4())
+    applied, held = _event(case, "applied"), _event(case, "held")
+    await _produce(infra, namespace, _record(applied))
+    await poll_until(lambda: _effects(runtime, case), lambda n: n == ["applied"], what="applied")
+    behaviour.gates[case] = asyncio.Event()
+    producer = AIOKafkaProducer(**infra.kafka().aiokafka())
+    await producer.start()
+    try:
+        key, value, headers = _record(held)
+        sent = await producer.send_and_wait(
+            namespaced(namespace, Topic.NOTIFICATIONS), value=value, key=key, headers=headers
+        )
+    finally:
+        await producer.stop()
+    partition = TopicPartition(sent.topic, sent.partition)
+
+    async def attempts() -> int:
+        return behaviour.attempts.get(case, 0)
+
+    await poll_until(attempts, lambda n: n >= 2, what="the held event reached the handler")
+    # While the event is being applied, whatever is pending is committed (as the
+    # deferred commit would do): the offset never covers it (a crash now must bring
+    # it back).
+    commits = runtime.consumers[0].commits
+    await commits.flush()  # "applied" and anything before it
+    before = await _committed(infra, group)
+    await commits.flush()
+    during = await _committed(infra, group)
+    assert before[partition] == sent.offset  # up to "applied", not past "held"
+    assert during == before
+    behaviour.gates[case].set()
+    await poll_until(
+        lambda: _effects(runtime, case), lambda n: n == ["applied", "held"], what="held applied"
+    )
+    # Then the deferred commit covers it, with no flush asked for.
+    await poll_until(
+        lambda: _committed(infra, group),
+        lambda c: c.get(partition) == sent.offset + 1,
+        what="the held event's offset committed",
+    )
 
 
 async def test_poison_record_goes_to_dlq_and_does_not_block(
