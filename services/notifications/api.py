@@ -2,7 +2,6 @@
 cases, and the SMS provider's status callback (authenticated by its request
 signature, not by an agency key). Domain errors become problem responses in the kit."""
 
-import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -14,6 +13,7 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.kit.clock import Clock
+from services.kit.group_commit import GroupCommit
 from services.kit.http import Agency, Problem, Role, roles_dependency
 from services.kit.logging import get_logger
 from services.kit.openapi import problems
@@ -56,13 +56,17 @@ def build_router(
     source: str,
     status_callback_url: str,
     sms_auth_token: str,
-    callback_slots: int,
 ) -> APIRouter:
     router = APIRouter()
-    # Status callbacks come in bursts (a provider catching up): they may take part of
-    # the database pool, never all of it, so the delivery worker and the consumers
-    # keep theirs and messages keep going out while the reports wait their turn.
-    callbacks = asyncio.Semaphore(callback_slots)
+
+    async def apply_reports(reports: list[commands.SmsStatusReport]) -> None:
+        async with pool().acquire() as conn:
+            await commands.apply_sms_status_reports(conn, reports, now=clock.now(), source=source)
+
+    # Status callbacks come in bursts (two per SMS, more when a provider catches up):
+    # those that arrive while one transaction is written go together in the next, so
+    # they hold one database connection, never the delivery worker's or consumers'.
+    status_reports = GroupCommit(apply_reports)
     partner = roles_dependency(current_agency, Role.AGENCY)  # service, operator keys: 403
 
     @router.get(
@@ -142,8 +146,7 @@ def build_router(
             status=status,
             error_code=f"twilio_{code}" if code and code.isdigit() else None,
         )
-        async with callbacks, pool().acquire() as conn:
-            await commands.apply_sms_status_report(conn, report, now=clock.now(), source=source)
+        await status_reports.submit(report)
         return Response(status_code=204)
 
     return router

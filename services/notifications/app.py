@@ -246,7 +246,6 @@ def create_app(
             source=settings.event_source,
             status_callback_url=settings.sms_status_callback_url,
             sms_auth_token=settings.sms_auth_token,
-            callback_slots=max(1, settings.db_pool_max // 2),
         )
     )
     return app

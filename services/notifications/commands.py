@@ -6,7 +6,7 @@ value; handlers.py and api.py only translate events and requests into these.
   and channel (sent later by the worker, never here); the same content under
   another event id, or an older version of a referral after a newer one, plans
   nothing;
-- `apply_sms_status_report`: the SMS provider's report moves a sent SMS on;
+- `apply_sms_status_reports`: the SMS provider's reports move sent SMS on;
 - `read_delivery_log`: an agency's view of the notifications of one of its cases.
 
 Planning needs the contact book: `contacts` gives the current one, or raises the
@@ -37,7 +37,7 @@ from services.notifications.domain.recipients import (
     owner_of,
     plan_recipients,
 )
-from services.notifications.outcomes import apply_status_report
+from services.notifications.outcomes import apply_status_reports
 
 log = get_logger(__name__)
 
@@ -150,37 +150,19 @@ async def _plan(
 # --- provider reports --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SmsStatusReport:
-    """A verified status callback (the API checked its signature)."""
-
-    provider_message_id: str
-    status: str  # the provider's own word: queued, sent, delivered, undelivered, failed...
-    error_code: str | None
+SmsStatusReport = store.StatusReport  # a verified callback (the API checked its signature)
 
 
-async def apply_sms_status_report(
-    conn: Conn, command: SmsStatusReport, *, now: datetime, source: str
+async def apply_sms_status_reports(
+    conn: Conn, reports: list[SmsStatusReport], *, now: datetime, source: str
 ) -> None:
-    """Record the report and apply it. Serialised with the recording of the send it
-    reports on, so a report that beats that recording is applied by it instead."""
+    """Record the reports and apply them, in the order received. Serialised with the
+    recording of the sends they report on, so a report that beats that recording is
+    applied by it instead."""
     async with conn.transaction():
-        await store.lock_provider_messages(conn, [command.provider_message_id])
-        await store.record_status_report(
-            conn,
-            provider_message_id=command.provider_message_id,
-            status=command.status,
-            error_code=command.error_code,
-            now=now,
-        )
-        await apply_status_report(
-            conn,
-            provider_message_id=command.provider_message_id,
-            status=command.status,
-            error_code=command.error_code,
-            now=now,
-            source=source,
-        )
+        await store.lock_provider_messages(conn, [r.provider_message_id for r in reports])
+        await store.record_status_reports(conn, reports, now)
+        await apply_status_reports(conn, reports, now=now, source=source)
 
 
 # --- the delivery log ---------------------------------------------------------------------------

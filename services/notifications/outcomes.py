@@ -2,12 +2,12 @@
 writes notification.sent / notification.failed to the outbox in the same transaction
 as its row, and a provider's "undelivered" report turns a sent SMS into
 notification.failed. Outcomes that finish while one transaction is being written go
-together in the next (group commit: one UPDATE and one outbox insert for the lot).
+together in the next (the kit's group commit: one UPDATE and one outbox insert for
+the lot).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -21,8 +21,10 @@ from contracts.registry import to_cloud_event
 from contracts.topics import Topic
 from services.kit.clock import Clock
 from services.kit.db import Conn
+from services.kit.group_commit import GroupCommit
 from services.kit.outbox import enqueue
 from services.notifications import store
+from services.notifications.domain.status_reports import after_report
 from services.notifications.store import Outcome, OutcomeKind
 
 
@@ -41,34 +43,44 @@ def event_fields(item: store.Claimed) -> dict[str, Any]:
     }
 
 
-async def apply_status_report(
-    conn: Conn,
-    *,
-    provider_message_id: str,
-    status: str,
-    error_code: str | None,
-    now: datetime,
-    source: str,
+async def apply_status_reports(
+    conn: Conn, reports: list[store.StatusReport], *, now: datetime, source: str
 ) -> None:
-    """Provider says the SMS was delivered or not; undelivered -> notification.failed.
-    The caller holds the provider message's lock (`store.lock_provider_messages`)."""
-    row = await store.apply_status(
-        conn,
-        provider_message_id=provider_message_id,
-        status=status,
-        error_code=error_code,
-        now=now,
-    )
-    if row is None:
-        return
-    item = store.Claimed.from_row(row, row["notification_id"])
-    failed = ev.NotificationFailedV1(
-        **event_fields(item),
-        permanent=True,
-        error_code=error_code or "carrier_undelivered",
-        failed_at=now,
-    )
-    await store_events(conn, [(failed, item.traceparent)], source)
+    """Provider reports, in the order received, move sent SMS on; a move to
+    undelivered writes notification.failed. One read and one write for them all. The
+    caller holds the provider messages' locks (`store.lock_provider_messages`)."""
+    rows = await store.sent_deliveries(conn, [r.provider_message_id for r in reports])
+    state = {pid: (row["status"], row["provider_status"]) for pid, row in rows.items()}
+    changes: dict[str, store.Reported] = {}
+    failed: list[tuple[ev.EventData, str]] = []
+    for report in reports:
+        pid = report.provider_message_id
+        if pid not in rows:
+            continue
+        status, provider_status = state[pid]
+        after = after_report(status, provider_status, report.status)
+        if after is None:
+            continue
+        state[pid] = (after, report.status)
+        earlier = changes.get(pid)
+        changes[pid] = store.Reported(
+            rows[pid]["notification_id"],
+            after,
+            report.status,
+            report.error_code or (earlier.error_code if earlier else None),
+        )
+        if after == store.DeliveryStatus.UNDELIVERED and status != after:
+            row = rows[pid]
+            item = store.Claimed.from_row(row, row["notification_id"])
+            event = ev.NotificationFailedV1(
+                **event_fields(item),
+                permanent=True,
+                error_code=report.error_code or "carrier_undelivered",
+                failed_at=now,
+            )
+            failed.append((event, item.traceparent))
+    await store.update_reported(conn, list(changes.values()), now)
+    await store_events(conn, failed, source)
 
 
 async def store_events(conn: Conn, events: list[tuple[ev.EventData, str]], source: str) -> None:
@@ -88,38 +100,12 @@ class OutcomeRecorder:
         self._pool = pool
         self._clock = clock
         self._source = source
-        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._flushing = False
+        self._group = GroupCommit(self._flush)
 
     async def record(self, outcome: Outcome) -> None:
         """Returns once the outcome is committed; raises when its transaction failed
         (the row keeps its lease and comes back after it)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((outcome, done))
-        if not self._flushing:
-            self._flushing = True
-            try:
-                while self._pending:
-                    batch, self._pending = self._pending, []
-                    try:
-                        await self._flush([o for o, _ in batch])
-                    except BaseException as exc:
-                        for _, future in batch:
-                            if not future.done():
-                                future.set_exception(
-                                    exc
-                                    if isinstance(exc, Exception)
-                                    else RuntimeError("flush interrupted")
-                                )
-                        if not isinstance(exc, Exception):
-                            raise
-                    else:
-                        for _, future in batch:
-                            if not future.done():
-                                future.set_result(None)
-            finally:
-                self._flushing = False
-        await done
+        await self._group.submit(outcome)
 
     async def _flush(self, outcomes: list[Outcome]) -> None:
         now = self._clock.now()
@@ -154,12 +140,6 @@ class OutcomeRecorder:
                     events.append((failed, o.claimed.traceparent))
             await store_events(conn, events, self._source)
             if sms_ids:  # callbacks that beat the recording of their send
-                for report in await store.reports_for(conn, sms_ids):
-                    await apply_status_report(
-                        conn,
-                        provider_message_id=report["provider_message_id"],
-                        status=report["status"],
-                        error_code=report["error_code"],
-                        now=now,
-                        source=self._source,
-                    )
+                early = await store.reports_for(conn, sms_ids)
+                if early:
+                    await apply_status_reports(conn, early, now=now, source=self._source)

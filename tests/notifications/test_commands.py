@@ -164,8 +164,8 @@ async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Poo
 
     async def report(status: str, code: str | None = None) -> None:
         async with pool.acquire() as conn:
-            await commands.apply_sms_status_report(
-                conn, commands.SmsStatusReport(sid, status, code), now=NOW, source=SOURCE
+            await commands.apply_sms_status_reports(
+                conn, [commands.SmsStatusReport(sid, status, code)], now=NOW, source=SOURCE
             )
 
     async def failed_events() -> list[dict[str, Any]]:
@@ -195,6 +195,63 @@ async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Poo
         )
         == 3
     )
+
+
+async def test_reports_applied_together_keep_their_order_and_never_move_back(
+    pool: asyncpg.Pool,
+) -> None:
+    """Callbacks that arrive together are applied in one transaction, in the order
+    received: late reports are kept but move nothing back, and an SMS that becomes
+    undelivered is reported failed once, whatever else is in the batch."""
+    sids = {}
+    for name in ("delivered", "undelivered"):
+        case_id = str(uuid.uuid4())
+        async with pool.acquire() as conn, conn.transaction():
+            await commands.plan_deliveries(
+                conn,
+                plan_of(events.referral_sent(case_id, events.new_reference())),
+                contacts=loaded,
+                now=NOW,
+            )
+        sids[name] = (case_id, f"SM{uuid.uuid4().hex}")
+        await pool.execute(
+            """UPDATE deliveries SET status = 'sent', provider_message_id = $2, attempts = 1
+               WHERE case_id = $1::uuid AND channel = 'sms'""",
+            *sids[name],
+        )
+    ok, bad = sids["delivered"][1], sids["undelivered"][1]
+    batch = [
+        commands.SmsStatusReport(ok, "sent", None),
+        commands.SmsStatusReport(bad, "undelivered", "twilio_30003"),
+        commands.SmsStatusReport(ok, "delivered", None),
+        commands.SmsStatusReport(ok, "sent", None),  # a retried, late report
+        commands.SmsStatusReport(bad, "failed", "twilio_30005"),
+    ]
+    async with pool.acquire() as conn:
+        await commands.apply_sms_status_reports(conn, batch, now=NOW, source=SOURCE)
+    statuses = {
+        r["provider_message_id"]: (r["status"], r["provider_status"], r["error_code"])
+        for r in await pool.fetch(
+            "SELECT * FROM deliveries WHERE provider_message_id = ANY($1::text[])", [ok, bad]
+        )
+    }
+    assert statuses == {
+        ok: ("delivered", "delivered", None),
+        bad: ("undelivered", "undelivered", "twilio_30003"),
+    }
+    failed = await pool.fetch(
+        "SELECT data FROM outbox WHERE event_type = 'notification.failed' AND subject = $1",
+        sids["undelivered"][0],
+    )
+    assert [orjson.loads(r["data"])["error_code"] for r in failed] == ["twilio_30003"]
+    kept = await pool.fetch(
+        """SELECT provider_message_id, status FROM sms_status_reports
+           WHERE provider_message_id = ANY($1::text[]) ORDER BY id""",
+        [ok, bad],
+    )
+    assert [(r["provider_message_id"], r["status"]) for r in kept] == [
+        (r.provider_message_id, r.status) for r in batch
+    ]
 
 
 async def test_the_same_content_under_a_new_id_or_an_older_version_plans_nothing(

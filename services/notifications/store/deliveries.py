@@ -212,30 +212,28 @@ async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) ->
 
 # --- provider status callbacks --------------------------------------------------------------
 
-# What a provider's status report moves a sent SMS to; other reports (queued, sent,
-# ...) are recorded but change nothing.
-_STATUS_REPORTED = {
-    "delivered": DeliveryStatus.DELIVERED,
-    "undelivered": DeliveryStatus.UNDELIVERED,
-    "failed": DeliveryStatus.UNDELIVERED,
-}
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A provider's report on one SMS, as received (signature already checked)."""
+
+    provider_message_id: str
+    status: str  # the provider's own word: queued, sent, delivered, undelivered, failed...
+    error_code: str | None
 
 
-# How far along each provider status is: a report that arrives after a later one
-# (callbacks are retried, so they can cross) must not move a delivery back.
-_PROGRESS = {
-    "accepted": 1,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
-}
+@dataclass(frozen=True)
+class Reported:
+    """A delivery moved on by reports: its new status and the provider's latest word."""
+
+    notification_id: UUID
+    status: str
+    provider_status: str
+    error_code: str | None
 
 
 async def lock_provider_messages(conn: Conn, provider_message_ids: list[str]) -> None:
-    """Serialises a status callback with the recording of the send it reports on, so a
+    """Serialises status callbacks with the recording of the send they report on, so a
     callback that arrives while the send is being recorded is never lost."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext(x)) FROM unnest($1::text[]) AS x ORDER BY x",
@@ -243,67 +241,55 @@ async def lock_provider_messages(conn: Conn, provider_message_ids: list[str]) ->
     )
 
 
-async def record_status_report(
-    conn: Conn,
-    *,
-    provider_message_id: str,
-    status: str,
-    error_code: str | None,
-    now: datetime,
-) -> None:
+async def record_status_reports(conn: Conn, reports: list[StatusReport], now: datetime) -> None:
     await conn.execute(
         """INSERT INTO sms_status_reports (provider_message_id, status, error_code, received_at)
-           VALUES ($1, $2, $3, $4)""",
-        provider_message_id,
-        status,
-        error_code,
+           SELECT pid, status, error, $4
+           FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY
+                AS r(pid, status, error, n)
+           ORDER BY n""",
+        [r.provider_message_id for r in reports],
+        [r.status for r in reports],
+        [r.error_code for r in reports],
         now,
     )
 
 
-async def apply_status(
-    conn: Conn,
-    *,
-    provider_message_id: str,
-    status: str,
-    error_code: str | None,
-    now: datetime,
-) -> asyncpg.Record | None:
-    """Move a sent SMS on (delivered / undelivered). Returns the delivery when its
-    status changed to undelivered, so the caller can emit notification.failed."""
-    row = await conn.fetchrow(
+async def sent_deliveries(conn: Conn, provider_message_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """The deliveries these provider messages are, with their source events, locked."""
+    rows = await conn.fetch(
         """SELECT d.*, s.data, s.event_type, s.traceparent
            FROM deliveries d JOIN source_events s ON s.event_id = d.source_event_id
-           WHERE d.provider_message_id = $1 FOR UPDATE OF d""",
-        provider_message_id,
+           WHERE d.provider_message_id = ANY($1::text[]) FOR UPDATE OF d""",
+        sorted(set(provider_message_ids)),
     )
-    if row is None or row["status"] not in (DeliveryStatus.SENT, DeliveryStatus.DELIVERED):
-        return None
-    current = DeliveryStatus(row["status"])
-    if _PROGRESS.get(status, 0) < _PROGRESS.get(row["provider_status"] or "", 0):
-        return None  # a late report (retried, out of order): kept, but the row is further on
-    new_status = _STATUS_REPORTED.get(status, current)
+    return {row["provider_message_id"]: row for row in rows}
+
+
+async def update_reported(conn: Conn, changes: list[Reported], now: datetime) -> None:
+    if not changes:
+        return
     await conn.execute(
-        """UPDATE deliveries SET status = $2, provider_status = $3,
-                  error_code = COALESCE($4, error_code), updated_at = $5
-           WHERE notification_id = $1""",
-        row["notification_id"],
-        new_status.value,
-        status,
-        error_code,
+        """UPDATE deliveries d SET status = u.status, provider_status = u.provider_status,
+                  error_code = COALESCE(u.error, d.error_code), updated_at = $5
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+                AS u(id, status, provider_status, error)
+           WHERE d.notification_id = u.id""",
+        [c.notification_id for c in changes],
+        [c.status for c in changes],
+        [c.provider_status for c in changes],
+        [c.error_code for c in changes],
         now,
     )
-    return row if new_status is DeliveryStatus.UNDELIVERED else None
 
 
-async def reports_for(conn: Conn, provider_message_ids: list[str]) -> list[asyncpg.Record]:
-    return list(
-        await conn.fetch(
-            """SELECT * FROM sms_status_reports WHERE provider_message_id = ANY($1::text[])
-               ORDER BY id""",
-            provider_message_ids,
-        )
+async def reports_for(conn: Conn, provider_message_ids: list[str]) -> list[StatusReport]:
+    rows = await conn.fetch(
+        """SELECT provider_message_id, status, error_code FROM sms_status_reports
+           WHERE provider_message_id = ANY($1::text[]) ORDER BY id""",
+        provider_message_ids,
     )
+    return [StatusReport(r["provider_message_id"], r["status"], r["error_code"]) for r in rows]
 
 
 # --- delivery log ---------------------------------------------------------------------------
