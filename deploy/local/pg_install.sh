@@ -114,6 +114,14 @@ log_error_verbosity = terse
 log_parameter_max_length = 0
 log_parameter_max_length_on_error = 0
 log_statement = 'none'
+# Statements by calls and time, per database (normalised text: no parameter values),
+# for finding where the time goes (README, "How fast").
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = top
+# The queue tables (outbox, deliveries) churn: vacuumed and analysed within seconds,
+# or their dead rows and a stale "the table is empty" estimate turn index lookups
+# into sequential scans for the first minutes of a fresh database.
+autovacuum_naptime = 5s
 timezone = 'UTC'
 password_encryption = 'scram-sha-256'
 EOF
