@@ -343,6 +343,7 @@ def register(
     *,
     batch_size: int,
     auto_offset_reset: str,
+    poll_seconds: float = 0.01,
 ) -> None:
     """Subscribe `consumer` on the broker: batch polls, offsets committed after the
     DB commit (`OffsetCommits`)."""
@@ -376,7 +377,7 @@ def register(
         group_id=consumer.group_id,
         batch=True,
         max_records=batch_size,
-        batch_timeout_ms=100,
+        batch_timeout_ms=max(1, round(poll_seconds * 1000)),
         auto_offset_reset=cast(Literal["latest", "earliest", "none"], auto_offset_reset),
         ack_policy=AckPolicy.MANUAL,
     )(on_batch)
