@@ -26,7 +26,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 
-from services.kit import openapi
+from services.kit import heap, openapi
 from services.kit.backoff import Backoff, pause
 from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
 from services.kit.db import create_pool, migrate
@@ -75,6 +75,7 @@ class ServiceRuntime:
         self.optional_workers = optional_workers or []
         self.workers = [*(workers or []), *self.optional_workers]
         self.metrics = KitMetrics(settings.service_name)
+        self.gc_pauses = heap.GcPauses(self.metrics.registry)
         self.auth_throttle = AuthThrottle(settings.auth_failures_per_minute)
         self._pool: asyncpg.Pool | None = None
         self.relay: OutboxRelay | None = None
@@ -103,6 +104,7 @@ class ServiceRuntime:
         refuse(self.settings.production_problems())
         configure_logging(self.settings.log_level)
         s = self.settings
+        self.gc_pauses.install()
         self._pool = await create_pool(
             s.database_url, min_size=s.db_pool_min, max_size=s.db_pool_max
         )
@@ -142,6 +144,8 @@ class ServiceRuntime:
                 functools.partial(worker, self),
                 needed=worker not in self.optional_workers,
             )
+        if _SETTLE_HEAP:
+            heap.settle()
         log.info("service started", service=s.service_name, namespace=s.topic_namespace)
 
     async def stop(self) -> None:
@@ -163,6 +167,7 @@ class ServiceRuntime:
         if self._pool is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pool.close(), timeout=10)
+        self.gc_pauses.remove()
         log.info("service stopped", service=self.settings.service_name)
 
     @contextlib.asynccontextmanager
@@ -270,6 +275,7 @@ class ServiceRuntime:
                 consumer,
                 batch_size=s.consumer_batch_size,
                 auto_offset_reset=s.consumer_auto_offset_reset,
+                poll_seconds=s.consumer_poll_seconds,
             )
         return broker, consumers
 
@@ -363,12 +369,19 @@ def service_app(
     return app
 
 
+# Set by serve(): a service process freezes its start-up heap (`heap.settle`); a test
+# process running several runtimes does not.
+_SETTLE_HEAP = False
+
+
 def serve(factory: str, settings: ServiceSettings) -> None:
     """Run a service: `factory` is "module:function" building its app from the
     environment. With ENLACE_HTTP_WORKERS > 1, uvicorn runs that many processes, each
     a full replica (the relay's advisory lock keeps one publisher, consumer groups
     share the partitions). Our JSON logging; no access log, whose URLs carry ids; no
     `server` header."""
+    global _SETTLE_HEAP
+    _SETTLE_HEAP = True
     uvicorn.run(
         factory,
         factory=True,
