@@ -55,7 +55,8 @@ async def test_a_bad_item_fails_only_its_own_caller() -> None:
     store.gate.set()
     results = await asyncio.gather(first, *rest, return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "ValueError", "NoneType"]
-    assert ["b"] in store.transactions and ["c"] in store.transactions
+    assert ["b"] in store.transactions
+    assert ["c"] in store.transactions
     assert all("bad" not in t for t in store.transactions)
 
 
