@@ -3,12 +3,9 @@
 Records arrive in batches (one poll). The fast path applies the whole batch in one
 database transaction: each event id is inserted into `processed_events` beside the
 handler's effects, so a redelivered event changes nothing. Only after that commit is
-the batch's Kafka offset committed: a crash in between means redelivery, never loss.
-Offsets are committed off the consuming path, at most every `commit_interval`
-seconds per group (`OffsetCommits`): each commit is a write to `__consumer_offsets`
-on the broker, and one per batch was a broker request per record per group at
-ordinary rates. A crash loses at most that interval's commits; those records come
-again and are dropped by their ids.
+the batch's Kafka offset committed (`services.kit.offsets`, off the consuming path):
+a crash in between means redelivery, never loss. `services.kit.subscriber` wires a
+consumer onto FastStream's broker.
 
 When the batch transaction fails, each event is retried alone:
 - transient errors (`services.kit.transient`: database unreachable or restarting,
@@ -30,15 +27,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from contracts.envelope import CloudEvent, EnvelopeError
 from contracts.registry import EVENT_MODELS, producer_source
@@ -55,6 +48,7 @@ from services.kit.event_errors import (
 from services.kit.event_errors import PoisonEventError as PoisonEventError  # re-exported
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
+from services.kit.offsets import OffsetCommits
 from services.kit.outbox import deferred_writes
 from services.kit.supervision import loop_health
 from services.kit.transient import is_transient
@@ -289,95 +283,3 @@ def _header(record: ConsumerRecord[Any, Any], name: str) -> str | None:
             except UnicodeDecodeError:
                 return None
     return None
-
-
-async def _undecoded(message: Any) -> None:
-    """FastStream would parse every value as JSON before our handler runs, and a
-    non-JSON poison record would then fail outside our dead-letter path. The kit
-    decodes the raw records itself."""
-    return None
-
-
-class OffsetCommits:
-    """The offsets of applied batches, committed by a background task at most every
-    `interval` seconds, never ahead of what was applied (explicit offsets, not the
-    consumer's position, which may already be past a batch being applied). When the
-    consumer stops, what is pending is committed at once (`flush`)."""
-
-    def __init__(self, interval: float, stopping: asyncio.Event) -> None:
-        self.interval = interval
-        self._stopping = stopping
-        self._pending: dict[TopicPartition, int] = {}
-        self._consumer: AIOKafkaConsumer | None = None
-        self._timer: asyncio.Task[None] | None = None
-
-    def applied(
-        self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[Any, Any]]
-    ) -> None:
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._pending[tp] = max(self._pending.get(tp, 0), record.offset + 1)
-        self._consumer = consumer
-        if self._timer is None or self._timer.done():
-            self._timer = asyncio.create_task(self._commit_soon())
-
-    async def _commit_soon(self) -> None:
-        await pause(self.interval, self._stopping)
-        await self.flush()
-
-    async def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        if not pending or self._consumer is None:
-            return
-        try:
-            await self._consumer.commit(pending)
-        except (KafkaError, RuntimeError) as exc:
-            # Partitions moved to another member, or the consumer is closing: the
-            # records come again and are dropped by their ids.
-            log.info("offsets not committed; redelivery is deduplicated", error=describe_error(exc))
-
-
-def register(
-    broker: KafkaBroker,
-    consumer: EventConsumer,
-    *,
-    batch_size: int,
-    auto_offset_reset: str,
-    poll_seconds: float = 0.01,
-) -> None:
-    """Subscribe `consumer` on the broker: batch polls, offsets committed after the
-    DB commit (`OffsetCommits`)."""
-
-    async def on_batch(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = raw if isinstance(raw, tuple) else (raw,)
-        try:
-            await consumer.handle_batch(records)
-        except StoppingWithUnappliedRecord:
-            # Shutting down mid-retry: rewind, commit nothing; redelivered after restart.
-            await message.nack()
-            log.warning("stopping with an unapplied record; it will be redelivered")
-            return
-        except BaseException:
-            # The consumer's position is already past this batch: rewind it, or the
-            # next commit would skip records that were never applied.
-            await message.nack()
-            raise
-        kafka_consumer = getattr(message, "consumer", None)
-        if isinstance(kafka_consumer, AIOKafkaConsumer):
-            consumer.commits.applied(kafka_consumer, records)
-            if consumer.stopping.is_set():
-                await consumer.commits.flush()
-        else:  # FastStream's test broker: no consumer to commit on
-            await message.ack()
-
-    broker.subscriber(
-        consumer.physical_topic,
-        decoder=_undecoded,
-        group_id=consumer.group_id,
-        batch=True,
-        max_records=batch_size,
-        batch_timeout_ms=max(1, round(poll_seconds * 1000)),
-        auto_offset_reset=cast(Literal["latest", "earliest", "none"], auto_offset_reset),
-        ack_policy=AckPolicy.MANUAL,
-    )(on_batch)

@@ -28,7 +28,7 @@ from faststream.kafka import KafkaBroker
 
 from services.kit import heap, openapi
 from services.kit.backoff import Backoff, pause
-from services.kit.consumer import EventConsumer, Subscription, prune_processed_events, register
+from services.kit.consumer import EventConsumer, Subscription, prune_processed_events
 from services.kit.db import create_pool, migrate
 from services.kit.edge import (
     BodyLimitMiddleware,
@@ -44,6 +44,7 @@ from services.kit.metrics import KitMetrics
 from services.kit.outbox import OutboxRelay
 from services.kit.production import refuse
 from services.kit.settings import ServiceSettings
+from services.kit.subscriber import register
 from services.kit.supervision import Supervisor, loop_health
 from services.kit.throttle import AuthThrottle
 from services.kit.transient import is_transient

@@ -100,10 +100,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff_initial_seconds: float = 0.1
     consumer_backoff_max_seconds: float = 5.0
-    # How long one poll waits for records. FastStream's batch subscriber sleeps as long
-    # again after an empty poll, deaf meanwhile: this bounds the delay a record that
-    # arrives in a quiet moment waits per hop (at 100 ms it added up to 0.1 s a hop).
-    consumer_poll_seconds: float = Field(default=0.01, gt=0)
+    # How long an idle consumer's poll waits before the next (a poll returns as soon as
+    # records arrive: `consumer.never_deaf`); also how soon a stopping consumer notices.
+    consumer_poll_seconds: float = Field(default=0.1, gt=0)
     # Offsets of applied batches are committed at most this often per group, off the
     # consuming path (a redelivery after a crash is dropped by event id).
     consumer_commit_interval_seconds: float = Field(default=0.2, ge=0)
