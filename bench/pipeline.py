@@ -31,14 +31,17 @@ from faults.stack import Stack
 from services.kit.kafka import admin_client
 from tests.helpers import TopicReader
 
-# Cases per second, one step each, until POST -> SMS p99 passes 1 s (or a step does
-# not drain): the highest rate under 1 s is the pipeline's sustained capacity.
+# Cases per second, one step each, until POST -> SMS p99 passes GIVE_UP_S (or a step
+# does not drain): the highest rate under 1 s is the pipeline's sustained capacity.
 RATES = tuple(
     float(r) for r in os.environ.get("BENCH_PIPELINE_RATES", "10,20,30,50,100,150").split(",")
 )
 STEP_S = float(os.environ.get("BENCH_PIPELINE_STEP_SECONDS", "20"))
 DRAIN_S = 60.0
 WARM_UP_RATE, WARM_UP_S = 10.0, 15.0
+# The ladder goes on past a step over 1 s (noise on a shared machine can push one
+# step over and the next under) and stops once the pipeline is plainly saturated.
+GIVE_UP_S = 3.0
 # Kafka hops from a registration to each point: intake's relay -> cases topic ->
 # referral (1); referral's relay -> referrals topic -> notifications (2).
 HOPS = {"referral.sent": 1, "sms": 2, "email": 2}
@@ -191,7 +194,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
                 + ("" if step.drained else f", not drained within {DRAIN_S:.0f} s"),
                 flush=True,
             )
-            if not step.drained or percentile(step.sms, 99) > 1.0:
+            if not step.drained or percentile(step.sms, 99) > GIVE_UP_S:
                 break
         sent = await _referral_sent(stack)
         mailed = truth.mails(stack.maildir)
