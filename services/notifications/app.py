@@ -129,22 +129,19 @@ def create_app(
     if referral_client is None:
         referral_client = httpx.AsyncClient(base_url=settings.referral_internal_url, timeout=5.0)
         owned.append(referral_client)
-    sms_client = httpx.AsyncClient(
-        timeout=settings.sms_timeout_seconds,
-        limits=httpx.Limits(
-            max_connections=settings.worker_max_in_flight,
-            max_keepalive_connections=settings.worker_max_in_flight,
-        ),
-    )
-    owned.append(sms_client)
     sms = TwilioSmsProvider(
-        sms_client,
         base_url=settings.sms_base_url,
         account_sid=settings.sms_account_sid,
         auth_token=settings.sms_auth_token,
         from_number=settings.sms_from_number,
         status_callback_url=settings.sms_status_callback_url or None,
+        timeout=settings.sms_timeout_seconds,
+        max_connections=settings.worker_max_in_flight,
     )
+    lookup_client = None
+    if settings.email_lookup_url:  # reconciliation only: a rare request
+        lookup_client = httpx.AsyncClient(timeout=settings.smtp_timeout_seconds)
+        owned.append(lookup_client)
     email = SmtpEmailSender(
         SmtpConfig(
             host=settings.smtp_host,
@@ -157,7 +154,7 @@ def create_app(
             timeout=settings.smtp_timeout_seconds,
         ),
         lookup_url=settings.email_lookup_url or None,
-        lookup_client=sms_client if settings.email_lookup_url else None,
+        lookup_client=lookup_client,
     )
     runtime = ServiceRuntime(settings, migrations=MIGRATIONS)
     metrics = DeliveryMetrics(runtime.metrics.registry)
@@ -227,6 +224,7 @@ def create_app(
                 yield
         finally:
             await email.aclose()
+            await sms.aclose()
             for client in owned:
                 await client.aclose()
 

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qsl
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,9 +50,8 @@ async def test_callbacks_are_retried_until_the_receiver_takes_them(
 ) -> None:
     flaky, callback_url = receiver
     provider = LocalSmsProvider(SMS_AUTH_TOKEN, record_dir=None, callback_backoff=(0.05, 0.2))
-    async with provider.serving(port=free_port()) as base, httpx.AsyncClient() as client:
+    async with provider.serving(port=free_port()) as base:
         sms = TwilioSmsProvider(
-            client,
             base_url=base,
             account_sid=provider.account_sid,
             auth_token=SMS_AUTH_TOKEN,
@@ -72,6 +70,7 @@ async def test_callbacks_are_retried_until_the_receiver_takes_them(
         assert found is not None
         assert found.provider_message_id == receipt.provider_message_id
         assert await sms.lookup(uuid.uuid4().hex) is None
+        await sms.aclose()
 
 
 async def _taken(flaky: FlakyReceiver) -> list[str]:
