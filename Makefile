@@ -8,13 +8,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: help install infra run stop status test lint contracts bench faults clean
+.PHONY: help install infra run stop status test lint contracts bench profile faults clean
 
 help:
 	@echo "make run     install what is missing, start Kafka, PostgreSQL and every service, seed the demo"
 	@echo "make test    lint, then the whole suite against real Kafka and PostgreSQL"
 	@echo "make lint    ruff, mypy and the contract check"
 	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
+	@echo "make profile where the CPU goes at one rate (PROFILE_ARGS=\"--rate 40 --py-spy\")"
 	@echo "make faults  CASES cases (10000) through all services while brokers, PostgreSQL and services are killed"
 	@echo "make stop    stop the services and the local infrastructure"
 	@echo "make status  what is running"
@@ -61,6 +62,11 @@ test: lint infra
 bench: infra
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk >/dev/null 2>&1; } || echo "wrk not installed: using aiohttp as load generator"
 	$(PY) -m bench.run $(SECTIONS)
+
+# The pipeline at one rate on a private stack: CPU per case per process, statements per
+# case per database (pg_stat_statements) and, with --py-spy, each service's profile.
+profile: infra
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m bench.profile $(PROFILE_ARGS)
 
 # The fault suite starts a private stack of its own (Kafka, PostgreSQL, services and
 # providers on free ports), never the shared one, and removes it afterwards.
