@@ -34,7 +34,7 @@ from services.referral.app import create_app as create_referral
 from tests.helpers import DEMO_KEYS, free_port
 
 EVENTS = 2000  # each one SMS + one email
-TARGET = 200.0
+TARGET = 600.0  # issue: notifications at least 600 messages/s through the local providers
 
 
 def _referral_sent(sequence: int) -> ReferralSentV1:

@@ -152,6 +152,9 @@ def create_app(
             username=settings.smtp_user,
             password=settings.smtp_password,
             timeout=settings.smtp_timeout_seconds,
+            # As many sessions kept as the worker sends at once: a smaller pool closed
+            # and reopened sessions (connect, EHLO, QUIT) under load.
+            pool_size=settings.worker_max_in_flight,
         ),
         lookup_url=settings.email_lookup_url or None,
         lookup_client=lookup_client,
