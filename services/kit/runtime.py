@@ -14,6 +14,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -145,7 +146,7 @@ class ServiceRuntime:
                 functools.partial(worker, self),
                 needed=worker not in self.optional_workers,
             )
-        if _SETTLE_HEAP:
+        if os.environ.get(SETTLE_HEAP_ENV) == "1":
             heap.settle()
         log.info("service started", service=s.service_name, namespace=s.topic_namespace)
 
@@ -370,9 +371,10 @@ def service_app(
     return app
 
 
-# Set by serve(): a service process freezes its start-up heap (`heap.settle`); a test
-# process running several runtimes does not.
-_SETTLE_HEAP = False
+# Set by serve() in its environment, so that uvicorn's worker processes (spawned, with
+# this module imported afresh) inherit it: a service process freezes its start-up
+# heap (`heap.settle`); a test process running several runtimes does not.
+SETTLE_HEAP_ENV = "ENLACE_SETTLE_HEAP"
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
@@ -381,8 +383,7 @@ def serve(factory: str, settings: ServiceSettings) -> None:
     a full replica (the relay's advisory lock keeps one publisher, consumer groups
     share the partitions). Our JSON logging; no access log, whose URLs carry ids; no
     `server` header."""
-    global _SETTLE_HEAP
-    _SETTLE_HEAP = True
+    os.environ[SETTLE_HEAP_ENV] = "1"
     uvicorn.run(
         factory,
         factory=True,
