@@ -145,7 +145,8 @@ async def test_the_delivery_log_is_the_owning_agencys_only(pool: asyncpg.Pool) -
             assert refused.value.detail == "No such case."
 
 
-async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Pool) -> None:
+async def _sent_sms(pool: asyncpg.Pool) -> tuple[str, str]:
+    """A referral.sent planned, and its SMS sent: (case id, provider message id)."""
     case_id = str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
         await commands.plan_deliveries(
@@ -161,6 +162,11 @@ async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Poo
         case_id,
         sid,
     )
+    return case_id, sid
+
+
+async def test_an_undelivered_report_fails_the_sms_and_says_so(pool: asyncpg.Pool) -> None:
+    case_id, sid = await _sent_sms(pool)
 
     async def report(status: str, code: str | None = None) -> None:
         async with pool.acquire() as conn:
@@ -203,22 +209,7 @@ async def test_reports_applied_together_keep_their_order_and_never_move_back(
     """Callbacks that arrive together are applied in one transaction, in the order
     received: late reports are kept but move nothing back, and an SMS that becomes
     undelivered is reported failed once, whatever else is in the batch."""
-    sids = {}
-    for name in ("delivered", "undelivered"):
-        case_id = str(uuid.uuid4())
-        async with pool.acquire() as conn, conn.transaction():
-            await commands.plan_deliveries(
-                conn,
-                plan_of(events.referral_sent(case_id, events.new_reference())),
-                contacts=loaded,
-                now=NOW,
-            )
-        sids[name] = (case_id, f"SM{uuid.uuid4().hex}")
-        await pool.execute(
-            """UPDATE deliveries SET status = 'sent', provider_message_id = $2, attempts = 1
-               WHERE case_id = $1::uuid AND channel = 'sms'""",
-            *sids[name],
-        )
+    sids = {name: await _sent_sms(pool) for name in ("delivered", "undelivered")}
     ok, bad = sids["delivered"][1], sids["undelivered"][1]
     batch = [
         commands.SmsStatusReport(ok, "sent", None),
