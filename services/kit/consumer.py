@@ -3,9 +3,8 @@
 Records arrive in batches (one poll). The fast path applies the whole batch in one
 database transaction: each event id is inserted into `processed_events` beside the
 handler's effects, so a redelivered event changes nothing. Only after that commit is
-the batch's Kafka offset committed (`services.kit.offsets`, off the consuming path):
-a crash in between means redelivery, never loss. `services.kit.subscriber` wires a
-consumer onto FastStream's broker.
+the Kafka offset committed (manual ack): a crash in between means redelivery, never
+loss. `services.kit.subscriber` wires a consumer onto FastStream's broker.
 
 When the batch transaction fails, each event is retried alone:
 - transient errors (`services.kit.transient`: database unreachable or restarting,
@@ -48,7 +47,6 @@ from services.kit.event_errors import (
 from services.kit.event_errors import PoisonEventError as PoisonEventError  # re-exported
 from services.kit.logging import get_logger
 from services.kit.metrics import KitMetrics
-from services.kit.offsets import OffsetCommits
 from services.kit.outbox import deferred_writes
 from services.kit.supervision import loop_health
 from services.kit.transient import is_transient
@@ -106,7 +104,6 @@ class EventConsumer:
         max_attempts: int = 5,
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
-        commit_interval: float = 0.2,
     ) -> None:
         self.subscription = subscription
         self._pool = pool
@@ -120,7 +117,6 @@ class EventConsumer:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self.stopping = asyncio.Event()
-        self.commits = OffsetCommits(commit_interval, self.stopping)
         self.dead_letters = DeadLetters(
             pool=pool,
             producer=producer,

@@ -235,8 +235,6 @@ class ServiceRuntime:
             finally:
                 for consumer in consumers:  # stop() may have run before they were listed
                     consumer.stopping.set()
-                for consumer in consumers:  # what was applied is committed before closing
-                    await consumer.commits.flush()
                 with contextlib.suppress(Exception):
                     await broker.stop()
                 self.broker_connected = False
@@ -267,7 +265,6 @@ class ServiceRuntime:
                 max_attempts=s.consumer_max_attempts,
                 backoff_initial=s.consumer_backoff_initial_seconds,
                 backoff_max=s.consumer_backoff_max_seconds,
-                commit_interval=s.consumer_commit_interval_seconds,
             )
             for sub in self.subscriptions
         ]

@@ -103,9 +103,6 @@ class ServiceSettings(BaseSettings):
     # How long an idle consumer's poll waits before the next (a poll returns as soon as
     # records arrive: `consumer.never_deaf`); also how soon a stopping consumer notices.
     consumer_poll_seconds: float = Field(default=0.1, gt=0)
-    # Offsets of applied batches are committed at most this often per group, off the
-    # consuming path (a redelivery after a crash is dropped by event id).
-    consumer_commit_interval_seconds: float = Field(default=0.2, ge=0)
     consumer_auto_offset_reset: str = "earliest"
     shutdown_grace_seconds: float = 15.0
     # A background loop that died is restarted with backoff (capped here); one that

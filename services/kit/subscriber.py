@@ -1,6 +1,6 @@
 """An idempotent consumer subscribed on FastStream's Kafka broker: batch polls that
 return as soon as records arrive, records decoded by the kit (not FastStream), and
-offsets committed after the database commit (`services.kit.offsets`)."""
+each batch's offsets committed after its database commit (manual ack)."""
 
 from __future__ import annotations
 
@@ -33,8 +33,7 @@ def register(
     auto_offset_reset: str,
     poll_seconds: float = 0.1,
 ) -> None:
-    """Subscribe `consumer` on the broker: batch polls, offsets committed after the
-    DB commit (`OffsetCommits`)."""
+    """Subscribe `consumer` on the broker: batch polls, manual commit after the DB commit."""
 
     async def on_batch(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -51,13 +50,7 @@ def register(
             # next commit would skip records that were never applied.
             await message.nack()
             raise
-        kafka_consumer = getattr(message, "consumer", None)
-        if isinstance(kafka_consumer, AIOKafkaConsumer):
-            consumer.commits.applied(kafka_consumer, records)
-            if consumer.stopping.is_set():
-                await consumer.commits.flush()
-        else:  # FastStream's test broker: no consumer to commit on
-            await message.ack()
+        await message.ack()  # the offsets, after the database commit
 
     subscriber = broker.subscriber(
         consumer.physical_topic,
