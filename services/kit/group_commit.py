@@ -31,6 +31,11 @@ class GroupCommit(Generic[T]):
         self._writer: asyncio.Task[None] | None = None
         self.flushes = 0  # transactions written (a figure for tests and the bench)
 
+    @property
+    def waiting(self) -> int:
+        """Items submitted and not yet in a flush (they go in the next one)."""
+        return len(self._pending)
+
     async def submit(self, item: T) -> None:
         """Returns once `item` is committed; raises what its flush raised."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -10,12 +10,15 @@ import asyncpg
 import pytest
 
 from services.kit.group_commit import GroupCommit
+from tests.helpers import poll_until
 
 
 class Store:
-    """A flush that records what each transaction carried, gated by the test."""
+    """A flush that records what each transaction was asked to carry and what it
+    committed, held at a gate the test opens."""
 
     def __init__(self) -> None:
+        self.asked: list[list[str]] = []
         self.transactions: list[list[str]] = []
         self.gate = asyncio.Event()
         self.gate.set()
@@ -23,6 +26,7 @@ class Store:
         self.transient = False
 
     async def flush(self, items: list[str]) -> None:
+        self.asked.append(items)
         await self.gate.wait()
         if self.transient:
             raise asyncpg.CannotConnectNowError("the database system is starting up")
@@ -31,13 +35,31 @@ class Store:
         self.transactions.append(items)
 
 
+async def _held(
+    store: Store, group: GroupCommit[str], first: str, rest: list[str]
+) -> tuple[asyncio.Task[None], list[asyncio.Task[None]]]:
+    """`first` being flushed (held at the gate), `rest` submitted meanwhile and waiting
+    for the next flush."""
+    store.gate.clear()
+    held = asyncio.create_task(group.submit(first))
+
+    async def asked() -> list[list[str]]:
+        return list(store.asked)
+
+    await poll_until(asked, lambda a: a == [[first]], what=f"{first!r} being flushed")
+    waiting = [asyncio.create_task(group.submit(x)) for x in rest]
+
+    async def queued() -> int:
+        return group.waiting
+
+    await poll_until(queued, lambda n: n == len(rest), what="the rest waiting")
+    return held, waiting
+
+
 async def test_items_that_arrive_during_a_flush_go_together_in_the_next() -> None:
     store = Store()
     group = GroupCommit(store.flush)
-    store.gate.clear()
-    first = asyncio.create_task(group.submit("a"))
-    await asyncio.sleep(0)  # "a" is being flushed (held at the gate)
-    rest = [asyncio.create_task(group.submit(x)) for x in ("b", "c", "d")]
+    first, rest = await _held(store, group, "a", ["b", "c", "d"])
     store.gate.set()
     await asyncio.gather(first, *rest)
     assert store.transactions == [["a"], ["b", "c", "d"]]
@@ -48,10 +70,7 @@ async def test_a_bad_item_fails_only_its_own_caller() -> None:
     store = Store()
     store.bad = {"bad"}
     group = GroupCommit(store.flush)
-    store.gate.clear()
-    first = asyncio.create_task(group.submit("a"))
-    await asyncio.sleep(0)
-    rest = [asyncio.create_task(group.submit(x)) for x in ("b", "bad", "c")]
+    first, rest = await _held(store, group, "a", ["b", "bad", "c"])
     store.gate.set()
     results = await asyncio.gather(first, *rest, return_exceptions=True)
     assert [type(r).__name__ for r in results] == ["NoneType", "NoneType", "ValueError", "NoneType"]
@@ -63,11 +82,7 @@ async def test_a_bad_item_fails_only_its_own_caller() -> None:
 async def test_a_caller_that_gives_up_loses_nobody_s_write() -> None:
     store = Store()
     group = GroupCommit(store.flush)
-    store.gate.clear()
-    leaving = asyncio.create_task(group.submit("a"))
-    await asyncio.sleep(0)
-    staying = asyncio.create_task(group.submit("b"))
-    await asyncio.sleep(0)
+    leaving, (staying,) = await _held(store, group, "a", ["b"])
     leaving.cancel()  # a client that hung up while its write was being flushed
     store.gate.set()
     await staying
@@ -77,10 +92,7 @@ async def test_a_caller_that_gives_up_loses_nobody_s_write() -> None:
 async def test_a_transient_failure_fails_the_batch_without_asking_again_per_item() -> None:
     store = Store()
     group = GroupCommit(store.flush)
-    store.gate.clear()
-    first = asyncio.create_task(group.submit("a"))
-    await asyncio.sleep(0)
-    rest = [asyncio.create_task(group.submit(x)) for x in ("b", "c")]
+    first, rest = await _held(store, group, "a", ["b", "c"])
     store.transient = True
     store.gate.set()
     results = await asyncio.gather(first, *rest, return_exceptions=True)
