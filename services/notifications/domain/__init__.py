@@ -5,7 +5,8 @@
 - `timing`: quiet hours in the recipient's time zone and the provider's rate limit;
 - `sms_text`: the GSM-7 alphabet, SMS segments and the two-segment limit;
 - `messages`: what a message may say (labels, local dates, links), in es or en;
-- `status_reports`: what an SMS provider's status report does to a sent SMS.
+- `status_reports`: a delivery's statuses, and what an SMS provider's status report
+  does to a sent SMS.
 
 Rendering the Jinja2 templates (files on disk) is `services.notifications.rendering`.
 """

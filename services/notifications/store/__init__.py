@@ -4,6 +4,7 @@ status reports and the delivery log) and `contacts` (caseworker contacts cached 
 intake, the contact directory replicated from referral). Everything is re-exported
 here, so callers write `store.claim_due(...)`."""
 
+from services.notifications.domain.status_reports import DeliveryStatus
 from services.notifications.store.cases import (
     agency_owns_case,
     await_case,
@@ -22,7 +23,6 @@ from services.notifications.store.contacts import (
 from services.notifications.store.deliveries import (
     DUE_CHANNEL,
     Claimed,
-    DeliveryStatus,
     Outcome,
     OutcomeKind,
     Reported,

@@ -17,19 +17,9 @@ import asyncpg
 from contracts.codes import Channel
 from services.kit.db import Conn
 from services.notifications.domain.recipients import Recipient, RecipientKind, Role
+from services.notifications.domain.status_reports import DeliveryStatus
 
 DUE_CHANNEL = "enlace_notifications_due"
-
-
-class DeliveryStatus(StrEnum):
-    """deliveries.status (the migration's CHECK lists the same values)."""
-
-    PENDING = "pending"  # due at next_attempt_at
-    SENDING = "sending"  # claimed by a worker until lease_until
-    SENT = "sent"  # the provider accepted it
-    DELIVERED = "delivered"  # the carrier reported it delivered (SMS)
-    FAILED = "failed"  # given up: permanent error or attempts exhausted
-    UNDELIVERED = "undelivered"  # accepted, then reported undeliverable (SMS)
 
 
 async def insert_deliveries(
@@ -227,7 +217,7 @@ class Reported:
     """A delivery moved on by reports: its new status and the provider's latest word."""
 
     notification_id: UUID
-    status: str
+    status: DeliveryStatus
     provider_status: str
     error_code: str | None
 
