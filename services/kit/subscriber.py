@@ -34,6 +34,7 @@ def register(
     poll_seconds: float = 0.1,
 ) -> None:
     """Subscribe `consumer` on the broker: batch polls, manual commit after the DB commit."""
+    timeout_ms = max(1, round(poll_seconds * 1000))
 
     async def on_batch(message: KafkaMessage) -> None:
         raw = message.raw_message
@@ -58,12 +59,12 @@ def register(
         group_id=consumer.group_id,
         batch=True,
         max_records=batch_size,
-        batch_timeout_ms=max(1, round(poll_seconds * 1000)),  # replaced: never_deaf
+        batch_timeout_ms=timeout_ms,  # FastStream's own poll, replaced by never_deaf
         auto_offset_reset=cast(Literal["latest", "earliest", "none"], auto_offset_reset),
         ack_policy=AckPolicy.MANUAL,
     )
     subscriber(on_batch)
-    never_deaf(subscriber, timeout_ms=max(1, round(poll_seconds * 1000)), max_records=batch_size)
+    never_deaf(subscriber, timeout_ms=timeout_ms, max_records=batch_size)
 
 
 def never_deaf(subscriber: Any, *, timeout_ms: int, max_records: int) -> None:
