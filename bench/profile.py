@@ -48,12 +48,8 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def _pids(stack: Stack) -> dict[str, list[int]]:
     pids = {name: [pid] for name in (*SERVICES, *PROVIDERS) if (pid := stack.service_pid(name))}
-
-    def matching(pattern: str) -> list[int]:
-        found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
-        return [int(p) for p in found.stdout.split()]
-
-    pids["kafka"] = matching(f"java.*{stack.kafka_instance}")
+    nodes = range(1, stack.nodes + 1)
+    pids["kafka"] = [pid for node in nodes if (pid := stack.kafka_pid(node)) is not None]
     postmaster = int(stack.pg("pid").strip().splitlines()[-1])
     pids["postgresql"] = [postmaster, *map(int, _children(postmaster))]
     pids["load (this process)"] = [os.getpid()]
