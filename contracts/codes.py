@@ -155,10 +155,20 @@ class ClosureOutcome(StrEnum):
 
 class CancellationReason(StrEnum):
     CONSENT_WITHDRAWN = "consent_withdrawn"
+    ERASED = "erased"  # the case was erased (case.erased): nothing left to refer
     NO_LONGER_NEEDED = "no_longer_needed"
     SENT_IN_ERROR = "sent_in_error"
     CHILD_MOVED = "child_moved"
     OTHER = "other"
+
+
+class ErasureReason(StrEnum):
+    """Why a case's identifying details were erased (case.erased)."""
+
+    DATA_SUBJECT_REQUEST = "data_subject_request"  # the child or guardian asked
+    REGISTERED_IN_ERROR = "registered_in_error"  # the agency registered it by mistake
+    LEGAL_ORDER = "legal_order"  # a court or data protection authority ordered it
+    RETENTION_PERIOD_ENDED = "retention_period_ended"  # the scheduled retention job
 
 
 class DeadlineKind(StrEnum):

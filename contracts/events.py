@@ -26,6 +26,7 @@ from contracts.codes import (
     ConsentScope,
     CountryCode,
     DeadlineKind,
+    ErasureReason,
     FollowupKind,
     LanguageCode,
     ReferralState,
@@ -219,6 +220,21 @@ class CaseConsentWithdrawnV1(EventData):
     reference: CaseReference
     registering_agency_id: AgencyId
     withdrawn_at: datetime
+
+
+class CaseErasedV1(EventData):
+    """The case's identifying details are gone for good: its data key is destroyed in
+    intake. Every service removes what it holds that identifies a person and keeps
+    its non-identifying audit (who, when, which referral)."""
+
+    event_type: ClassVar[str] = "case.erased"
+    topic: ClassVar[Topic] = Topic.CASES
+    producer: ClassVar[str] = "intake"
+
+    reference: CaseReference
+    registering_agency_id: AgencyId
+    erased_at: datetime
+    reason: ErasureReason
 
 
 # --- referrals -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ EVENT_MODELS: dict[str, type[ev.EventData]] = {
     for model in (
         ev.CaseCreatedV1,
         ev.CaseConsentWithdrawnV1,
+        ev.CaseErasedV1,
         ev.ReferralProposedV1,
         ev.ReferralSentV1,
         ev.ReferralAcknowledgedV1,
