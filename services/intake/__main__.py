@@ -1,3 +1,5 @@
-from services.intake.app import main
+import sys
 
-main()
+from services.intake.cli import run
+
+sys.exit(run(sys.argv[1:]))

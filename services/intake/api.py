@@ -2,8 +2,10 @@
 gets 403) register cases and read their own; the referral service alone gets
 identity disclosures, under a grant intake holds, audited; the notifications
 service alone gets caseworker contacts; operations keys alone read which cases
-matched as possible duplicates (partners learn only that one exists). Anyone else
-is told an internal or coordination path does not exist (404).
+matched as possible duplicates (partners learn only that one exists). A case is
+erased by the agency that registered it, or by operations with a documented basis;
+an erased case answers 410 everywhere. Anyone else is told an internal or
+coordination path does not exist (404).
 
 Each route maps the request to a use case in `commands` and its result to a
 response; the kit answers the use cases' domain errors as problem responses."""
@@ -17,12 +19,13 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from contracts.codes import RiskLevel
+from contracts.codes import ErasureReason, RiskLevel
 from services.intake import commands, domain, duplicates, examples
 from services.intake.domain import ConsentStatus
+from services.intake.vault import Vault
 from services.kit.clock import Clock
 from services.kit.db import Pool
-from services.kit.http import Agency, Problem, parse_id
+from services.kit.http import Agency, Problem, Role, parse_id
 from services.kit.inputs import Instant, LineText
 from services.kit.openapi import problems
 
@@ -59,6 +62,28 @@ class ConsentWithdrawal(BaseModel):
     withdrawn_at: Instant | None = Field(default=None, description="Defaults to now")
 
 
+class ErasureRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+    reason: ErasureReason = Field(
+        description="Why: data_subject_request, registered_in_error or legal_order "
+        "(retention_period_ended is the retention job's own)"
+    )
+    basis: LineText | None = Field(
+        default=None,
+        min_length=3,
+        max_length=200,
+        description="Operations only, and required there: the documented basis of the "
+        "decision (a reference to the request, order or ruling; never a child's details)",
+    )
+
+
+class ErasureView(BaseModel):
+    case_id: UUID
+    reference: str
+    reason: ErasureReason
+    erased_at: datetime
+
+
 class IdentityDisclosure(BaseModel):
     case_id: UUID
     reference: str
@@ -82,6 +107,9 @@ class PossibleDuplicate(BaseModel):
 class PossibleDuplicatePage(BaseModel):
     items: list[PossibleDuplicate]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: last")
+
+
+_ERASED = "The case was erased: its identifying details are gone for good"
 
 
 def _receipt(receipt: commands.Receipt) -> CaseReceipt:
@@ -111,10 +139,11 @@ class Callers:
     referral_service: Callable[..., Awaitable[Agency]]  # that principal only; others 404
     notifications_service: Callable[..., Awaitable[Agency]]  # idem
     operations: Callable[..., Awaitable[Agency]]  # operations keys only; others 404
+    eraser: Callable[..., Awaitable[Agency]]  # agency or operations keys; others 403
 
 
 def build_router(
-    pool_of: Callable[[], Pool], clock: Clock, callers: Callers, source: str
+    pool_of: Callable[[], Pool], clock: Clock, callers: Callers, source: str, vault: Vault
 ) -> APIRouter:
     router = APIRouter()
     current_agency = callers.partner_agency
@@ -155,7 +184,7 @@ def build_router(
         )
         try:
             registered = await commands.register_case(
-                pool_of(), command, clock=clock, source=source
+                pool_of(), command, clock=clock, source=source, vault=vault
             )
         except commands.IdempotencyKeyReused:
             raise _idempotency_key_reused() from None
@@ -169,20 +198,70 @@ def build_router(
         response_model=CaseView,
         tags=["cases"],
         summary="Read a case this agency registered",
-        responses=problems(403, s403="Not an agency key (a service or operator key)"),
+        responses=problems(
+            403, 410, s403="Not an agency key (a service or operator key)", s410=_ERASED
+        ),
     )
     async def read_case(
         case_id: str, agency: Annotated[Agency, Depends(current_agency)]
     ) -> CaseView:
         async with pool_of().acquire() as conn:
-            case = await commands.read_case(conn, parse_id(case_id, "case"), agency.id)
+            record = await commands.read_case(conn, parse_id(case_id, "case"), agency.id, vault)
+        case = record.case
         return CaseView(
             **_receipt(commands.Receipt.of(case)).model_dump(),
             external_id=case.external_id,
             consent_status=case.consent_status,
             consent_withdrawn_at=case.consent_withdrawn_at,
-            registration=case.registration,
+            registration=record.registration,
         )
+
+    @router.post(
+        "/v1/cases/{case_id}/erasure",
+        response_model=ErasureView,
+        tags=["cases"],
+        summary="Erase a case's identifying details for good (registering agency, or "
+        "operations with a documented basis)",
+        responses=problems(403, s403="Not an agency or operations key"),
+    )
+    async def erase_case(
+        case_id: str,
+        request: Annotated[ErasureRequest, Body(openapi_examples=examples.ERASURE_EXAMPLES)],
+        response: Response,
+        caller: Annotated[Agency, Depends(callers.eraser)],
+    ) -> ErasureView:
+        """The case's data key is destroyed: its identity can never be read again, in
+        any API, backup or copy. Its open referrals are cancelled (reason `erased`)
+        and every service removes what it holds that identifies a person; the audit
+        (who, when, which referral) stays. A repeat answers with the first erasure
+        (`Idempotent-Replayed: true`). Agencies erase their own cases only; operations
+        may erase any, and must give `basis`."""
+        operations = caller.role == Role.OPERATIONS
+        if not operations and request.basis is not None:
+            raise Problem(
+                422,
+                "Invalid request",
+                "Invalid fields: body.basis",
+                errors=[
+                    {
+                        "field": "body.basis",
+                        "message": "for operations only: an agency's request is its own basis",
+                        "type": "extra_forbidden",
+                    }
+                ],
+            )
+        command = commands.EraseCase(
+            case_id=parse_id(case_id, "case"),
+            reason=request.reason,
+            requested_by=caller.id,
+            requester=commands.Requester.OPERATIONS if operations else commands.Requester.AGENCY,
+            basis=request.basis,
+        )
+        async with pool_of().acquire() as conn:
+            receipt = await commands.erase_case(conn, command, clock=clock, source=source)
+        if receipt.replayed:
+            response.headers["Idempotent-Replayed"] = "true"
+        return ErasureView.model_validate(receipt, from_attributes=True)
 
     @router.post(
         "/v1/cases/{case_id}/consent-withdrawal",
@@ -244,8 +323,10 @@ def build_router(
         responses=problems(
             403,
             409,
+            410,
             s403="The on_behalf_of agency holds no live grant on this case",
             s409="Consent to share this case was withdrawn",
+            s410=_ERASED,
         ),
     )
     async def disclose_identity(
@@ -274,7 +355,7 @@ def build_router(
             referral_id=referral_id,
         )
         async with pool_of().acquire() as conn:
-            identity = await commands.disclose_identity(conn, command)
+            identity = await commands.disclose_identity(conn, command, vault)
         return IdentityDisclosure.model_validate(identity, from_attributes=True)
 
     @router.get(

@@ -16,9 +16,6 @@ Risk rules (documented for partners and tested rule by rule):
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -254,30 +251,6 @@ def assess_risk(
     return level
 
 
-def normalise_name(*parts: str | None) -> str:
-    """Case-, accent- and order-insensitive name key ("José  PÉREZ" == "perez jose")."""
-    text = " ".join(p for p in parts if p)
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
-    tokens = re.findall(r"[a-z0-9]+", text)
-    return " ".join(sorted(tokens))
-
-
-def duplicate_key(reg: CaseRegistration) -> str | None:
-    """Same normalised name, birth date and region: possibly the same child.
-    Only with an exact birth date; an estimated age is too loose to match on."""
-    if reg.child.birth_date is None:
-        return None
-    basis = "|".join(
-        (
-            normalise_name(reg.child.given_names, reg.child.family_names),
-            reg.child.birth_date.isoformat(),
-            reg.location.region,
-        )
-    )
-    return hashlib.sha256(basis.encode()).hexdigest()
-
-
 def reference_code(region: str, year: int, sequence: int) -> str:
     country, subdivision = region.split("-", 1)
     return f"{country}-{subdivision}-{year:04d}-{sequence:06d}"
@@ -337,6 +310,7 @@ class GrantEnd(StrEnum):
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     CONSENT_WITHDRAWN = "consent_withdrawn"
+    ERASED = "erased"
 
 
 GRANT_OPENING: tuple[type[ev.ReferralEventV1], ...] = (ev.ReferralAcceptedV1, ev.ReferralStartedV1)
@@ -367,15 +341,23 @@ class Grant:
 
 
 def grant_after(
-    current: Grant | None, event: ev.ReferralEventV1, *, consent_withdrawn: bool
+    current: Grant | None,
+    event: ev.ReferralEventV1,
+    *,
+    consent_withdrawn: bool,
+    erased: bool = False,
 ) -> Grant | None:
     """The grant once `event` is applied, or None when it changes nothing (the grant
     ended, the event is not newer than the last one, or it neither opens nor ends)."""
     if current is not None and (current.ended_at is not None or event.version <= current.version):
         return None
     ending = GRANT_ENDING.get(type(event))
-    if ending is None and consent_withdrawn and isinstance(event, GRANT_OPENING):
-        ending = GrantEnd.CONSENT_WITHDRAWN  # too late: the case's consent is gone
+    if ending is None and isinstance(event, GRANT_OPENING):
+        # Too late: the case was erased, or its consent is gone.
+        if erased:
+            ending = GrantEnd.ERASED
+        elif consent_withdrawn:
+            ending = GrantEnd.CONSENT_WITHDRAWN
     if ending is not None:
         return Grant(
             referral_id=event.referral_id,

@@ -102,3 +102,15 @@ WITHDRAWAL_EXAMPLES: dict[str, Example] = {
         "value": {"withdrawn_at": "2026-11-22T11:15:00-05:00"},
     },
 }
+
+ERASURE_EXAMPLES: dict[str, Example] = {
+    "request": {
+        "summary": "The family asked for the child's data to be erased",
+        "value": {"reason": "data_subject_request"},
+    },
+    "operations": {
+        "summary": "Operations, on a data protection authority's order",
+        "description": "Operations keys must give the documented basis of the decision.",
+        "value": {"reason": "legal_order", "basis": "Resolución ANPD 0421-2026"},
+    },
+}

@@ -1,15 +1,16 @@
-"""Kafka handlers: the referral events that open and end disclosure grants, each
-mapped to `commands.record_referral_event`. They run inside the kit consumer's
-transaction (the event id recorded beside the grant), so a redelivered event changes
-nothing."""
+"""Kafka handlers: every referral transition, mapped to
+`commands.record_referral_event` (the disclosure grants it opens and ends, and
+whether the case's referrals are all ended, which retention waits for). They run
+inside the kit consumer's transaction (the event id recorded beside their effects),
+so a redelivered event changes nothing."""
 
 from __future__ import annotations
 
 from contracts.envelope import CloudEvent
 from contracts.events import ReferralEventV1
-from contracts.registry import parse_data
+from contracts.registry import EVENT_MODELS, parse_data
 from contracts.topics import Topic
-from services.intake import commands, domain
+from services.intake import commands
 from services.kit.consumer import PoisonEventError, Subscription
 from services.kit.db import Conn
 
@@ -19,7 +20,11 @@ class Handlers:
         return [
             Subscription(
                 Topic.REFERRALS,
-                {model.event_type: self.on_referral_event for model in domain.GRANT_EVENTS},
+                {
+                    model.event_type: self.on_referral_event
+                    for model in EVENT_MODELS.values()
+                    if issubclass(model, ReferralEventV1)
+                },
             )
         ]
 

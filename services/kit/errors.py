@@ -1,7 +1,7 @@
 """Errors the use cases raise. They say what went wrong in the domain's terms and
 know nothing of HTTP; `services.kit.http` answers each as a problem response
 (`NotFound` 404, `InvalidField` 422, `NotPermitted` 403, `Conflict` 409,
-`StaleVersion` 412, `Unavailable` 503)."""
+`StaleVersion` 412, `Gone` 410, `Unavailable` 503)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,11 @@ class Conflict(DomainError):
 
 class StaleVersion(DomainError):
     """The caller's If-Match names an older version."""
+
+
+class Gone(DomainError):
+    """The object existed and was erased for good (a child's case, on request or by
+    retention): not the same answer as one that never existed."""
 
 
 class Unavailable(DomainError):

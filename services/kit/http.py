@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.kit.errors import (
     Conflict,
     DomainError,
+    Gone,
     InvalidField,
     NotFound,
     NotPermitted,
@@ -256,6 +257,7 @@ _DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotPermitted: 403,
     Conflict: 409,
     StaleVersion: 412,
+    Gone: 410,
     Unavailable: 503,
 }
 

@@ -60,6 +60,7 @@ DESCRIPTIONS: dict[int, str] = {
     403: "This key may not do this (another role), or the step is not the caller's",
     404: "No such object, or one the caller may not see (answered alike)",
     409: "The object's state does not allow this",
+    410: "The object was erased for good",
     412: "If-Match names an older version",
     413: "The body is larger than the service accepts",
     422: "A field is missing or breaks a rule; `errors` names each",

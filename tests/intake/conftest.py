@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,11 +27,22 @@ from contracts.envelope import CloudEvent
 from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
 from services.intake.app import IntakeSettings, create_app
+from services.intake.keks import FileKeys, KekRing
+from services.intake.vault import Vault
 from tests.conftest import package_namespace, running, service_settings
 from tests.factories import piura_adolescent_girl
 from tests.infra import Infra
 
 namespace = package_namespace("intake")
+
+
+def fresh_vault() -> Vault:
+    """A vault of its own for a test module: KEK files in a fresh directory, a random
+    identity hash key."""
+    directory = Path(tempfile.mkdtemp(prefix="enlace-kek-"))
+    return Vault(KekRing(FileKeys(directory, create_first=True)), os.urandom(32))
+
+
 
 
 @pytest.fixture(scope="package")

@@ -20,9 +20,10 @@ from services.kit.clock import MovableClock
 from services.kit.db import create_pool, migrate
 from services.kit.errors import Conflict, InvalidField, NotFound, NotPermitted
 from tests.factories import piura_adolescent_girl
-from tests.intake.conftest import Referral
+from tests.intake.conftest import Referral, fresh_vault
 
 SOURCE = "/enlace/intake"
+VAULT = fresh_vault()
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,7 @@ async def register(
     key: str | None = None,
 ) -> commands.Registered:
     command = commands.RegisterCase(registration=reg, agency_id=agency_id, idempotency_key=key)
-    return await commands.register_case(pool, command, clock=clock, source=SOURCE)
+    return await commands.register_case(pool, command, clock=clock, source=SOURCE, vault=VAULT)
 
 
 async def outbox_types(pool: asyncpg.Pool, case_id: uuid.UUID) -> list[str]:
@@ -137,12 +138,12 @@ async def test_only_the_registering_agency_reads_a_case(
 ) -> None:
     created = await register(pool, clock, registration())
     async with pool.acquire() as conn:
-        case = await commands.read_case(conn, created.receipt.case_id, "ong-amanecer")
+        case = (await commands.read_case(conn, created.receipt.case_id, "ong-amanecer", VAULT)).case
         assert case.consent_status is ConsentStatus.ACTIVE
         with pytest.raises(NotFound) as other:
-            await commands.read_case(conn, created.receipt.case_id, "cem-piura")
+            await commands.read_case(conn, created.receipt.case_id, "cem-piura", VAULT)
         with pytest.raises(NotFound) as missing:
-            await commands.read_case(conn, uuid.uuid4(), "cem-piura")
+            await commands.read_case(conn, uuid.uuid4(), "cem-piura", VAULT)
     assert other.value.detail == missing.value.detail == "No such case."
 
 
@@ -155,9 +156,9 @@ async def test_consent_withdrawal_of_another_agencys_case_is_not_found(
     async with pool.acquire() as conn:
         with pytest.raises(NotFound):
             await commands.withdraw_consent(conn, withdraw, clock=clock, source=SOURCE)
-        assert (await commands.read_case(conn, case_id, "ong-amanecer")).consent_status is (
-            ConsentStatus.ACTIVE
-        )
+        assert (
+            await commands.read_case(conn, case_id, "ong-amanecer", VAULT)
+        ).case.consent_status is (ConsentStatus.ACTIVE)
     assert await outbox_types(pool, case_id) == ["case.created"]
 
 
@@ -171,7 +172,7 @@ async def test_consent_is_withdrawn_once_and_announced_once(
         await commands.withdraw_consent(conn, withdraw, clock=clock, source=SOURCE)
         clock.advance(timedelta(hours=1))
         await commands.withdraw_consent(conn, withdraw, clock=clock, source=SOURCE)
-        case = await commands.read_case(conn, case_id, "ong-amanecer")
+        case = (await commands.read_case(conn, case_id, "ong-amanecer", VAULT)).case
         naive = commands.WithdrawConsent(
             case_id=case_id, agency_id="ong-amanecer", withdrawn_at=datetime(2026, 1, 1)
         )
@@ -201,18 +202,20 @@ async def test_identity_is_disclosed_under_a_grant_audited_with_its_referral(
 
     async with pool.acquire() as conn:
         with pytest.raises(NotPermitted) as before_acceptance:
-            await commands.disclose_identity(conn, disclose())
+            await commands.disclose_identity(conn, disclose(), VAULT)
         for event in referral.accepted():
             async with conn.transaction():
                 await commands.record_referral_event(conn, event)
-        identity = await commands.disclose_identity(conn, disclose())  # no referral id given
+        identity = await commands.disclose_identity(conn, disclose(), VAULT)  # no referral id given
         with pytest.raises(NotPermitted):  # another agency holds no grant
-            await commands.disclose_identity(conn, disclose("cem-piura"))
+            await commands.disclose_identity(conn, disclose("cem-piura"), VAULT)
         with pytest.raises(NotPermitted):  # nor does this one for another referral
-            await commands.disclose_identity(conn, disclose(referral_id=uuid.uuid4()))
+            await commands.disclose_identity(conn, disclose(referral_id=uuid.uuid4()), VAULT)
         with pytest.raises(NotFound):
             await commands.disclose_identity(
-                conn, commands.DiscloseIdentity(uuid.uuid4(), "svc-referral", "upe-piura", "x")
+                conn,
+                commands.DiscloseIdentity(uuid.uuid4(), "svc-referral", "upe-piura", "x"),
+                VAULT,
             )
         await commands.withdraw_consent(
             conn,
@@ -221,7 +224,7 @@ async def test_identity_is_disclosed_under_a_grant_audited_with_its_referral(
             source=SOURCE,
         )
         with pytest.raises(Conflict) as refused:
-            await commands.disclose_identity(conn, disclose())
+            await commands.disclose_identity(conn, disclose(), VAULT)
     assert before_acceptance.value.title == "No disclosure grant"
     assert before_acceptance.value.extra == {"reason": "no_grant"}
     assert identity.child["family_names"] == "Rojas Méndez"

@@ -6,7 +6,8 @@ import pytest
 
 from contracts.codes import ConcernCode as C
 from contracts.codes import RiskLevel as R
-from services.intake.domain import assess_risk, normalise_name, reference_code
+from services.intake.domain import assess_risk, reference_code
+from services.intake.duplicates import normalise_name
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
-"""Intake's SQL. Every function takes the caller's connection, so the caller owns
-the transaction."""
+"""Intake's SQL for cases, idempotency keys, disclosures and grants. Every function
+takes the caller's connection, so the caller owns the transaction."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import asyncpg
 from contracts.codes import RiskLevel
 from services.intake.domain import ConsentStatus, Grant, GrantEnd
 from services.intake.duplicates import CaseRef, Position, PossibleDuplicate
+from services.intake.keks import WrappedKey
+from services.intake.sealing import Sealed
 from services.kit.db import Conn
 
 
@@ -23,12 +25,15 @@ class StoredCase:
     agency_id: str
     external_id: str
     risk_level: RiskLevel
-    registration: dict[str, Any]
+    registration: dict[str, Any]  # the plain part: nothing that names the child
+    sealed: Sealed | None  # the identifying part; None once erased
+    data_key_version: int | None
     possible_duplicate_of: list[UUID]
     consent_status: ConsentStatus
     consent_withdrawn_at: datetime | None
     registered_at: datetime
     version: int
+    erased_at: datetime | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> StoredCase:
@@ -39,11 +44,14 @@ class StoredCase:
             external_id=row["external_id"],
             risk_level=RiskLevel(row["risk_level"]),
             registration=row["registration"],
+            sealed=row["sealed"],
+            data_key_version=row["data_key_version"],
             possible_duplicate_of=list(row["possible_duplicate_of"]),
             consent_status=ConsentStatus(row["consent_status"]),
             consent_withdrawn_at=row["consent_withdrawn_at"],
             registered_at=row["registered_at"],
             version=row["version"],
+            erased_at=row["erased_at"],
         )
 
 
@@ -111,23 +119,33 @@ async def insert_case(
     region: str,
     risk_level: RiskLevel,
     registration: dict[str, Any],
+    sealed: Sealed,
+    data_key_version: int,
+    wrapped_key: WrappedKey,
     dedup_key: str | None,
     registered_at: datetime,
 ) -> list[UUID] | None:
-    """Insert the case, flagging other agencies' cases with the same duplicate key in
-    the same statement; returns those possible duplicates, or None when (agency,
-    external_id) already exists because a concurrent twin request won."""
+    """Insert the case and its wrapped data key, flagging other agencies' cases with
+    the same duplicate key in the same statement; returns those possible duplicates,
+    or None when (agency, external_id) already exists because a concurrent twin
+    request won."""
     row = await conn.fetchrow(
-        """INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
-                              risk_level, registration, dedup_key, possible_duplicate_of,
-                              registered_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                   ARRAY(SELECT case_id FROM cases
-                         WHERE $9::text IS NOT NULL AND dedup_key = $9 AND agency_id <> $3
-                         ORDER BY registered_at LIMIT 20),
-                   $10)
-           ON CONFLICT (agency_id, external_id) DO NOTHING
-           RETURNING possible_duplicate_of""",
+        """WITH inserted AS (
+               INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
+                                  risk_level, registration, dedup_key, possible_duplicate_of,
+                                  registered_at, sealed, data_key_version)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
+                       ARRAY(SELECT case_id FROM cases
+                             WHERE $9::text IS NOT NULL AND dedup_key = $9 AND agency_id <> $3
+                             ORDER BY registered_at LIMIT 20),
+                       $10, $11, $12)
+               ON CONFLICT (agency_id, external_id) DO NOTHING
+               RETURNING case_id, possible_duplicate_of
+           ), key AS (
+               INSERT INTO case_keys (case_id, kek_version, wrapped)
+               SELECT case_id, $13, $14 FROM inserted
+           )
+           SELECT possible_duplicate_of FROM inserted""",
         case_id,
         reference,
         agency_id,
@@ -138,8 +156,19 @@ async def insert_case(
         registration,
         dedup_key,
         registered_at,
+        sealed,
+        data_key_version,
+        wrapped_key.kek_version,
+        wrapped_key.blob,
     )
     return list(row["possible_duplicate_of"]) if row else None
+
+
+async def case_key(conn: Conn, case_id: UUID) -> WrappedKey | None:
+    row = await conn.fetchrow(
+        "SELECT kek_version, wrapped FROM case_keys WHERE case_id = $1", case_id
+    )
+    return WrappedKey(row["kek_version"], row["wrapped"]) if row else None
 
 
 async def possible_duplicates(
@@ -243,13 +272,22 @@ def _grant(row: asyncpg.Record) -> Grant:
     )
 
 
-async def consent_status_for_share(conn: Conn, case_id: UUID) -> ConsentStatus | None:
-    """The case's consent status, the row share-locked until the caller's transaction
-    ends: a concurrent withdrawal waits, then ends the grants written here."""
-    status = await conn.fetchval(
-        "SELECT consent_status FROM cases WHERE case_id = $1 FOR SHARE", case_id
+@dataclass(frozen=True)
+class Sharing:
+    consent_status: ConsentStatus
+    erased: bool
+
+
+async def sharing_for_share(conn: Conn, case_id: UUID) -> Sharing | None:
+    """The case's consent status and whether it was erased, the row share-locked until
+    the caller's transaction ends: a concurrent withdrawal or erasure waits, then ends
+    the grants written here."""
+    row = await conn.fetchrow(
+        "SELECT consent_status, erased_at FROM cases WHERE case_id = $1 FOR SHARE", case_id
     )
-    return ConsentStatus(status) if status else None
+    if row is None:
+        return None
+    return Sharing(ConsentStatus(row["consent_status"]), row["erased_at"] is not None)
 
 
 async def get_grant(conn: Conn, referral_id: UUID) -> Grant | None:

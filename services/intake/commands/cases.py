@@ -1,18 +1,11 @@
-"""Intake's use cases: register a case (idempotent, flagging possible duplicates),
-read one, list the possible duplicates for coordination, withdraw consent (ending
-the case's disclosure grants), keep the grants the referral events open and end, and
-the two internal reads (an identity disclosure under a live grant, audited with the
-grant's referral; a caseworker's contact).
-
-Each is a plain async function taking the database (a connection, or the pool when
-it runs transactions of its own) and a command value, with the injected clock and
-the events' ce_source as keywords where it needs them. It raises
-`services.kit.errors` (or `IdempotencyKeyReused`) and knows nothing of HTTP.
-"""
+"""Intake's use cases for cases: register one (idempotent, flagging possible
+duplicates, its identity sealed), read one, list the possible duplicates for
+coordination, withdraw consent (ending the case's disclosure grants), and the two
+internal reads (an identity disclosure under a live grant, audited with the grant's
+referral; a caseworker's contact)."""
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,13 +16,14 @@ import orjson
 
 from contracts.codes import RiskLevel
 from contracts.envelope import new_traceparent, trace_id_of
-from contracts.events import CaseConsentWithdrawnV1, ReferralEventV1
+from contracts.events import CaseConsentWithdrawnV1
 from contracts.registry import to_cloud_event
-from services.intake import domain, duplicates, store
+from services.intake import domain, duplicates, sealing, store
 from services.intake.domain import ConsentStatus
+from services.intake.vault import Vault
 from services.kit.clock import Clock
 from services.kit.db import Conn, Pool
-from services.kit.errors import Conflict, DomainError, InvalidField, NotFound, NotPermitted
+from services.kit.errors import Conflict, DomainError, Gone, InvalidField, NotFound, NotPermitted
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
 
@@ -115,15 +109,19 @@ class Identity:
 # --- use cases -------------------------------------------------------------------------
 
 
-async def register_case(pool: Pool, cmd: RegisterCase, *, clock: Clock, source: str) -> Registered:
+async def register_case(
+    pool: Pool, cmd: RegisterCase, *, clock: Clock, source: str, vault: Vault
+) -> Registered:
     """Register a case, or answer with the case this agency already registered under the
     same external id or idempotency key. Takes the pool: the reference number is
-    reserved in a statement of its own, before the case's transaction."""
+    reserved in a statement of its own, before the case's transaction. The child's
+    identity is sealed under a data key of the case's own (services/intake/sealing.py)
+    before anything is written."""
     now = clock.now()
     registration = cmd.registration
     age = domain.check_dates(registration, now)
     body = registration.model_dump(mode="json")
-    request_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    request_hash = vault.request_hash(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
     traceparent = new_traceparent(trace_id_of(cmd.traceparent))
 
     async with pool.acquire() as conn:
@@ -144,7 +142,7 @@ async def register_case(pool: Pool, cmd: RegisterCase, *, clock: Clock, source: 
         reference = domain.reference_code(region, now.year, number)
         async with conn.transaction():
             receipt = await _create(
-                conn, cmd, body, request_hash, traceparent, now, age, reference, source
+                conn, cmd, body, request_hash, traceparent, now, age, reference, source, vault
             )
     log.info(
         "case registered",
@@ -174,6 +172,7 @@ async def _create(
     age: int,
     reference: str,
     source: str,
+    vault: Vault,
 ) -> Receipt:
     """Write the case and its case.created event, in the caller's transaction."""
     registration = cmd.registration
@@ -185,6 +184,8 @@ async def _create(
         has_disability=registration.child.has_disability,
     )
     case_id = uuid.uuid4()
+    plain, identifying = sealing.split(body)
+    sealed = vault.seal_new(case_id, identifying)
     matched = await store.insert_case(
         conn,
         case_id=case_id,
@@ -194,8 +195,11 @@ async def _create(
         country=registration.location.country,
         region=registration.location.region,
         risk_level=risk,
-        registration=body,
-        dedup_key=domain.duplicate_key(registration),
+        registration=plain,
+        sealed=sealed.sealed,
+        data_key_version=sealed.data_key_version,
+        wrapped_key=sealed.wrapped_key,
+        dedup_key=vault.duplicate_key(duplicates.duplicate_basis(registration)),
         registered_at=now,
     )
     if matched is None:  # a concurrent twin request committed first
@@ -222,12 +226,37 @@ async def _create(
     return Receipt(case_id, reference, risk, bool(matched), now)
 
 
-async def read_case(conn: Conn, case_id: UUID, agency_id: str) -> store.StoredCase:
-    """A case, for the agency that registered it; anyone else is told it does not exist."""
+@dataclass(frozen=True)
+class CaseRecord:
+    case: store.StoredCase
+    registration: dict[str, Any]  # as the agency sent it, identity opened
+
+
+def erased(case: store.StoredCase) -> Gone:
+    return Gone(
+        "Case erased",
+        "This case's identifying details were erased for good.",
+        erased_at=case.erased_at.isoformat() if case.erased_at else None,
+    )
+
+
+async def open_identity(conn: Conn, case: store.StoredCase, vault: Vault) -> dict[str, Any]:
+    """The case's identifying fields, opened with its data key; `Gone` once erased."""
+    wrapped = await store.case_key(conn, case.case_id)
+    if case.erased_at is not None or wrapped is None or case.sealed is None:
+        raise erased(case)
+    assert case.data_key_version is not None
+    return vault.open(case.case_id, case.sealed, case.data_key_version, wrapped)
+
+
+async def read_case(conn: Conn, case_id: UUID, agency_id: str, vault: Vault) -> CaseRecord:
+    """A case, for the agency that registered it (anyone else is told it does not
+    exist); `Gone` once it was erased."""
     case = await store.get_case(conn, case_id)
     if case is None or case.agency_id != agency_id:
         raise NotFound("case")
-    return case
+    identity = await open_identity(conn, case, vault)
+    return CaseRecord(case, sealing.join(case.registration, identity))
 
 
 async def possible_duplicates(conn: Conn, cmd: ListPossibleDuplicates) -> duplicates.Page:
@@ -251,6 +280,8 @@ async def withdraw_consent(
         case = await store.get_case(conn, cmd.case_id, lock=True)
         if case is None or case.agency_id != cmd.agency_id:
             raise NotFound("case")
+        if case.erased_at is not None:
+            raise erased(case)
         if case.consent_status is not ConsentStatus.WITHDRAWN:
             await store.withdraw_consent(conn, case.case_id, at)
             await store.end_grants(
@@ -267,16 +298,19 @@ async def withdraw_consent(
     return Receipt.of(case)
 
 
-async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
+async def disclose_identity(conn: Conn, cmd: DiscloseIdentity, vault: Vault) -> Identity:
     """Identifying details for the agency `on_behalf_of`, only under a live grant that
     intake holds itself (services/intake/domain.py, disclosure grants): refused
-    (`Conflict`) once consent is withdrawn and (`NotPermitted`) without a grant. Every
+    (`Conflict`) once consent is withdrawn, (`Gone`) once erased and (`NotPermitted`)
+    without a grant. Every
     disclosure is written to the append-only audit table with the grant's referral, in
     the same transaction as the read."""
     async with conn.transaction():
         case = await store.get_case(conn, cmd.case_id)
         if case is None:
             raise NotFound("case")
+        if case.erased_at is not None:
+            raise erased(case)
         if case.consent_status is ConsentStatus.WITHDRAWN:
             raise Conflict(
                 "Consent withdrawn", "Identifying details are no longer disclosed for this case."
@@ -305,52 +339,19 @@ async def disclose_identity(conn: Conn, cmd: DiscloseIdentity) -> Identity:
             referral_id=grant.referral_id,
             purpose=cmd.purpose[:200],
         )
+        identity = await open_identity(conn, case, vault)
     log.info(
         "identity disclosed",
         case_id=str(case.case_id),
         to_agency=cmd.on_behalf_of,
         referral_id=str(grant.referral_id),
     )
-    reg = case.registration
     return Identity(
         case_id=case.case_id,
         reference=case.reference,
-        child=reg["child"],
-        location=reg["location"],
-        guardian=reg.get("guardian"),
-    )
-
-
-async def record_referral_event(conn: Conn, event: ReferralEventV1) -> None:
-    """Open, keep or end the receiving agency's grant for the referral, in the
-    consumer's transaction. The case row is share-locked first, so a concurrent consent
-    withdrawal either comes before (the grant never opens) or after (it ends it)."""
-    consent = await store.consent_status_for_share(conn, event.case_id)
-    if consent is None:
-        log.warning(
-            "referral event for a case intake does not hold; no grant",
-            case_id=str(event.case_id),
-            referral_id=str(event.referral_id),
-        )
-        return
-    current = await store.get_grant(conn, event.referral_id)
-    if current is not None and current.case_id != event.case_id:
-        log.warning(
-            "referral event names another case than its grant; ignored",
-            case_id=str(event.case_id),
-            referral_id=str(event.referral_id),
-        )
-        return
-    grant = domain.grant_after(current, event, consent_withdrawn=consent is ConsentStatus.WITHDRAWN)
-    if grant is None:
-        return
-    await store.save_grant(conn, grant)
-    log.info(
-        "grant ended" if grant.ended_at else "grant live",
-        case_id=str(grant.case_id),
-        referral_id=str(grant.referral_id),
-        agency_id=grant.agency_id,
-        reason=grant.end_reason.value if grant.end_reason else None,
+        child=identity["child"],
+        location=identity["location"],
+        guardian=identity.get("guardian"),
     )
 
 
