@@ -1,6 +1,7 @@
 """Kafka handlers: each maps an event of the cases topic to a use case
 (services/referral/commands/cases.py) — a new case is routed, a consent withdrawal
-cancels the case's open referrals.
+cancels the case's open referrals, an erasure cancels them and removes what
+identifies a person.
 
 They run inside the kit consumer's transaction, which records the event id beside
 their effects, so a redelivered event changes nothing. `case_consumers` identical
@@ -12,7 +13,7 @@ one partition, hence on one consumer, in order).
 from __future__ import annotations
 
 from contracts.envelope import CloudEvent
-from contracts.events import CaseConsentWithdrawnV1, CaseCreatedV1
+from contracts.events import CaseConsentWithdrawnV1, CaseCreatedV1, CaseErasedV1
 from contracts.topics import Topic
 from services.kit.consumer import Subscription
 from services.kit.db import Conn
@@ -31,6 +32,7 @@ class Handlers:
                 {
                     CaseCreatedV1.event_type: self.on_case_created,
                     CaseConsentWithdrawnV1.event_type: self.on_consent_withdrawn,
+                    CaseErasedV1.event_type: self.on_case_erased,
                 },
                 name="referral-cases",
             )
@@ -49,4 +51,14 @@ class Handlers:
             conn,
             self.ctx,
             commands.WithdrawConsent(withdrawal.case_id, withdrawal.withdrawn_at, event.trace_id),
+        )
+
+    async def on_case_erased(self, conn: Conn, event: CloudEvent) -> None:
+        erased = CaseErasedV1.model_validate(event.data)
+        await commands.erase_case(
+            conn,
+            self.ctx,
+            commands.EraseCase(
+                erased.case_id, erased.reference, erased.erased_at, erased.reason, event.trace_id
+            ),
         )

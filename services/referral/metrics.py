@@ -24,3 +24,10 @@ class ReferralMetrics:
             "Identifying details disclosed to receiving agencies",
             registry=registry,
         )
+        self.erasures = Counter(
+            "enlace_referral_erasures",
+            "case.erased applied (a redelivery is not counted), by whether the case was "
+            "routed here",
+            ["case"],
+            registry=registry,
+        )

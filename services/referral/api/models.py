@@ -116,7 +116,7 @@ class ReferralView(BaseModel):
     identity_status: IdentityStatus | None = Field(
         default=None,
         description="Receiving agency only: disclosed | after_acceptance_only | "
-        "consent_withdrawn | unavailable",
+        "consent_withdrawn | erased | unavailable",
     )
 
 

@@ -7,7 +7,8 @@ refuse with the kit's domain errors (services/kit/errors.py), never HTTP.
 - `lifecycle`: a party's step along the transition table (confirm, acknowledge,
   accept, reject, start, close, cancel), and the write shared with `cases`;
 - `directory`: search services, read and edit the directory, read its contacts;
-- `cases`: route a new case, cancel open referrals when consent is withdrawn;
+- `cases`: route a new case, cancel open referrals when consent is withdrawn, and
+  erase a case (cancel, remove what identifies a person, record the erasure);
 - `context`: the dependencies, the intake port and version preconditions;
 - `guards`: refusals more than one use case makes (decision dates, consent).
 
@@ -15,8 +16,10 @@ Callers use `commands.<name>`; the use cases and their values are re-exported he
 """
 
 from services.referral.commands.cases import (
+    EraseCase,
     RouteCase,
     WithdrawConsent,
+    erase_case,
     route_case,
     withdraw_consent,
 )
@@ -46,6 +49,7 @@ from services.referral.commands.referrals import (
 __all__ = [
     "Context",
     "DirectorySnapshot",
+    "EraseCase",
     "IdentitySource",
     "ListReferrals",
     "PutOrganization",
@@ -58,6 +62,7 @@ __all__ = [
     "TakeStep",
     "Versions",
     "WithdrawConsent",
+    "erase_case",
     "find_services",
     "list_referrals",
     "put_organization",

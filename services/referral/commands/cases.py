@@ -1,9 +1,10 @@
-"""What referral does when intake publishes about a case: route a new case, and
-cancel its open referrals when consent is withdrawn.
+"""What referral does when intake publishes about a case: route a new case, cancel
+its open referrals when consent is withdrawn, and when the case is erased cancel
+them too and remove what identifies a person (see `erase_case`).
 
-Both run in the caller's transaction (the kit consumer records the event id beside
-their effects) and both take the case lock first, so a case's events leave in
-commit order.
+All run in the caller's transaction (the kit consumer records the event id beside
+their effects) and take the case lock first, so a case's events leave in commit
+order.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from contracts.codes import CancellationReason, ReferralState
+from contracts.codes import CancellationReason, ErasureReason, ReferralState
 from contracts.envelope import new_traceparent
 from contracts.events import CaseCreatedV1, ReferralUnmetNeedV1
 from services.kit.db import Conn
@@ -42,10 +43,15 @@ class RouteCase:
 
 async def route_case(conn: Conn, ctx: Context, command: RouteCase) -> RoutingPlan | None:
     """Make the referrals the routing rules ask for and report unmet needs; None
-    (and nothing written) when the case was routed before, under any event id."""
+    (and nothing written) when the case was routed before, under any event id, or
+    was erased (a replay must not bring an erased case back)."""
     await ctx.directory.wait_loaded()
     now = ctx.clock.now()
     case = CaseProfile.from_event(command.case)
+    # case.created and case.erased share the case's partition: no race with an erasure.
+    if await store.get_erasure(conn, case.case_id) is not None:
+        log.info("case.created for an erased case: not routed", case_id=str(case.case_id))
+        return None
     plan = plan_routing(case, ctx.rules, ctx.directory.offers)
     new = [_new_referral(ctx, case, planned, now) for planned in plan.referrals]
     # The case row is also the case lock; a case seen before (the same case.created
@@ -118,11 +124,27 @@ async def withdraw_consent(conn: Conn, ctx: Context, command: WithdrawConsent) -
     if case is None:
         log.info("consent withdrawn for a case never routed here", case_id=str(command.case_id))
         return 0
-    now = ctx.clock.now()
     await store.mark_consent_withdrawn(conn, case.case_id, command.withdrawn_at)
-    traceparent = new_traceparent(command.trace_id)
+    cancelled = await _cancel_open_referrals(
+        conn, ctx, case.case_id, CancellationReason.CONSENT_WITHDRAWN, command.trace_id
+    )
+    log.info(
+        "consent withdrawn: open referrals cancelled",
+        case_id=str(case.case_id),
+        cancelled=cancelled,
+    )
+    return cancelled
+
+
+async def _cancel_open_referrals(
+    conn: Conn, ctx: Context, case_id: UUID, reason: CancellationReason, trace_id: str | None
+) -> int:
+    """Cancel every open referral of the case on the sender's behalf, each with its
+    referral.cancelled in the outbox; the caller holds the case lock. How many."""
+    now = ctx.clock.now()
+    traceparent = new_traceparent(trace_id)
     cancelled = 0
-    for referral in await store.open_referrals_of_case(conn, case.case_id):
+    for referral in await store.open_referrals_of_case(conn, case_id):
         await apply_step(
             conn,
             ctx,
@@ -130,12 +152,47 @@ async def withdraw_consent(conn: Conn, ctx: Context, command: WithdrawConsent) -
             Action.CANCEL,
             now=now,
             traceparent=traceparent,
-            details=StepDetails(cancellation_reason=CancellationReason.CONSENT_WITHDRAWN),
+            details=StepDetails(cancellation_reason=reason),
         )
         cancelled += 1
-    log.info(
-        "consent withdrawn: open referrals cancelled",
-        case_id=str(case.case_id),
-        cancelled=cancelled,
-    )
     return cancelled
+
+
+@dataclass(frozen=True)
+class EraseCase:
+    case_id: UUID
+    reference: str
+    erased_at: datetime
+    reason: ErasureReason
+    trace_id: str | None = None
+
+
+async def erase_case(conn: Conn, ctx: Context, command: EraseCase) -> bool:
+    """Intake erased the case: cancel its open referrals (reason `erased`), empty its
+    profile, drop the free text typed about it, and record the erasure, which from
+    then on refuses new referrals, further steps and disclosure. Referral rows, their
+    states and codes, and the disclosure audit stay. Recorded also for a case never
+    routed here, so a later case.created cannot bring it back. False (and nothing
+    changed) when the case was erased before."""
+    case = await store.lock_case(conn, command.case_id)
+    if await store.get_erasure(conn, command.case_id) is not None:
+        log.info("case already erased", case_id=str(command.case_id))
+        return False
+    removed = {"referrals_cancelled": 0, "profile": 0, "best_interest_reasons": 0}
+    if case is not None:
+        removed["referrals_cancelled"] = await _cancel_open_referrals(
+            conn, ctx, case.case_id, CancellationReason.ERASED, command.trace_id
+        )
+        removed |= await store.scrub_case(conn, case.case_id)
+    await store.record_erasure(
+        conn,
+        case_id=command.case_id,
+        reference=command.reference,
+        reason=command.reason.value,
+        erased_at=command.erased_at,
+        applied_at=ctx.clock.now(),
+        removed=removed,
+    )
+    ctx.metrics.erasures.labels("routed" if case is not None else "never_routed").inc()
+    log.info("case erased", case_id=str(command.case_id), known=case is not None, **removed)
+    return True

@@ -1,5 +1,6 @@
 """Refusals that more than one use case makes: a best-interest decision dated in
-the future, and a referral the case's consent does not allow."""
+the future, a referral the case's consent does not allow, and anything more done
+about an erased case."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def check_consent(
         "decision (best_interest: decided_by, decided_at, reason) to send it.",
         reason="consent_does_not_cover_service",
     )
+
+
+def check_not_erased(erased_at: datetime | None) -> None:
+    """Nothing more happens to an erased case: no new referral, no further step."""
+    if erased_at is not None:
+        raise Conflict(
+            "Case erased",
+            "This case was erased (its identifying details are destroyed); it cannot be "
+            "referred and its referrals cannot change.",
+            reason="case_erased",
+        )

@@ -1,12 +1,13 @@
 """The lifecycle step: one party moves a referral along `TRANSITIONS`, and the
 event saying so is written to the outbox in the same transaction.
 
-`apply_step` is the write itself, shared with the consent-withdrawal use case
-(which cancels on the sender's behalf); `take_step` is the partner's use case
+`apply_step` is the write itself, shared with the consent-withdrawal and erasure
+use cases (which cancel on the sender's behalf); `take_step` is the partner's use case
 around it, with its refusals in this order: unknown or not a party (NotFound), the
-other party's step (NotPermitted), a stale If-Match (StaleVersion), a step the
-current state does not allow (Conflict, naming `current_state` and `allowed_from`),
-and for a confirmation, consent (Conflict).
+other party's step (NotPermitted), a stale If-Match (StaleVersion), a step on a
+case that was erased (Conflict, reason `case_erased`), a step the current state does
+not allow (Conflict, naming `current_state` and `allowed_from`), and for a
+confirmation, consent (Conflict).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
 from services.referral import store
 from services.referral.commands.context import Context, Versions
-from services.referral.commands.guards import check_consent, check_decision
+from services.referral.commands.guards import check_consent, check_decision, check_not_erased
 from services.referral.domain.lifecycle import (
     TRANSITIONS,
     Action,
@@ -159,6 +160,7 @@ async def take_step(pool: Pool, ctx: Context, command: TakeStep) -> store.Stored
                 f'The referral is at version {version} (ETag "{version}"); read it again.',
                 current_version=version,
             )
+        check_not_erased(case.erased_at)
         try:
             next_state(referral.state, action)
         except TransitionNotAllowed as exc:

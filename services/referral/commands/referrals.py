@@ -20,7 +20,7 @@ from services.kit.logging import get_logger
 from services.kit.safeguarding import BestInterestDecision
 from services.referral import store
 from services.referral.commands.context import Context
-from services.referral.commands.guards import check_consent, check_decision
+from services.referral.commands.guards import check_consent, check_decision, check_not_erased
 from services.referral.commands.lifecycle import initial_event, publish
 from services.referral.domain.case import CaseProfile
 from services.referral.domain.disclosure import (
@@ -110,7 +110,11 @@ async def read_referral(pool: Pool, ctx: Context, command: ReadReferral) -> Refe
     if role is not Party.RECEIVER:
         return ReferralRead(referral, role)
     assert case is not None
-    reason = withheld(referral.state, consent_withdrawn=case.consent_withdrawn_at is not None)
+    reason = withheld(
+        referral.state,
+        consent_withdrawn=case.consent_withdrawn_at is not None,
+        erased=case.erased_at is not None,
+    )
     if reason is not None:
         return ReferralRead(referral, role, None, reason)
     identity = await _disclose(pool, ctx, referral, command.agency_id)
@@ -174,6 +178,7 @@ async def refer_by_hand(pool: Pool, ctx: Context, command: ReferByHand) -> store
         case = await store.lock_case(conn, command.case_id)
         if case is None or case.registering_agency_id != command.agency_id:
             raise NotFound("case")
+        check_not_erased(case.erased_at)
         profile = CaseProfile.from_event(case.event)
         refused = offer.refuses_referral_of(profile)
         if refused:

@@ -2,8 +2,9 @@
 
 Referral never stores them: intake holds them and answers an audited internal call
 for each disclosure. They are disclosed to the receiving agency only, once it has
-accepted the referral and while the service runs, and never after the case's
-consent was withdrawn.
+accepted the referral and while the service runs, never after the case's consent
+was withdrawn, and never again once the case was erased (there is nothing to ask
+intake for: the case's key is destroyed).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class IdentityStatus(StrEnum):
     DISCLOSED = "disclosed"
     AFTER_ACCEPTANCE_ONLY = "after_acceptance_only"
     CONSENT_WITHDRAWN = "consent_withdrawn"
+    ERASED = "erased"  # the case was erased (case.erased): gone for good
     # Intake did not answer, or does not hold the grant yet (it learns of the acceptance
     # from the referral events): the caller may try again.
     UNAVAILABLE = "unavailable"
@@ -53,8 +55,12 @@ class IdentityRequest:
     purpose: str
 
 
-def withheld(state: ReferralState, *, consent_withdrawn: bool) -> IdentityStatus | None:
+def withheld(
+    state: ReferralState, *, consent_withdrawn: bool, erased: bool = False
+) -> IdentityStatus | None:
     """Why the details must not be disclosed now, or None when they may be."""
+    if erased:
+        return IdentityStatus.ERASED
     if consent_withdrawn:
         return IdentityStatus.CONSENT_WITHDRAWN
     if state not in DISCLOSING_STATES:

@@ -3,6 +3,7 @@ so the caller (a use case) owns the transaction; writers about a case lock its
 `cases` row first (`lock_case`).
 
 - `cases`: the routed cases, the per-case lock, consent withdrawal;
+- `erasures`: erased cases, and the removal of what identifies a person;
 - `referrals`: referral rows, their transitions, listing, the disclosure audit;
 - `directory`: the directory's organisations and its version.
 
@@ -32,6 +33,7 @@ from services.referral.store.directory import (
     seed_directory,
     upsert_organization,
 )
+from services.referral.store.erasures import Erasure, get_erasure, record_erasure, scrub_case
 from services.referral.store.referrals import (
     NewReferral,
     Page,
@@ -62,6 +64,7 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 __all__ = [
+    "Erasure",
     "NewReferral",
     "Page",
     "StoredCase",
@@ -72,6 +75,7 @@ __all__ = [
     "directory_documents",
     "directory_version",
     "get_case",
+    "get_erasure",
     "get_referral",
     "has_open_referral",
     "insert_referrals",
@@ -82,7 +86,9 @@ __all__ = [
     "mark_consent_withdrawn",
     "open_referrals_of_case",
     "record_disclosure",
+    "record_erasure",
     "save_transition",
+    "scrub_case",
     "seed_directory",
     "transaction",
     "upsert_organization",

@@ -1,6 +1,7 @@
 """The `cases` table: the codes of each routed case (from case.created, no
-identifiers) and when its consent was withdrawn. The row is also the per-case lock:
-every write about a case locks it first, so a case's events leave in commit order."""
+identifiers), when its consent was withdrawn, and (from `erasures`) when it was
+erased. The row is also the per-case lock: every write about a case locks it first,
+so a case's events leave in commit order."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ class StoredCase:
     registering_agency_id: str
     profile: dict[str, Any]
     consent_withdrawn_at: datetime | None
+    erased_at: datetime | None  # its profile is empty then: read `event` only before
 
     @property
     def event(self) -> CaseCreatedV1:
+        assert self.erased_at is None, "an erased case has no profile"
         return CaseCreatedV1.model_validate(self.profile)
 
 
@@ -35,16 +38,21 @@ def _case(row: asyncpg.Record) -> StoredCase:
         registering_agency_id=row["registering_agency_id"],
         profile=row["profile"],
         consent_withdrawn_at=row["consent_withdrawn_at"],
+        erased_at=row["erased_at"],
     )
 
 
+_SELECT = """SELECT c.*, e.erased_at FROM cases c LEFT JOIN erasures e ON e.case_id = c.case_id
+             WHERE c.case_id = $1"""
+
+
 async def lock_case(conn: Conn, case_id: UUID) -> StoredCase | None:
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+    row = await conn.fetchrow(_SELECT + " FOR UPDATE OF c", case_id)
     return _case(row) if row else None
 
 
 async def get_case(conn: Conn, case_id: UUID) -> StoredCase | None:
-    row = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1", case_id)
+    row = await conn.fetchrow(_SELECT, case_id)
     return _case(row) if row else None
 
 
