@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Local Kafka + PostgreSQL for development and tests, no Docker.
+# Local Kafka + PostgreSQL (+ the SoftHSM2 token of intake's KEKs) for development
+# and tests, no Docker.
 # Usage: deploy/local/infra.sh {up|down|status}
 # Every command is idempotent: `up` on a running stack just confirms it.
 set -euo pipefail
@@ -15,23 +16,31 @@ print_addresses() {
     info "  principals and ACLs: deploy/kafka-access.yaml; passwords: $SECRETS_DIR/kafka/<principal>.password"
     info "PostgreSQL $ENLACE_HOST:$ENLACE_PG_PORT, databases ${PG_SERVICE_DBS[*]}, each owned by its service's role"
     info "  a service's DATABASE_URL: deploy/local/postgres.sh dsn <service>; superuser shell: deploy/local/postgres.sh psql"
+    info "SoftHSM2 token enlace-intake (intake's KEKs with ENLACE_KEK_PROVIDER=pkcs11): deploy/local/softhsm.sh env"
 }
 
 up() {
-    local t0=$SECONDS pg_out pg_job pg_rc=0 kafka_rc=0
+    local t0=$SECONDS pg_out pg_job pg_rc=0 kafka_rc=0 hsm_out hsm_job hsm_rc=0
     mkdir -p "$RUN_DIR"
-    # Private output file: two `up` may run at once (parallel test sessions).
+    # Private output files: two `up` may run at once (parallel test sessions).
     pg_out="$(mktemp "$RUN_DIR/postgres-up.XXXXXX")"
+    hsm_out="$(mktemp "$RUN_DIR/softhsm-up.XXXXXX")"
+    # The SoftHSM2 token too (tens of ms once made; apt-get on a cold machine).
+    "$DEPLOY_LOCAL_DIR/softhsm.sh" init >"$hsm_out" 2>&1 &
+    hsm_job=$!
     # PostgreSQL starts in the background while Kafka (the slow one) starts:
     # on a cold machine that overlaps initdb with the Maven resolve and JVM boot.
     "$DEPLOY_LOCAL_DIR/postgres.sh" start >"$pg_out" 2>&1 &
     pg_job=$!
     "$DEPLOY_LOCAL_DIR/kafka.sh" start || kafka_rc=$?
     wait "$pg_job" || pg_rc=$?
+    wait "$hsm_job" || hsm_rc=$?
     sed 's/^/[postgres] /' "$pg_out"
-    rm -f -- "$pg_out"
+    sed 's/^/[softhsm] /' "$hsm_out"
+    rm -f -- "$pg_out" "$hsm_out"
     ((kafka_rc == 0)) || die "kafka failed to start (exit $kafka_rc); see messages above" "$KAFKA_LOG"
     ((pg_rc == 0)) || die "postgres failed to start (exit $pg_rc); see messages above" "$PG_LOG"
+    ((hsm_rc == 0)) || die "the SoftHSM2 token could not be made (exit $hsm_rc); see messages above"
     "$DEPLOY_LOCAL_DIR/postgres.sh" createdbs
     # Kafka principals and ACLs from deploy/kafka-access.yaml (idempotent).
     "$PYTHON" "$DEPLOY_LOCAL_DIR/kafka_access.py" || die "could not apply deploy/kafka-access.yaml to Kafka" "$KAFKA_LOG"
@@ -50,6 +59,7 @@ status() {
     local rc=0
     "$DEPLOY_LOCAL_DIR/kafka.sh" status || rc=3
     "$DEPLOY_LOCAL_DIR/postgres.sh" status || rc=3
+    "$DEPLOY_LOCAL_DIR/softhsm.sh" status || rc=3
     print_addresses
     return "$rc"
 }
