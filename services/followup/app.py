@@ -114,7 +114,7 @@ def create_app(settings: FollowupSettings | None = None, *, clock: Clock | None 
     runtime = ServiceRuntime(
         settings,
         migrations=MIGRATIONS,
-        subscriptions=Handlers(policy).subscriptions(),
+        subscriptions=Handlers(policy, clock).subscriptions(),
         workers=[timer_worker],
         optional_workers=[report_metrics_worker],
     )

@@ -1,6 +1,7 @@
 """Follow-up's use cases: what the API asks (list, read and complete follow-up checks,
 the closed-loop report) and what the referral and case events do (keep the
-projections, start and finish deadlines, schedule checks and reviews).
+projections, start and finish deadlines, schedule checks and reviews; and when a
+case is erased, end all of that for it and record the erasure).
 
 Each is a plain async function taking a connection and a command value (or the
 contract event), with the deadline policy, the injected clock and the events'
@@ -18,6 +19,7 @@ from uuid import UUID
 from contracts.codes import FollowupKind, RiskLevel, ServiceType
 from contracts.events import (
     CaseCreatedV1,
+    CaseErasedV1,
     FollowupCompletedV1,
     ReferralClosedV1,
     ReferralEventV1,
@@ -92,6 +94,12 @@ async def complete_followup(
             raise NotFound("follow-up")
         if followup.status is FollowupStatus.COMPLETED:
             raise Conflict("Already completed", "This follow-up was completed already.")
+        if followup.status is FollowupStatus.CANCELLED:
+            raise Conflict(
+                "Follow-up cancelled",
+                "This follow-up was cancelled: its case was erased.",
+                reason="case_erased",
+            )
         reopened_as = None
         if reopen:
             reopened_as = await store.followups.create_followup(
@@ -215,6 +223,13 @@ async def apply_referral_event(
     )
     if plan.finishes:
         await store.timers.finish_deadlines(conn, ev.referral_id, sorted(plan.finishes), event_type)
+    if await store.erasures.is_erased(conn, ev.case_id):
+        # A referral event late after its case's erasure (the topics are not ordered
+        # together): kept in the projection (the audit), but nothing starts again.
+        log.info(
+            "referral event of an erased case: nothing started", referral_id=str(ev.referral_id)
+        )
+        return
     for start in plan.starts:
         await store.timers.start_deadline(
             conn,
@@ -273,7 +288,11 @@ async def _keep_reviewing(conn: Conn, policy: domain.DeadlinePolicy, ev: Referra
 
 async def record_case(conn: Conn, ev: CaseCreatedV1, *, policy: domain.DeadlinePolicy) -> None:
     """Keep the case's projection; start its periodic review when a referral of the
-    case was seen first (the two topics are not ordered together)."""
+    case was seen first (the two topics are not ordered together). Nothing for a
+    case erased before (a replay must not bring it back)."""
+    if await store.erasures.is_erased(conn, ev.case_id):
+        log.info("case.created for an erased case: not kept", case_id=str(ev.case_id))
+        return
     await store.projections.upsert_case(
         conn,
         case_id=ev.case_id,
@@ -290,3 +309,26 @@ async def record_case(conn: Conn, ev: CaseCreatedV1, *, policy: domain.DeadlineP
             await store.timers.ensure_review(
                 conn, ev.case_id, anchor=anchor, fire_at=anchor + policy.periodic_review
             )
+
+
+async def erase_case(conn: Conn, ev: CaseErasedV1, *, now: datetime) -> bool:
+    """Intake erased the case: finish its timers, cancel its open follow-up checks
+    (reason `erased`), drop its case projection, and record the erasure, in the
+    caller's transaction. The referral projection and completed checks stay (codes,
+    who, when: the audit). Recorded also for a case never seen here. False (and
+    nothing changed) when the case was erased before."""
+    if await store.erasures.is_erased(conn, ev.case_id):
+        log.info("case already erased", case_id=str(ev.case_id))
+        return False
+    removed = await store.erasures.end_case(conn, ev.case_id)
+    await store.erasures.record_erasure(
+        conn,
+        case_id=ev.case_id,
+        reference=ev.reference,
+        reason=ev.reason.value,
+        erased_at=ev.erased_at,
+        applied_at=now,
+        removed=removed,
+    )
+    log.info("case erased", case_id=str(ev.case_id), **removed)
+    return True

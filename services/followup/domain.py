@@ -57,6 +57,7 @@ class FollowupStatus(StrEnum):
     SCHEDULED = "scheduled"  # its timer has not fired yet
     DUE = "due"  # announced with followup.due, waiting for the caseworker
     COMPLETED = "completed"
+    CANCELLED = "cancelled"  # never to be done: its case was erased (cancelled_reason)
 
 
 class Granularity(StrEnum):
