@@ -241,10 +241,10 @@ def build_router(
             raise Problem(
                 422,
                 "Invalid request",
-                "Invalid fields: body.basis",
+                "Invalid fields: basis",
                 errors=[
                     {
-                        "field": "body.basis",
+                        "field": "basis",
                         "message": "for operations only: an agency's request is its own basis",
                         "type": "extra_forbidden",
                     }

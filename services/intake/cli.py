@@ -27,6 +27,7 @@ from services.intake.commands import keys
 from services.kit.clock import SystemClock
 from services.kit.db import create_pool
 from services.kit.errors import DomainError
+from services.kit.logging import configure_logging
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,11 +77,13 @@ def run(argv: list[str]) -> int:
     if args.command is None:
         main()
         return 0
+    configure_logging(stream=sys.stderr)  # standard output is for the result
     try:
         result = asyncio.run(_run(args))
     except DomainError as refused:
         print(f"{refused.title}: {refused.detail}", file=sys.stderr)
         return 2
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    # asyncpg's UUIDs are not uuid.UUID: orjson is told to print them as text.
+    sys.stdout.write(orjson.dumps(result, default=str, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
     return 0

@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 from structlog.types import EventDict, WrappedLogger
@@ -103,8 +103,10 @@ REPEATED = (*NOISY, "services.kit.http")
 _configured = False
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Idempotent; routes the standard library's loggers (aiokafka, uvicorn) to JSON too."""
+def configure_logging(level: str = "INFO", *, stream: TextIO | None = None) -> None:
+    """Idempotent; routes the standard library's loggers (aiokafka, uvicorn) to JSON too.
+    Services log to standard output; a command line printing its result there logs to
+    standard error (`stream=sys.stderr`)."""
     global _configured
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -133,7 +135,7 @@ def configure_logging(level: str = "INFO") -> None:
     )
     root = logging.getLogger()
     if not _configured:
-        handler = logging.StreamHandler(sys.stdout)
+        handler = logging.StreamHandler(stream or sys.stdout)
         handler.setFormatter(formatter)
         handler.addFilter(RepeatLimiter(REPEATED))
         root.handlers = [handler]
