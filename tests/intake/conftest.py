@@ -43,8 +43,6 @@ def fresh_vault() -> Vault:
     return Vault(KekRing(FileKeys(directory, create_first=True)), os.urandom(32))
 
 
-
-
 @pytest.fixture(scope="package")
 async def intake_dsn(databases: Callable[[str], Any]) -> str:
     dsn: str = await databases("intake")
