@@ -54,6 +54,19 @@ export ENLACE_EMAIL_RATE_PER_SECOND="${ENLACE_EMAIL_RATE_PER_SECOND:-1000}" ENLA
 export ENLACE_ENV=local ENLACE_AGENCIES_FILE="$DEPLOY_LOCAL_DIR/agencies.yaml"
 ENLACE_SMS_AUTH_TOKEN="$(ensure_secret sms/auth-token)"
 export ENLACE_SMS_AUTH_TOKEN
+# Intake seals each child's identity under a key of the case's own, wrapped by a
+# key-encryption key: by default a key file under .local/secrets/intake-kek (made at
+# first start); ENLACE_KEK_PROVIDER=pkcs11 uses the SoftHSM2 token of softhsm.sh.
+# Duplicates are matched on a keyed hash: its key is generated here once.
+export ENLACE_KEK_PROVIDER="${ENLACE_KEK_PROVIDER:-file}" ENLACE_KEK_DIR="${ENLACE_KEK_DIR:-$SECRETS_DIR/intake-kek}"
+if [[ "$ENLACE_KEK_PROVIDER" == pkcs11 ]]; then
+  "$DEPLOY_LOCAL_DIR/softhsm.sh" init
+  export SOFTHSM2_CONF="$LOCAL_DIR/softhsm/softhsm2.conf"
+  ENLACE_KEK_PKCS11_PIN="$(ensure_secret softhsm/user-pin)"
+  export ENLACE_KEK_PKCS11_PIN
+fi
+ENLACE_IDENTITY_HASH_KEY="$(ensure_secret intake/identity-hash-key)"
+export ENLACE_IDENTITY_HASH_KEY
 # demo_key PRINCIPAL: its demo API key (empty if it has none), for internal calls.
 demo_key() { awk -v id="$1" '$1 == id { print $2 }' "$DEPLOY_LOCAL_DIR/demo-api-keys.txt"; }
 

@@ -26,7 +26,7 @@ SOFTHSM_DIR="$LOCAL_DIR/softhsm"
 SOFTHSM_CONF="$SOFTHSM_DIR/softhsm2.conf"
 SOFTHSM_TOKENS="$SOFTHSM_DIR/tokens"
 # Debian's path of the module (a link to the multiarch one).
-SOFTHSM_MODULE="${ENLACE_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
+SOFTHSM_MODULE="${ENLACE_KEK_PKCS11_MODULE:-/usr/lib/softhsm/libsofthsm2.so}"
 SOFTHSM_TOKEN_LABEL=enlace-intake
 SO_PIN_SECRET=softhsm/so-pin
 USER_PIN_SECRET=softhsm/user-pin
@@ -91,9 +91,9 @@ do_init() {
 
 do_env() {
     info "SOFTHSM2_CONF=$SOFTHSM_CONF"
-    info "ENLACE_PKCS11_MODULE=$SOFTHSM_MODULE"
-    info "ENLACE_PKCS11_TOKEN=$SOFTHSM_TOKEN_LABEL"
-    info "ENLACE_PKCS11_PIN_FILE=$SECRETS_DIR/$USER_PIN_SECRET"
+    info "ENLACE_KEK_PKCS11_MODULE=$SOFTHSM_MODULE"
+    info "ENLACE_KEK_PKCS11_TOKEN=$SOFTHSM_TOKEN_LABEL"
+    info "ENLACE_KEK_PROVIDER=pkcs11 (the PIN: ENLACE_KEK_PKCS11_PIN, from $SECRETS_DIR/$USER_PIN_SECRET)"
 }
 
 do_status() {

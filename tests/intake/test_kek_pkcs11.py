@@ -33,7 +33,7 @@ from services.intake.keks import (
 )
 from services.kit.local_secrets import REPO_ROOT, secret
 
-MODULE = os.environ.get("ENLACE_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
+MODULE = os.environ.get("ENLACE_KEK_PKCS11_MODULE", "/usr/lib/softhsm/libsofthsm2.so")
 LOCAL_CONF = REPO_ROOT / ".local" / "softhsm" / "softhsm2.conf"
 LOCAL_TOKEN = "enlace-intake"
 TOKEN = "enlace-test"
