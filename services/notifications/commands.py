@@ -6,6 +6,8 @@ value; handlers.py and api.py only translate events and requests into these.
   and channel (sent later by the worker, never here); the same content under
   another event id, or an older version of a referral after a newer one, plans
   nothing;
+- `erase_case`: case.erased -> what identifies a person removed, pending deliveries
+  cancelled, the erasure recorded (and nothing planned for the case afterwards);
 - `apply_sms_status_reports`: the SMS provider's reports move sent SMS on;
 - `read_delivery_log`: an agency's view of the notifications of one of its cases.
 
@@ -68,8 +70,12 @@ class Planned:
 async def record_case(
     conn: Conn, command: RecordCase, *, contacts: ContactSource, now: datetime
 ) -> list[Planned]:
-    """Keep the case; plan the events that were waiting for it (in arrival order)."""
+    """Keep the case; plan the events that were waiting for it (in arrival order).
+    Nothing for a case erased before (a replay must not bring it back)."""
     case = command.case
+    if await store.is_erased(conn, UUID(case.case_id)):
+        log.info("case.created for an erased case: not kept", case_id=case.case_id)
+        return []
     await store.save_case(conn, case)
     planned = []
     for waiting in await store.take_awaiting(conn, UUID(case.case_id)):
@@ -87,6 +93,9 @@ async def plan_deliveries(
     whose case is not known yet is told once case.created arrives."""
     book = await contacts()
     data = command.data
+    if await store.is_erased(conn, data.case_id):
+        log.info("event of an erased case: nothing planned", event_id=command.event_id)
+        return Planned(0, False)
     if isinstance(data, ev.ReferralEventV1) and not await store.note_referral_version(
         conn, data.referral_id, data.version
     ):
@@ -145,6 +154,40 @@ async def _plan(
         waiting_for_case=plan.waiting_for_case,
     )
     return Planned(created, plan.waiting_for_case)
+
+
+# --- erasure ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EraseCase:
+    erased: ev.CaseErasedV1
+
+
+async def erase_case(conn: Conn, command: EraseCase, *, now: datetime) -> bool:
+    """Intake erased the case: reduce the content kept of its events to the case id
+    and reference, drop the events parked for it, cancel its deliveries not yet
+    attempted (they would tell a caseworker about referrals now cancelled), and
+    record the erasure, in the caller's transaction. The delivery rows stay (the
+    log), and so do the case's agency and caseworker (staff, not the child: they
+    decide who may read that log). Recorded also for a case never seen here. False
+    (and nothing changed) when the case was erased before."""
+    erased = command.erased
+    if await store.is_erased(conn, erased.case_id):
+        log.info("case already erased", case_id=str(erased.case_id))
+        return False
+    removed = await store.remove_case_data(conn, erased.case_id, now)
+    await store.record_erasure(
+        conn,
+        case_id=erased.case_id,
+        reference=erased.reference,
+        reason=erased.reason.value,
+        erased_at=erased.erased_at,
+        applied_at=now,
+        removed=removed,
+    )
+    log.info("case erased", case_id=str(erased.case_id), **removed)
+    return True
 
 
 # --- provider reports --------------------------------------------------------------------------

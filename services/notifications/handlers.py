@@ -28,7 +28,13 @@ class Handlers:
     def subscriptions(self) -> list[Subscription]:
         notified = self.on_notified_event
         return [
-            Subscription(Topic.CASES, {ev.CaseCreatedV1.event_type: self.on_case_created}),
+            Subscription(
+                Topic.CASES,
+                {
+                    ev.CaseCreatedV1.event_type: self.on_case_created,
+                    ev.CaseErasedV1.event_type: self.on_case_erased,
+                },
+            ),
             Subscription(
                 Topic.REFERRALS,
                 {
@@ -51,6 +57,11 @@ class Handlers:
         await commands.record_case(
             conn, commands.RecordCase(case), contacts=self.contacts, now=self.now()
         )
+
+    async def on_case_erased(self, conn: Conn, event: CloudEvent) -> None:
+        data = parse_data(event)
+        assert isinstance(data, ev.CaseErasedV1)
+        await commands.erase_case(conn, commands.EraseCase(data), now=self.now())
 
     async def on_notified_event(self, conn: Conn, event: CloudEvent) -> None:
         command = commands.PlanDeliveries(event.id, event.traceparent, parse_data(event))

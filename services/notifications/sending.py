@@ -140,6 +140,8 @@ class Sender:
             book = self._book()
             if book is None:
                 raise TransientSendError("contact_directory_not_loaded")
+            if item.source_data.get(store.ERASED_MARK):  # back for a retry after an erasure
+                raise PermanentSendError("case_erased")
             data = model_for(item.event_type).model_validate(item.source_data)
             contact = await self.contacts.resolve(
                 item.recipient_kind, item.recipient_agency_id, item.recipient_ref, book=book

@@ -19,6 +19,7 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"  # the carrier reported it delivered (SMS)
     FAILED = "failed"  # given up: permanent error or attempts exhausted
     UNDELIVERED = "undelivered"  # accepted, then reported undeliverable (SMS)
+    CANCELLED = "cancelled"  # never attempted: its case was erased (error_code case_erased)
 
 
 # What a report moves a sent SMS to; other reports (queued, sent, ...) are recorded

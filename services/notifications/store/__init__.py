@@ -1,7 +1,8 @@
 """Notifications' SQL, and nothing else: `cases` (cases, source events, events parked
 until their case is known), `deliveries` (the delivery rows, their claims, outcomes,
-status reports and the delivery log) and `contacts` (caseworker contacts cached from
-intake, the contact directory replicated from referral). Everything is re-exported
+status reports and the delivery log), `contacts` (caseworker contacts cached from
+intake, the contact directory replicated from referral) and `erasures` (erased
+cases, and the removal of what notifications held about them). Everything is re-exported
 here, so callers write `store.claim_due(...)`."""
 
 from services.notifications.domain.status_reports import DeliveryStatus
@@ -37,9 +38,16 @@ from services.notifications.store.deliveries import (
     sent_deliveries,
     update_reported,
 )
+from services.notifications.store.erasures import (
+    ERASED_MARK,
+    is_erased,
+    record_erasure,
+    remove_case_data,
+)
 
 __all__ = [
     "DUE_CHANNEL",
+    "ERASED_MARK",
     "Claimed",
     "DeliveryStatus",
     "Outcome",
@@ -55,10 +63,13 @@ __all__ = [
     "delivery_log",
     "get_case",
     "insert_deliveries",
+    "is_erased",
     "lock_provider_messages",
     "note_referral_version",
+    "record_erasure",
     "record_outcomes",
     "record_status_reports",
+    "remove_case_data",
     "reports_for",
     "save_case",
     "save_contact_directory",
