@@ -18,6 +18,7 @@ from contracts.codes import (
     ConsentGiver,
     ConsentScope,
     DeadlineKind,
+    ErasureReason,
     FollowupKind,
     ReferralState,
     RejectionReason,
@@ -30,6 +31,7 @@ from contracts.codes import (
 PREREQUISITES: dict[str, tuple[str, ...]] = {
     "case.created": (),
     "case.consent_withdrawn": ("case.created",),
+    "case.erased": ("case.created", "referral.sent"),
     "referral.proposed": ("case.created",),
     "referral.sent": ("case.created",),
     "referral.acknowledged": ("case.created", "referral.sent"),
@@ -88,6 +90,14 @@ class Story:
                 reference=self.reference,
                 registering_agency_id="ong-amanecer",
                 withdrawn_at=self.now,
+            )
+        if event_type == "case.erased":
+            return ev.CaseErasedV1(
+                case_id=self.case_id,
+                reference=self.reference,
+                registering_agency_id="ong-amanecer",
+                erased_at=self.now,
+                reason=ErasureReason.DATA_SUBJECT_REQUEST,
             )
         if event_type == "followup.due":
             return ev.FollowupDueV1(

@@ -30,7 +30,9 @@ from tests.infra import Infra
 HANDLED: list[tuple[str, str]] = [
     ("referral", "case.created"),
     ("referral", "case.consent_withdrawn"),
+    ("referral", "case.erased"),
     ("followup", "case.created"),
+    ("followup", "case.erased"),
     *(
         ("followup", f"referral.{t}")
         for t in (
@@ -45,6 +47,7 @@ HANDLED: list[tuple[str, str]] = [
         )
     ),
     ("notifications", "case.created"),
+    ("notifications", "case.erased"),
     *(
         ("notifications", f"referral.{t}")
         for t in ("sent", "accepted", "rejected", "closed", "overdue")
