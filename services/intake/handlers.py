@@ -23,7 +23,9 @@ class Handlers:
                 {
                     model.event_type: self.on_referral_event
                     for model in EVENT_MODELS.values()
-                    if issubclass(model, ReferralEventV1)
+                    # The referral service's transitions (an overdue escalation is
+                    # followup's, and changes no referral's state).
+                    if issubclass(model, ReferralEventV1) and model.producer == "referral"
                 },
             )
         ]

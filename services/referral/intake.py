@@ -48,6 +48,8 @@ class IntakeIdentities:
             return IdentityStatus.UNAVAILABLE
         if answer.status_code == 409:
             return IdentityStatus.CONSENT_WITHDRAWN
+        if answer.status_code == 410:  # erased in intake before referral heard of it
+            return IdentityStatus.ERASED
         if answer.status_code == 403:
             # Intake holds no live grant for this agency and referral: it has not yet
             # consumed the acceptance (try again shortly), or the grant has ended.
