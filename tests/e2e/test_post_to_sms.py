@@ -8,118 +8,26 @@ groups and state directory), so it runs beside a developer's `make run`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import email
-import os
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from email.message import Message
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 
 from contracts.topics import Topic
 from tests.conftest import RUN_ID
+from tests.e2e.stack import CEM_DESK, UPE_DESK, Stack, deliveries_done, private_stack
 from tests.factories import piura_adolescent_girl
-from tests.helpers import TopicReader, auth, free_port, poll_until
-from tests.infra import Infra, create_database, drop_database
-
-REPO = Path(__file__).resolve().parents[2]
-SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
-SERVICES = ("intake", "referral", "followup", "notifications")
-# The receiving desks of a Piura case in deploy/directory.yaml (mandatory pathways).
-UPE_DESK = ("upe-piura", "upe-piura-proteccion", "ct-upe-piura-mesa", "+51911000603")
-CEM_DESK = ("cem-piura", "cem-piura-atencion", "ct-cem-piura-admision", "+51911000703")
-DONE = {"sent", "delivered"}
-
-
-@dataclass(frozen=True)
-class Stack:
-    env: dict[str, str]
-    urls: dict[str, str]
-    state: Path
-
-    def sms(self) -> list[dict[str, Any]]:
-        log = self.state / "sms" / "messages.jsonl"
-        if not log.exists():
-            return []
-        return [orjson.loads(line) for line in log.read_bytes().splitlines() if line.strip()]
-
-    def mails(self) -> list[Message]:
-        new = self.state / "mail" / "new"
-        if not new.exists():
-            return []
-        return [email.message_from_bytes(p.read_bytes()) for p in sorted(new.iterdir())]
-
-    def texts_about(self, reference: str, to: str | None = None) -> list[dict[str, Any]]:
-        return [m for m in self.sms() if reference in m["body"] and (to is None or m["to"] == to)]
-
-    def mails_about(self, reference: str, to: str | None = None) -> list[Message]:
-        return [
-            m
-            for m in self.mails()
-            if reference in str(m["Subject"]) and (to is None or str(m["To"]) == to)
-        ]
-
-
-def _services_sh(command: str, env: dict[str, str]) -> str:
-    done = subprocess.run(
-        ["bash", str(SERVICES_SH), command],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f"services.sh {command} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+from tests.helpers import TopicReader, auth, poll_until
+from tests.infra import Infra
 
 
 @pytest.fixture(scope="module")
 async def stack(infra: Infra, namespace: str) -> AsyncIterator[Stack]:
     if infra.source != "local":
         pytest.skip("services.sh runs the services on the local runtime of deploy/local")
-    name = f"e2e-{RUN_ID}"
-    prefix = f"e2e_{RUN_ID}_"
-    for service in SERVICES:
-        await create_database(infra, f"{prefix}{service}", service)
-    ports = {n: str(free_port()) for n in (*SERVICES, "smtp", "smtp_api", "sms")}
-    env = {
-        **os.environ,
-        "ENLACE_STACK": name,
-        "ENLACE_DB_PREFIX": prefix,
-        "ENLACE_TOPIC_NAMESPACE": namespace,
-        "ENLACE_QUIET_HOURS_CHANNELS": "[]",  # the test must not depend on Lima's clock
-        **{f"ENLACE_{n.upper()}_PORT": port for n, port in ports.items()},
-    }
-    state = REPO / ".local" / "stacks" / name
-    try:
-        await asyncio.to_thread(_services_sh, "start", env)
-        yield Stack(
-            env=env,
-            urls={n: f"http://127.0.0.1:{ports[n]}" for n in SERVICES},
-            state=state,
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(_services_sh, "stop", env)
-        for service in SERVICES:
-            with contextlib.suppress(Exception):
-                await drop_database(infra, f"{prefix}{service}")
-        shutil.rmtree(state, ignore_errors=True)
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10.0) as client:
-        yield client
+    async with private_stack(infra, namespace, f"e2e-{RUN_ID}") as running:
+        yield running
 
 
 async def _register(stack: Stack, http: httpx.AsyncClient) -> dict[str, Any]:
@@ -131,32 +39,6 @@ async def _register(stack: Stack, http: httpx.AsyncClient) -> dict[str, Any]:
     assert answer.status_code == 201, answer.text
     receipt: dict[str, Any] = answer.json()
     return receipt
-
-
-async def _deliveries_done(
-    stack: Stack, http: httpx.AsyncClient, case_id: str, count: int
-) -> list[dict[str, Any]]:
-    """The case's delivery log once `count` deliveries are accepted by the providers."""
-
-    async def log() -> list[dict[str, Any]]:
-        answer = await http.get(
-            f"{stack.urls['notifications']}/v1/notifications",
-            params={"case_id": case_id},
-            headers=auth("ong-amanecer"),
-        )
-        if answer.status_code == 404:  # notifications has not seen the case yet
-            return []
-        assert answer.status_code == 200, answer.text
-        rows: list[dict[str, Any]] = answer.json()["notifications"]
-        return rows
-
-    return await poll_until(
-        log,
-        lambda rows: len(rows) >= count and all(r["status"] in DONE for r in rows),
-        timeout=60,
-        interval=0.2,
-        what=f"{count} deliveries of case {case_id} accepted by the providers",
-    )
 
 
 async def test_post_case_to_sms_and_email_once_each(
@@ -175,7 +57,7 @@ async def test_post_case_to_sms_and_email_once_each(
     assert {UPE_DESK[1], CEM_DESK[1]} <= services
 
     # Two desks, each told by SMS and by e-mail: four deliveries, all accepted.
-    log = await _deliveries_done(stack, http, case_id, 4)
+    log = await deliveries_done(stack, http, case_id, 4)
     by_desk = {(r["recipient_id"], r["channel"]) for r in log}
     assert by_desk == {
         (UPE_DESK[2], "sms"),
@@ -237,7 +119,7 @@ async def test_a_contact_point_edited_through_the_admin_api_gets_the_next_sms(
         what=f"notifications following directory version {version}",
     )
     receipt = await _register(stack, http)
-    await _deliveries_done(stack, http, receipt["case_id"], 4)
+    await deliveries_done(stack, http, receipt["case_id"], 4)
     reference = receipt["reference"]
     # The UPE desk's text went to the new number; its old number got nothing about it
     # (the delivery log says all four messages were accepted, so none is on its way).
