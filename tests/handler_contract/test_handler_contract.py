@@ -55,7 +55,16 @@ HANDLED: list[tuple[str, str]] = [
     ("notifications", "followup.due"),
     *(
         ("intake", f"referral.{t}")
-        for t in ("accepted", "started", "rejected", "closed", "cancelled")
+        for t in (
+            "proposed",
+            "sent",
+            "acknowledged",
+            "accepted",
+            "started",
+            "rejected",
+            "closed",
+            "cancelled",
+        )
     ),
 ]
 IDS = [f"{s}:{t}" for s, t in HANDLED]
