@@ -100,7 +100,9 @@ def build_vault(settings: IntakeSettings) -> Vault:
     hash_key = settings.identity_hash_key.get_secret_value()
     if not hash_key and settings.local:
         hash_key = local_secrets.secret("intake/identity-hash-key")
-    return Vault(KekRing(kek_provider(settings)), hash_key.encode())
+    ring = KekRing(kek_provider(settings))
+    ring.current()  # no KEK (never provisioned, wrong token): refuse to start, saying so
+    return Vault(ring, hash_key.encode())
 
 
 def retention_worker(settings: IntakeSettings, clock: Clock) -> Worker:

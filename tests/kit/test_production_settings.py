@@ -17,6 +17,8 @@ import pytest
 
 from services.followup.app import FollowupSettings
 from services.intake.app import IntakeSettings
+from services.intake.app import create_app as create_intake
+from services.intake.keks import KeyUnavailable
 from services.kit.production import DEMO_AGENCIES_FILE, Environment, UnsafeProductionSettings
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
@@ -29,6 +31,8 @@ DB_PASSWORD = secrets.token_urlsafe(24)
 KAFKA_PASSWORD = secrets.token_urlsafe(24)
 OWN_KEY = secrets.token_urlsafe(24)
 SMS_TOKEN = secrets.token_urlsafe(24)
+HASH_KEY = secrets.token_urlsafe(32)
+PIN = secrets.token_urlsafe(16)
 
 
 @pytest.fixture(autouse=True)
@@ -67,6 +71,9 @@ def production(cls: type[ServiceSettings], agencies: Path, **overrides: Any) -> 
         values["internal_api_key"] = secrets.token_urlsafe(24)
     if "sms_auth_token" in cls.model_fields:
         values["sms_auth_token"] = SMS_TOKEN
+    if "identity_hash_key" in cls.model_fields:
+        values["identity_hash_key"] = HASH_KEY
+        values["kek_dir"] = Path("/run/secrets/enlace-kek")
     return {**values, **overrides}
 
 
@@ -74,7 +81,7 @@ def refusal(cls: type[ServiceSettings], values: dict[str, Any]) -> str:
     with pytest.raises(UnsafeProductionSettings) as refused:
         cls(**values)
     message = str(refused.value)
-    for secret in (DB_PASSWORD, KAFKA_PASSWORD, SMS_TOKEN):
+    for secret in (DB_PASSWORD, KAFKA_PASSWORD, SMS_TOKEN, HASH_KEY, PIN):
         assert secret not in message  # names the setting, never its value
     return message
 
@@ -124,6 +131,32 @@ def test_every_service_refuses_a_missing_or_demo_common_secret(
     cls: type[ServiceSettings], agencies_file: Path, overrides: dict[str, Any], expected: str
 ) -> None:
     assert expected in refusal(cls, production(cls, agencies_file, **overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"identity_hash_key": ""}, "ENLACE_IDENTITY_HASH_KEY is missing or empty"),
+        ({"kek_provider": "pkcs11"}, "ENLACE_KEK_PKCS11_PIN is missing or empty"),
+        ({"kek_provider": "pkcs11", "kek_pkcs11_pin": "changeme"}, "ENLACE_KEK_PKCS11_PIN"),
+    ],
+    ids=["hash-key", "pkcs11-no-pin", "pkcs11-published-pin"],
+)
+def test_intake_refuses_a_missing_identity_hash_key_or_token_pin(
+    agencies_file: Path, overrides: dict[str, Any], expected: str
+) -> None:
+    assert expected in refusal(
+        IntakeSettings, production(IntakeSettings, agencies_file, **overrides)
+    )
+    fine = production(IntakeSettings, agencies_file, kek_provider="pkcs11", kek_pkcs11_pin=PIN)
+    assert IntakeSettings(**fine).production_problems() == []
+
+
+def test_intake_never_uses_the_local_key_directory_in_production(agencies_file: Path) -> None:
+    """The key files are provisioned: production never generates a KEK of its own."""
+    values = production(IntakeSettings, agencies_file)
+    del values["kek_dir"]
+    assert "ENLACE_KEK_DIR is not given" in refusal(IntakeSettings, values)
 
 
 def test_agencies_file_must_be_given_in_production(agencies_file: Path) -> None:
@@ -258,3 +291,14 @@ def test_a_service_process_refuses_to_start_and_says_why(agencies_file: Path) ->
     assert "ENLACE_SMS_AUTH_TOKEN holds a demo or published value" in done.stderr
     assert DB_PASSWORD not in done.stderr + done.stdout
     assert KAFKA_PASSWORD not in done.stderr + done.stdout
+
+
+def test_intake_without_a_provisioned_kek_refuses_to_start(
+    agencies_file: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "kek"
+    empty.mkdir()
+    settings = IntakeSettings(**production(IntakeSettings, agencies_file, kek_dir=empty))
+    with pytest.raises(KeyUnavailable, match="no key-encryption key in provider file"):
+        create_intake(settings)
+    assert list(empty.iterdir()) == []  # nothing generated outside the local profile
