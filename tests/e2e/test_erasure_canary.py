@@ -73,10 +73,14 @@ def files_under(*patterns: str) -> Iterator[Path]:
                 yield path
 
 
+def _major(path: str) -> int:
+    return int(Path(path).parents[1].name)
+
+
 def pg_dump(infra: Infra, database: str) -> bytes:
-    (binary,) = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"))[-1:] or [
-        shutil.which("pg_dump")
-    ]
+    # The newest Debian server's pg_dump (the cluster's own version), else any on PATH.
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_dump"), key=_major)
+    binary = found[-1] if found else shutil.which("pg_dump")
     assert binary, "pg_dump not found"
     dsn = infra.pg_admin_dsn.rsplit("/", 1)[0] + f"/{database}"
     return subprocess.run(
