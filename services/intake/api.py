@@ -268,7 +268,9 @@ def build_router(
         response_model=CaseReceipt,
         tags=["cases"],
         summary="Record that consent to share the case was withdrawn",
-        responses=problems(403, s403="Not an agency key (a service or operator key)"),
+        responses=problems(
+            403, 410, s403="Not an agency key (a service or operator key)", s410=_ERASED
+        ),
     )
     async def withdraw_consent(
         case_id: str,
