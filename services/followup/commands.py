@@ -31,6 +31,7 @@ from services.followup.domain import FollowupStatus, Granularity
 from services.followup.store.followups import Followup
 from services.kit.clock import Clock
 from services.kit.db import Conn
+from services.kit.erasures import apply_erasure
 from services.kit.errors import Conflict, InvalidField, NotFound
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
@@ -317,18 +318,7 @@ async def erase_case(conn: Conn, ev: CaseErasedV1, *, now: datetime) -> bool:
     caller's transaction. The referral projection and completed checks stay (codes,
     who, when: the audit). Recorded also for a case never seen here. False (and
     nothing changed) when the case was erased before."""
-    if await store.erasures.is_erased(conn, ev.case_id):
-        log.info("case already erased", case_id=str(ev.case_id))
-        return False
-    removed = await store.erasures.end_case(conn, ev.case_id)
-    await store.erasures.record_erasure(
-        conn,
-        case_id=ev.case_id,
-        reference=ev.reference,
-        reason=ev.reason.value,
-        erased_at=ev.erased_at,
-        applied_at=now,
-        removed=removed,
+    removed = await apply_erasure(
+        conn, ev, applied_at=now, remove=lambda: store.erasures.end_case(conn, ev.case_id)
     )
-    log.info("case erased", case_id=str(ev.case_id), **removed)
-    return True
+    return removed is not None

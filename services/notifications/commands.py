@@ -29,6 +29,7 @@ import orjson
 from contracts import events as ev
 from contracts.registry import model_for
 from services.kit.db import Conn
+from services.kit.erasures import apply_erasure
 from services.kit.errors import NotFound
 from services.kit.logging import get_logger
 from services.notifications import store
@@ -173,21 +174,13 @@ async def erase_case(conn: Conn, command: EraseCase, *, now: datetime) -> bool:
     decide who may read that log). Recorded also for a case never seen here. False
     (and nothing changed) when the case was erased before."""
     erased = command.erased
-    if await store.is_erased(conn, erased.case_id):
-        log.info("case already erased", case_id=str(erased.case_id))
-        return False
-    removed = await store.remove_case_data(conn, erased.case_id, now)
-    await store.record_erasure(
+    removed = await apply_erasure(
         conn,
-        case_id=erased.case_id,
-        reference=erased.reference,
-        reason=erased.reason.value,
-        erased_at=erased.erased_at,
+        erased,
         applied_at=now,
-        removed=removed,
+        remove=lambda: store.remove_case_data(conn, erased.case_id, now),
     )
-    log.info("case erased", case_id=str(erased.case_id), **removed)
-    return True
+    return removed is not None
 
 
 # --- provider reports --------------------------------------------------------------------------

@@ -58,7 +58,5 @@ class Handlers:
         await commands.erase_case(
             conn,
             self.ctx,
-            commands.EraseCase(
-                erased.case_id, erased.reference, erased.erased_at, erased.reason, event.trace_id
-            ),
+            commands.EraseCase(erased, event.trace_id),
         )

@@ -6,16 +6,14 @@ deleted. The referral projection and completed checks stay: the audit."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from uuid import UUID
 
 from services.kit.db import Conn
+from services.kit.erasures import is_erased, record_erasure
+
+__all__ = ["end_case", "is_erased", "record_erasure"]
 
 ERASED_BY = "case.erased"
-
-
-async def is_erased(conn: Conn, case_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM erasures WHERE case_id = $1", case_id))
 
 
 def _count(status: str) -> int:
@@ -42,27 +40,3 @@ async def end_case(conn: Conn, case_id: UUID) -> dict[str, int]:
         "followups_cancelled": _count(followups),
         "case_projection": _count(cases),
     }
-
-
-async def record_erasure(
-    conn: Conn,
-    *,
-    case_id: UUID,
-    reference: str,
-    reason: str,
-    erased_at: datetime,
-    applied_at: datetime,
-    removed: dict[str, int],
-) -> bool:
-    """False (and nothing written) when the case was erased before."""
-    inserted = await conn.fetchval(
-        """INSERT INTO erasures (case_id, reference, reason, erased_at, applied_at, removed)
-           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id) DO NOTHING RETURNING true""",
-        case_id,
-        reference,
-        reason,
-        erased_at,
-        applied_at,
-        removed,
-    )
-    return bool(inserted)

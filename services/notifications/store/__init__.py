@@ -5,6 +5,7 @@ intake, the contact directory replicated from referral) and `erasures` (erased
 cases, and the removal of what notifications held about them). Everything is re-exported
 here, so callers write `store.claim_due(...)`."""
 
+from services.kit.erasures import is_erased, record_erasure
 from services.notifications.domain.status_reports import DeliveryStatus
 from services.notifications.store.cases import (
     agency_owns_case,
@@ -38,12 +39,7 @@ from services.notifications.store.deliveries import (
     sent_deliveries,
     update_reported,
 )
-from services.notifications.store.erasures import (
-    ERASED_MARK,
-    is_erased,
-    record_erasure,
-    remove_case_data,
-)
+from services.notifications.store.erasures import ERASED_MARK, remove_case_data
 
 __all__ = [
     "DUE_CHANNEL",

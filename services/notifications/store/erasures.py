@@ -17,10 +17,6 @@ from services.kit.db import Conn
 ERASED_MARK = "erased"
 
 
-async def is_erased(conn: Conn, case_id: UUID) -> bool:
-    return bool(await conn.fetchval("SELECT true FROM erasures WHERE case_id = $1", case_id))
-
-
 def _count(status: str) -> int:
     return int(status.split()[-1])
 
@@ -51,26 +47,3 @@ async def remove_case_data(conn: Conn, case_id: UUID, now: datetime) -> dict[str
         "parked_events": _count(parked),
         "source_events_scrubbed": _count(scrubbed),
     }
-
-
-async def record_erasure(
-    conn: Conn,
-    *,
-    case_id: UUID,
-    reference: str,
-    reason: str,
-    erased_at: datetime,
-    applied_at: datetime,
-    removed: dict[str, int],
-) -> None:
-    """Raises on a second erasure of the case: callers check `is_erased` first."""
-    await conn.execute(
-        """INSERT INTO erasures (case_id, reference, reason, erased_at, applied_at, removed)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        case_id,
-        reference,
-        reason,
-        erased_at,
-        applied_at,
-        removed,
-    )

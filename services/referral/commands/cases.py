@@ -14,10 +14,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
-from contracts.codes import CancellationReason, ErasureReason, ReferralState
+from contracts.codes import CancellationReason, ReferralState
 from contracts.envelope import new_traceparent
-from contracts.events import CaseCreatedV1, ReferralUnmetNeedV1
+from contracts.events import CaseCreatedV1, CaseErasedV1, ReferralUnmetNeedV1
 from services.kit.db import Conn
+from services.kit.erasures import apply_erasure
 from services.kit.logging import get_logger
 from services.referral import store
 from services.referral.commands.context import Context
@@ -49,7 +50,7 @@ async def route_case(conn: Conn, ctx: Context, command: RouteCase) -> RoutingPla
     now = ctx.clock.now()
     case = CaseProfile.from_event(command.case)
     # case.created and case.erased share the case's partition: no race with an erasure.
-    if await store.get_erasure(conn, case.case_id) is not None:
+    if await store.is_erased(conn, case.case_id):
         log.info("case.created for an erased case: not routed", case_id=str(case.case_id))
         return None
     plan = plan_routing(case, ctx.rules, ctx.directory.offers)
@@ -160,10 +161,7 @@ async def _cancel_open_referrals(
 
 @dataclass(frozen=True)
 class EraseCase:
-    case_id: UUID
-    reference: str
-    erased_at: datetime
-    reason: ErasureReason
+    erased: CaseErasedV1
     trace_id: str | None = None
 
 
@@ -174,25 +172,19 @@ async def erase_case(conn: Conn, ctx: Context, command: EraseCase) -> bool:
     states and codes, and the disclosure audit stay. Recorded also for a case never
     routed here, so a later case.created cannot bring it back. False (and nothing
     changed) when the case was erased before."""
-    case = await store.lock_case(conn, command.case_id)
-    if await store.get_erasure(conn, command.case_id) is not None:
-        log.info("case already erased", case_id=str(command.case_id))
+    case = await store.lock_case(conn, command.erased.case_id)
+
+    async def remove() -> dict[str, int]:
+        removed = {"referrals_cancelled": 0, "profile": 0, "best_interest_reasons": 0}
+        if case is not None:
+            removed["referrals_cancelled"] = await _cancel_open_referrals(
+                conn, ctx, case.case_id, CancellationReason.ERASED, command.trace_id
+            )
+            removed |= await store.scrub_case(conn, case.case_id)
+        return removed
+
+    removed = await apply_erasure(conn, command.erased, applied_at=ctx.clock.now(), remove=remove)
+    if removed is None:
         return False
-    removed = {"referrals_cancelled": 0, "profile": 0, "best_interest_reasons": 0}
-    if case is not None:
-        removed["referrals_cancelled"] = await _cancel_open_referrals(
-            conn, ctx, case.case_id, CancellationReason.ERASED, command.trace_id
-        )
-        removed |= await store.scrub_case(conn, case.case_id)
-    await store.record_erasure(
-        conn,
-        case_id=command.case_id,
-        reference=command.reference,
-        reason=command.reason.value,
-        erased_at=command.erased_at,
-        applied_at=ctx.clock.now(),
-        removed=removed,
-    )
     ctx.metrics.erasures.labels("routed" if case is not None else "never_routed").inc()
-    log.info("case erased", case_id=str(command.case_id), known=case is not None, **removed)
     return True

@@ -18,6 +18,7 @@ from typing import cast
 
 import asyncpg
 
+from services.kit.erasures import is_erased, record_erasure
 from services.referral.store.cases import (
     StoredCase,
     get_case,
@@ -33,7 +34,7 @@ from services.referral.store.directory import (
     seed_directory,
     upsert_organization,
 )
-from services.referral.store.erasures import Erasure, get_erasure, record_erasure, scrub_case
+from services.referral.store.erasures import scrub_case
 from services.referral.store.referrals import (
     NewReferral,
     Page,
@@ -64,7 +65,6 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
 
 
 __all__ = [
-    "Erasure",
     "NewReferral",
     "Page",
     "StoredCase",
@@ -75,11 +75,11 @@ __all__ = [
     "directory_documents",
     "directory_version",
     "get_case",
-    "get_erasure",
     "get_referral",
     "has_open_referral",
     "insert_referrals",
     "insert_routed_case",
+    "is_erased",
     "list_referrals",
     "lock_case",
     "lock_directory",

@@ -6,59 +6,9 @@ stay."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 from services.kit.db import Conn
-
-
-@dataclass(frozen=True)
-class Erasure:
-    case_id: UUID
-    reference: str
-    reason: str
-    erased_at: datetime
-    applied_at: datetime
-    removed: dict[str, Any]
-
-
-async def get_erasure(conn: Conn, case_id: UUID) -> Erasure | None:
-    row = await conn.fetchrow("SELECT * FROM erasures WHERE case_id = $1", case_id)
-    if row is None:
-        return None
-    return Erasure(
-        row["case_id"],
-        row["reference"],
-        row["reason"],
-        row["erased_at"],
-        row["applied_at"],
-        row["removed"],
-    )
-
-
-async def record_erasure(
-    conn: Conn,
-    *,
-    case_id: UUID,
-    reference: str,
-    reason: str,
-    erased_at: datetime,
-    applied_at: datetime,
-    removed: dict[str, int],
-) -> None:
-    """Raises on a second erasure of the case: callers check `get_erasure` first."""
-    await conn.execute(
-        """INSERT INTO erasures (case_id, reference, reason, erased_at, applied_at, removed)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        case_id,
-        reference,
-        reason,
-        erased_at,
-        applied_at,
-        removed,
-    )
 
 
 def _count(status: str) -> int:
