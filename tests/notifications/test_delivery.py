@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from contracts.codes import RiskLevel
-from contracts.events import CaseCreatedV1
 from contracts.topics import Topic
 from services.notifications.channels.sms import sign_request
 from services.notifications.local_sms import LocalSmsProvider
@@ -24,6 +23,7 @@ from tests.notifications.conftest import (
     REFUSED_MAILBOX,
     Kafka,
     Notifications,
+    case_created,
     emails_about,
     texts_about,
 )
@@ -353,31 +353,7 @@ async def test_decision_before_the_case_is_known_waits_for_case_created(
     assert await notifications.deliveries(case_id) == []
     assert texts_about(sms, reference) == []
     await kafka.publish(
-        CaseCreatedV1(
-            case_id=case_id,
-            reference=reference,
-            registering_agency_id="ong-amanecer",
-            registered_at=datetime.now(UTC),
-            country="PE",
-            region="PE-PIU",
-            age_band="15-17",
-            sex="female",
-            nationality="VE",
-            languages=["es"],
-            unaccompanied=True,
-            separated=False,
-            has_disability=False,
-            concerns=["physical_violence"],
-            needs=["special_protection"],
-            risk_level="high",
-            consent={
-                "basis": "consent",
-                "scope": "all_referral_services",
-                "given_by": "child",
-                "recorded_at": datetime.now(UTC),
-            },
-            caseworker_id="cw-rosa",
-        ),
+        case_created(case_id, reference),
         source="/enlace/intake",
     )
     (text,) = await poll_until(

@@ -13,10 +13,10 @@ import asyncpg
 import orjson
 
 from contracts.codes import ErasureReason
-from contracts.events import CaseCreatedV1, CaseErasedV1
+from contracts.events import CaseErasedV1
 from tests.helpers import auth, poll_until
 from tests.notifications import events
-from tests.notifications.conftest import Kafka, Notifications
+from tests.notifications.conftest import Kafka, Notifications, case_created
 
 
 def _erased(case_id: str, reference: str) -> CaseErasedV1:
@@ -26,34 +26,6 @@ def _erased(case_id: str, reference: str) -> CaseErasedV1:
         registering_agency_id="ong-amanecer",
         erased_at=datetime.now(UTC),
         reason=ErasureReason.LEGAL_ORDER,
-    )
-
-
-def _case_created(case_id: str, reference: str) -> CaseCreatedV1:
-    return CaseCreatedV1(
-        case_id=case_id,
-        reference=reference,
-        registering_agency_id="ong-amanecer",
-        registered_at=datetime.now(UTC),
-        country="PE",
-        region="PE-PIU",
-        age_band="15-17",
-        sex="female",
-        nationality="VE",
-        languages=["es"],
-        unaccompanied=True,
-        separated=False,
-        has_disability=False,
-        concerns=["physical_violence"],
-        needs=["special_protection"],
-        risk_level="high",
-        consent={
-            "basis": "consent",
-            "scope": "all_referral_services",
-            "given_by": "child",
-            "recorded_at": datetime.now(UTC),
-        },
-        caseworker_id="cw-rosa",
     )
 
 
@@ -125,7 +97,7 @@ async def test_erasure_scrubs_events_cancels_pending_deliveries_and_keeps_the_lo
     # A second case.erased, a case.created replay and a late event plan nothing.
     again = await kafka.publish(_erased(case_id, reference))
     late = await kafka.publish(events.referral_overdue(case_id, reference, 2))
-    replay = await kafka.publish(_case_created(case_id, reference))
+    replay = await kafka.publish(case_created(case_id, reference))
     for event in (again, late, replay):
         await notifications.consumed(event.id)
     (after,) = await _rows(notifications, "SELECT * FROM erasures WHERE case_id = $1", case_id)
