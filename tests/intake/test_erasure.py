@@ -262,6 +262,15 @@ async def test_retention_lists_then_erases_cases_whose_referrals_all_ended_long_
     await apply(late.step(ev.ReferralSentV1))
     await apply(late.step(ev.ReferralCancelledV1).model_copy(update={"occurred_at": clock.now()}))
 
+    # Registered before intake tracked referrals: whether one is open is unknown.
+    await pool.execute(
+        """INSERT INTO cases (case_id, reference, agency_id, external_id, country, region,
+                              risk_level, registration, registered_at, referrals_tracked)
+           VALUES ($1, 'PE-PIU-2020-000001', 'ong-amanecer', 'OLD-1', 'PE', 'PE-PIU',
+                   'high', '{}', now() - interval '5 years', false)""",
+        uuid.uuid4(),
+    )
+
     dry = await _cli(dsn, "retention", "--dry-run")
 
     listed = {c["case_id"] for c in dry["would_erase"]}

@@ -46,4 +46,11 @@ CREATE TABLE case_referrals (
     ended_at     TIMESTAMPTZ             -- null while the referral is open
 );
 CREATE INDEX case_referrals_open ON case_referrals (case_id) WHERE ended_at IS NULL;
+-- Cases registered before this migration: intake did not track their referrals, so
+-- retention cannot tell whether one is still open and leaves them alone (README,
+-- "Retention"); every case registered from now on is tracked from its first event.
+ALTER TABLE cases ADD COLUMN referrals_tracked BOOLEAN;
+UPDATE cases SET referrals_tracked = false;
+ALTER TABLE cases ALTER COLUMN referrals_tracked SET DEFAULT true,
+                  ALTER COLUMN referrals_tracked SET NOT NULL;
 CREATE INDEX cases_retention ON cases (registered_at) WHERE erased_at IS NULL;

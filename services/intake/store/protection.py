@@ -133,12 +133,13 @@ async def retention_candidates(
     conn: Conn, before: datetime, limit: int
 ) -> list[RetentionCandidate]:
     """Cases not erased with no open referral whose last referral ended (or, with no
-    referral, which were registered) before `before`, oldest first."""
+    referral, which were registered) before `before`, oldest first. Cases registered
+    before intake tracked referrals are never candidates."""
     rows = await conn.fetch(
         """SELECT c.case_id, c.reference, c.agency_id, c.registered_at,
                   COALESCE(max(r.ended_at), c.registered_at) AS last_activity
            FROM cases c LEFT JOIN case_referrals r ON r.case_id = c.case_id
-           WHERE c.erased_at IS NULL AND c.registered_at < $1
+           WHERE c.erased_at IS NULL AND c.registered_at < $1 AND c.referrals_tracked
            GROUP BY c.case_id
            HAVING bool_and(r.referral_id IS NULL OR r.ended_at IS NOT NULL)
               AND COALESCE(max(r.ended_at), c.registered_at) < $1
