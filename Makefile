@@ -55,6 +55,7 @@ contracts: install
 
 # pytest exits 5 when it collected no test: that is a failure here, never a pass.
 test: lint infra
+	deploy/local/browser.sh install
 	@rc=0; $(VENV)/bin/pytest -q $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
