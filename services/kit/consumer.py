@@ -16,6 +16,14 @@ When the batch transaction fails, each event is retried alone:
   with the error in `x-error-*` headers.
 A bad record therefore never blocks its partition and is never silently dropped.
 
+A dead letter redriven by operations (services/ops/) comes back unchanged, same
+`ce_id`, with `x-redriven-at`: that copy alone may apply an event this consumer
+dead-lettered (its `processed_events` row turns from `dead_lettered` to `applied`,
+in the handler's transaction), so it is applied exactly once; a consumer that
+applied the event already drops it as a duplicate, as does this one at a second
+redrive. A redriven copy that fails again is dead-lettered again (remembered by its
+own position, so the event may be redriven once more).
+
 Dead letters name who refused them and are written once per consumer group
 (`services.kit.dead_letter`).
 """
@@ -37,7 +45,7 @@ from contracts.registry import EVENT_MODELS, producer_source
 from contracts.topics import namespaced
 from services.kit.backoff import Backoff, pause
 from services.kit.db import Conn
-from services.kit.dead_letter import DeadLetters, StoppingWithUnappliedRecord
+from services.kit.dead_letter import REDRIVEN_AT, DeadLetters, StoppingWithUnappliedRecord
 from services.kit.event_errors import (
     POISON,
     TransientError,
@@ -154,8 +162,9 @@ class EventConsumer:
         if not decoded:
             return
         events = [event for _, event in decoded]
+        redriven = frozenset(e.id for r, e in decoded if _header(r, REDRIVEN_AT) is not None)
         try:
-            outcomes = await self._apply_all(events)
+            outcomes = await self._apply_all(events, redriven)
         except Exception as exc:  # fall back to one at a time to isolate the bad record
             log.info(
                 "batch failed; applying one by one", error=describe_error(exc), batch=len(events)
@@ -167,9 +176,12 @@ class EventConsumer:
         for event, outcome in zip(events, outcomes, strict=True):
             self._metrics.events_consumed.labels(self.subscription.topic, event.type, outcome).inc()
 
-    async def _apply_all(self, events: list[CloudEvent]) -> list[str]:
+    async def _apply_all(
+        self, events: list[CloudEvent], redriven: frozenset[str] = frozenset()
+    ) -> list[str]:
         """Events in one transaction, their ids recorded in one statement; the retry
-        path calls it with a single event."""
+        path calls it with a single event. `redriven`: ids of redriven copies, which
+        may apply an event this consumer dead-lettered."""
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 """INSERT INTO processed_events (consumer, event_id, event_type)
@@ -180,6 +192,18 @@ class EventConsumer:
                 [e.type for e in events],
             )
             fresh = {row["event_id"] for row in rows}
+            retried = [i for i in redriven if i not in fresh]
+            if retried:
+                rows = await conn.fetch(
+                    """UPDATE processed_events
+                       SET outcome = 'applied', error = NULL, processed_at = now()
+                       WHERE consumer = $1 AND event_id = ANY($2::text[])
+                         AND outcome = 'dead_lettered'
+                       RETURNING event_id""",
+                    self.subscription.consumer_name,
+                    retried,
+                )
+                fresh |= {row["event_id"] for row in rows}
             outcomes: list[str] = []
             async with deferred_writes(conn):  # the batch's events: one outbox statement
                 for event in events:
@@ -205,10 +229,13 @@ class EventConsumer:
     ) -> None:
         attempt = 0
         backoff = Backoff(self._backoff_initial, self._backoff_max)
+        redriven = _header(record, REDRIVEN_AT) is not None
         while True:
             attempt += 1
             try:
-                (outcome,) = await self._apply_all([event])
+                (outcome,) = await self._apply_all(
+                    [event], frozenset({event.id}) if redriven else frozenset()
+                )
                 self._metrics.events_consumed.labels(
                     self.subscription.topic, event.type, outcome
                 ).inc()
@@ -218,7 +245,9 @@ class EventConsumer:
                 self._metrics.handler_errors.labels(
                     self.subscription.topic, event.type, "poison"
                 ).inc()
-                await self.dead_letters.write(record, event, exc, attempts=attempt)
+                await self.dead_letters.write(
+                    record, event, exc, attempts=attempt, redriven=redriven
+                )
                 return
             except Exception as exc:
                 if is_transient(exc):
@@ -243,7 +272,9 @@ class EventConsumer:
                         case_id=event.subject,
                     )
                     if attempt >= self._max_attempts:
-                        await self.dead_letters.write(record, event, exc, attempts=attempt)
+                        await self.dead_letters.write(
+                            record, event, exc, attempts=attempt, redriven=redriven
+                        )
                         return
             if self.stopping.is_set():
                 raise StoppingWithUnappliedRecord(event.id)

@@ -29,6 +29,13 @@ from services.kit.supervision import loop_health
 log = get_logger(__name__)
 T = TypeVar("T")
 
+# Set by operations' redrive (services/ops/) on the copy it re-produces to the
+# original topic: who redrove it and when (see services.kit.consumer).
+REDRIVEN_BY = "x-redriven-by"
+REDRIVEN_AT = "x-redriven-at"
+# The headers a dead letter adds to the original record (a redrive removes them).
+DEAD_LETTER_HEADER_PREFIXES = ("x-error-", "x-original-", "x-consumer", "x-redriven-")
+
 
 class StoppingWithUnappliedRecord(Exception):
     """The service is stopping while a record still waits to be applied (or
@@ -69,8 +76,11 @@ class DeadLetters:
         *,
         attempts: int,
         event_type: str | None = None,
+        redriven: bool = False,
     ) -> None:
-        key = event.id if event is not None else record_position(record)
+        # A redriven copy that fails again is remembered by its own position: the
+        # event's row stays dead_lettered, so it may be redriven again.
+        key = event.id if event is not None and not redriven else record_position(record)
         event_type = (event.type if event is not None else event_type) or "undecodable"
         if await self._persist(lambda: self._already_written(key)):
             self._metrics.events_consumed.labels(self._topic, event_type, "duplicate").inc()

@@ -15,6 +15,11 @@ class KitMetrics:
             "Outbox rows not yet published",
             registry=self.registry,
         )
+        self.outbox_oldest_age = Gauge(
+            "enlace_outbox_oldest_age_seconds",
+            "Age of the oldest outbox row not yet published (0 when the outbox is empty)",
+            registry=self.registry,
+        )
         self.events_published = Counter(
             "enlace_events_published",
             "Events published to Kafka by the outbox relay",

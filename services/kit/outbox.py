@@ -240,6 +240,7 @@ class OutboxRelay:
             )
             if not rows:
                 self._metrics.outbox_backlog.set(0)
+                self._metrics.outbox_oldest_age.set(0)
                 return total
             try:
                 producer = await self._ensure_producer()
@@ -319,6 +320,14 @@ class OutboxRelay:
                 await asyncio.wait_for(producer.stop(), timeout=5)
 
     async def backlog(self) -> int:
-        count: int = await self._pool.fetchval("SELECT count(*) FROM outbox")
+        """Rows not yet published, and the age of the oldest (0 when none): both set
+        on the gauges /metrics shows."""
+        row = await self._pool.fetchrow(
+            """SELECT count(*) AS backlog,
+                      COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS age
+               FROM outbox"""
+        )
+        count: int = row["backlog"] if row is not None else 0
         self._metrics.outbox_backlog.set(count)
+        self._metrics.outbox_oldest_age.set(max(0.0, row["age"]) if row is not None else 0.0)
         return count
