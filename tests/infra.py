@@ -57,7 +57,9 @@ LOCAL_UP_TIMEOUT_S = 900
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 # Each service's PostgreSQL login role.
-SERVICE_ROLES = {s: f"enlace_{s}" for s in ("intake", "referral", "followup", "notifications")}
+SERVICE_ROLES = {
+    s: f"enlace_{s}" for s in ("intake", "referral", "followup", "notifications", "ops")
+}
 LOCAL_PG_SECRETS = REPO_ROOT / ".local" / "secrets" / "postgres"
 
 

@@ -72,8 +72,8 @@ PG_LOG="$PG_DIR/postgres.log"
 # which owns its database enlace_<service> and nothing else. Every password is
 # generated at first start: $SECRETS_DIR/postgres/<role>.password (see postgres.sh).
 PG_SUPERUSER=enlace_admin
-PG_SERVICES=(intake referral followup notifications)
-PG_SERVICE_DBS=(enlace_intake enlace_referral enlace_followup enlace_notifications)
+PG_SERVICES=(intake referral followup notifications ops)
+PG_SERVICE_DBS=(enlace_intake enlace_referral enlace_followup enlace_notifications enlace_ops)
 
 RUN_DIR="$LOCAL_DIR/run"
 PYTHON="${ENLACE_PYTHON:-$REPO_ROOT/.venv/bin/python}"

@@ -9,7 +9,7 @@
 # .local/stacks/<name>/, its databases are ENLACE_DB_PREFIX<service> (created by
 # the caller and owned by the service's role, e.g. `postgres.sh createdb NAME SERVICE`),
 # its topics are under ENLACE_TOPIC_NAMESPACE, and each port can be moved with
-# ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, SMTP, SMTP_API, SMS).
+# ENLACE_<NAME>_PORT (INTAKE, REFERRAL, FOLLOWUP, NOTIFICATIONS, OPS, SMTP, SMTP_API, SMS).
 set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
@@ -33,6 +33,7 @@ P_INTAKE="${ENLACE_INTAKE_PORT:-8001}"
 P_REFERRAL="${ENLACE_REFERRAL_PORT:-8002}"
 P_FOLLOWUP="${ENLACE_FOLLOWUP_PORT:-8003}"
 P_NOTIFICATIONS="${ENLACE_NOTIFICATIONS_PORT:-8004}"
+P_OPS="${ENLACE_OPS_PORT:-8005}"
 P_SMTP="${ENLACE_SMTP_PORT:-2525}"
 P_SMS="${ENLACE_SMS_PORT:-8090}"
 P_SMTP_API="${ENLACE_SMTP_API_PORT:-2526}"
@@ -41,6 +42,11 @@ export ENLACE_INTAKE_URL="http://$ENLACE_HOST:$P_INTAKE"
 export ENLACE_REFERRAL_INTERNAL_URL="http://$ENLACE_HOST:$P_REFERRAL"
 export ENLACE_REFERRAL_API_URL="http://$ENLACE_HOST:$P_REFERRAL"
 export ENLACE_FOLLOWUP_API_URL="http://$ENLACE_HOST:$P_FOLLOWUP"
+# What the operations service watches (its pipeline page: /readyz and /metrics of each).
+export ENLACE_OPS_INTAKE_URL="$ENLACE_INTAKE_URL" ENLACE_OPS_REFERRAL_URL="http://$ENLACE_HOST:$P_REFERRAL"
+export ENLACE_OPS_FOLLOWUP_URL="$ENLACE_FOLLOWUP_API_URL" ENLACE_OPS_NOTIFICATIONS_URL="http://$ENLACE_HOST:$P_NOTIFICATIONS"
+# A private stack's operations service sees only its own consumer groups.
+if [[ -n "${ENLACE_STACK:-}" ]]; then export ENLACE_OPS_LAG_GROUP_FILTER=".$ENLACE_STACK"; fi
 export ENLACE_SMTP_HOST="$ENLACE_HOST" ENLACE_SMTP_PORT="$P_SMTP"
 export ENLACE_EMAIL_LOOKUP_URL="http://$ENLACE_HOST:$P_SMTP_API"
 export ENLACE_SMS_BASE_URL="http://$ENLACE_HOST:$P_SMS"
@@ -78,6 +84,7 @@ SERVICES=(
   "referral|services.referral|$P_REFERRAL|${DB_PREFIX}referral|"
   "followup|services.followup|$P_FOLLOWUP|${DB_PREFIX}followup|"
   "notifications|services.notifications|$P_NOTIFICATIONS|${DB_PREFIX}notifications|"
+  "ops|services.ops|$P_OPS|${DB_PREFIX}ops|"
 )
 
 pid_of() { cat "$RUN_DIR/$1.pid" 2>/dev/null || true; }
@@ -131,6 +138,8 @@ start() {
 Enlace is running.
   APIs (OpenAPI at /docs):  intake http://127.0.0.1:8001  referral http://127.0.0.1:8002
                             followup http://127.0.0.1:8003  notifications http://127.0.0.1:8004
+  Operations:              http://127.0.0.1:8005 (JSON API /v1/ops/..., key of enlace-ops;
+                            CLI: $PYTHON -m services.ops dlq list | lag)
   Health and metrics:      /healthz  /readyz  /metrics on each service
   Kafka:                   $KAFKA_BOOTSTRAP   (read a topic: $PYTHON deploy/local/tail_topic.py protection.cases.v1)
   Logs (JSON):             $LOG_DIR/<service>.log, Kafka $KAFKA_LOG, PostgreSQL $PG_LOG

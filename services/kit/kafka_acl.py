@@ -50,6 +50,15 @@ class ServiceAccess(BaseModel):
     _check = field_validator("consumes")(_known_topics)
 
 
+class OpsServiceAccess(BaseModel):
+    """The operations service (services/ops/): see deploy/kafka-access.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    principal: str
+    consumes: list[str] = Field(default_factory=list)
+    _check = field_validator("consumes")(_known_topics)
+
+
 class OperatorAccess(BaseModel):
     model_config = ConfigDict(extra="forbid")
     principal: str
@@ -74,6 +83,7 @@ class Grant:
 class Access(BaseModel):
     model_config = ConfigDict(extra="forbid")
     services: dict[str, ServiceAccess]
+    ops: OpsServiceAccess
     operations: list[OperatorAccess] = Field(default_factory=list)
     agencies: list[AgencyAccess] = Field(default_factory=list)
 
@@ -86,14 +96,15 @@ class Access(BaseModel):
 
     def principals(self) -> list[str]:
         """Every SCRAM user the declaration needs (the admin is made at format time)."""
-        names = [s.principal for s in self.services.values()]
+        names = [s.principal for s in self.services.values()] + [self.ops.principal]
         names += [o.principal for o in self.operations] + [a.id for a in self.agencies]
         if len(set(names)) != len(names):
             raise ValueError("a principal is declared twice in the Kafka access declaration")
         return names
 
     def principal_of(self, service: str) -> str:
-        return self.services[service].principal
+        """The principal of a service ("ops" included)."""
+        return self.ops.principal if service == "ops" else self.services[service].principal
 
     def grants(self, namespace: str = "") -> set[Grant]:
         """Everything the broker must allow for the topics of `namespace` ("" in
@@ -115,12 +126,25 @@ class Access(BaseModel):
                 topic(p, name, "READ", "DESCRIBE")
                 topic(p, dead_letter_topic(name), "WRITE", "DESCRIBE")
             groups(p, f"enlace-{service}")
-        for operator in self.operations:
-            p = operator.principal
+
+        def describe_everything(p: str) -> None:
             # "*" literal is Kafka's wildcard: describe (lag, partitions) every topic.
             out.add(Grant(p, "topic", "*", "literal", "DESCRIBE"))
             out.add(Grant(p, "topic", "*", "literal", "DESCRIBE_CONFIGS"))
             out.add(Grant(p, "group", "*", "literal", "DESCRIBE"))
+
+        ops = self.ops.principal
+        describe_everything(ops)
+        for name in CONTRACT_TOPICS:
+            # Reads every topic and dead letter; writes a contract topic only to redrive.
+            topic(ops, name, "READ", "DESCRIBE", "WRITE")
+            topic(ops, dead_letter_topic(name), "READ", "DESCRIBE")
+        for name in self.ops.consumes:  # its projections dead-letter what they refuse
+            topic(ops, dead_letter_topic(name), "WRITE")
+        groups(ops, "enlace-ops")
+        for operator in self.operations:
+            p = operator.principal
+            describe_everything(p)
             for name in CONTRACT_TOPICS:
                 topic(p, dead_letter_topic(name), "READ", "DESCRIBE")
             groups(p, "enlace-ops")

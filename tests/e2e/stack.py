@@ -27,6 +27,8 @@ from tests.infra import Infra, create_database, drop_database
 REPO = Path(__file__).resolve().parents[2]
 SERVICES_SH = REPO / "deploy" / "local" / "services.sh"
 SERVICES = ("intake", "referral", "followup", "notifications")
+# What services.sh starts: the four and the operations service.
+STACK_SERVICES = (*SERVICES, "ops")
 # The receiving desks of a Piura case in deploy/directory.yaml (mandatory pathways).
 UPE_DESK = ("upe-piura", "upe-piura-proteccion", "ct-upe-piura-mesa", "+51911000603")
 CEM_DESK = ("cem-piura", "cem-piura-atencion", "ct-cem-piura-admision", "+51911000703")
@@ -86,9 +88,9 @@ async def private_stack(infra: Infra, namespace: str, name: str) -> AsyncIterato
     """The four services and the local providers, started; stopped and removed after.
     `name` ([a-z0-9-]) names the stack, its state directory and its databases."""
     prefix = f"{name.replace('-', '_')}_"
-    for service in SERVICES:
+    for service in STACK_SERVICES:
         await create_database(infra, f"{prefix}{service}", service)
-    ports = {n: str(free_port()) for n in (*SERVICES, "smtp", "smtp_api", "sms")}
+    ports = {n: str(free_port()) for n in (*STACK_SERVICES, "smtp", "smtp_api", "sms")}
     env = {
         **os.environ,
         "ENLACE_STACK": name,
@@ -102,14 +104,14 @@ async def private_stack(infra: Infra, namespace: str, name: str) -> AsyncIterato
         await asyncio.to_thread(services_sh, "start", env)
         yield Stack(
             env=env,
-            urls={n: f"http://127.0.0.1:{ports[n]}" for n in SERVICES},
+            urls={n: f"http://127.0.0.1:{ports[n]}" for n in STACK_SERVICES},
             state=state,
-            databases={s: f"{prefix}{s}" for s in SERVICES},
+            databases={s: f"{prefix}{s}" for s in STACK_SERVICES},
         )
     finally:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(services_sh, "stop", env)
-        for service in SERVICES:
+        for service in STACK_SERVICES:
             with contextlib.suppress(Exception):
                 await drop_database(infra, f"{prefix}{service}")
         shutil.rmtree(state, ignore_errors=True)

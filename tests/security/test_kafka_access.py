@@ -26,6 +26,8 @@ from services.kit.kafka import KafkaAuthError, KafkaClient, make_producer, start
 from services.kit.kafka_acl import load_access
 from services.notifications.app import NotificationsSettings
 from services.notifications.app import create_app as notifications_app
+from services.ops.app import OpsSettings
+from services.ops.app import create_app as ops_app
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as referral_app
 from tests.conftest import service_settings
@@ -172,3 +174,27 @@ async def test_the_declaration_grants_each_service_exactly_what_its_code_consume
     for service, app in apps.items():
         consumed = sorted({str(s.topic) for s in app.state.runtime.subscriptions})
         assert consumed == sorted(access.services[service].consumes), service
+    ops = ops_app(service_settings(OpsSettings, infra, namespace, "postgresql://x/y"))
+    consumed = sorted({str(s.topic) for s in ops.state.runtime.subscriptions})
+    assert consumed == sorted(access.ops.consumes)
+
+
+async def test_the_ops_service_reads_everything_and_writes_contract_topics_to_redrive(
+    infra: Infra, namespace: str
+) -> None:
+    """svc-ops reads every topic and dead letter (projections, the dead-letter list)
+    and writes the contract topics (redrive); never a .dlq it does not consume."""
+    ops = infra.service_kafka("ops")
+    assert ops.username == "svc-ops"
+    dlq = namespaced(namespace, Topic.FOLLOWUPS.dlq)
+    await _produce(infra.service_kafka("notifications"), dlq, b'{"dead": true}')
+    record = await _first_record(ops, dlq, f"enlace-ops.console-{uuid.uuid4().hex[:6]}")
+    assert record.value == b'{"dead": true}'
+    # (Only topics no other test here reads from their beginning.)
+    for topic in (Topic.FOLLOWUPS, Topic.NOTIFICATIONS):
+        await _produce(ops, namespaced(namespace, topic), b"{}")
+    await _first_record(ops, namespaced(namespace, Topic.FOLLOWUPS), f"enlace-ops.x-{uuid.uuid4()}")
+    with pytest.raises(TopicAuthorizationFailedError):
+        await _produce(ops, dlq)  # it consumes no followups: not its dead letters
+    with pytest.raises(GroupAuthorizationFailedError):
+        await _first_record(ops, namespaced(namespace, Topic.CASES), "enlace-followup.x")
