@@ -5,6 +5,7 @@ exactly N per partition, in total, in the sampled history and in the metric."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,9 +25,12 @@ def lag_metric(text: str, group: str) -> dict[int, float]:
     out: dict[int, float] = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
-            if s.name == "enlace_consumer_lag" and s.labels.get("group") == group:
-                if s.labels.get("topic") == TOPIC:
-                    out[int(s.labels["partition"])] = s.value
+            labels = s.labels
+            if s.name == "enlace_consumer_lag" and (labels["group"], labels["topic"]) == (
+                group,
+                TOPIC,
+            ):
+                out[int(labels["partition"])] = s.value
     return out
 
 
@@ -84,14 +88,14 @@ async def test_the_lag_shown_is_the_real_lag_of_a_consumer_held_back(
 
     await poll_until(metric, lambda m: m == {p: float(n) for p, n in real.items()}, what="metric")
 
-    async def history() -> list[dict[str, object]]:
+    async def history() -> list[dict[str, Any]]:
         answer = await ops.client.get(
             "/v1/ops/lag/history",
             params={"group": group, "topic": TOPIC},
             headers=auth("enlace-ops"),
         )
         assert answer.status_code == 200, answer.text
-        points: list[dict[str, object]] = answer.json()["points"]
+        points: list[dict[str, Any]] = answer.json()["points"]
         return points
 
     points = await poll_until(history, lambda ps: bool(ps) and ps[-1]["lag"] == 8, what="history")
