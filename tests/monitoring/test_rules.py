@@ -72,7 +72,9 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 def test_every_alert_says_who_and_what() -> None:
     for rule in alert_rules():
         name = rule["alert"]
-        assert name.startswith("Enlace") and name.isalnum(), name
+        assert name.startswith("Enlace"), name
+        assert name.isalnum(), name
         assert rule["labels"]["severity"] in {"critical", "warning"}, name
         assert rule["labels"]["enlace_alert"].replace("_", "").isalnum(), name
-        assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
+        assert rule["annotations"]["summary"], name
+        assert rule["annotations"]["description"], name
