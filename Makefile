@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 .PHONY: help install infra run stop status test lint contracts bench profile faults clean
 
 help:
-	@echo "make run     install what is missing, start Kafka, PostgreSQL and every service, seed the demo"
+	@echo "make run     install what is missing, start Kafka, PostgreSQL, every service and monitoring, seed the demo"
 	@echo "make test    lint, then the whole suite against real Kafka and PostgreSQL"
 	@echo "make lint    ruff, mypy and the contract check"
 	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
@@ -35,14 +35,17 @@ infra: install
 
 run: infra
 	deploy/local/services.sh start
+	deploy/local/monitoring.sh start
 
 stop:
+	-deploy/local/monitoring.sh stop
 	-deploy/local/services.sh stop
 	deploy/local/infra.sh down
 
 status:
 	-deploy/local/infra.sh status
 	-deploy/local/services.sh status
+	-deploy/local/monitoring.sh status
 
 lint: install
 	$(VENV)/bin/ruff check .
