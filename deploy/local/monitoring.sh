@@ -100,8 +100,15 @@ guard_policy_rc_d() {
     fi
     OUR_POLICY=1
     trap 'rm -f -- "$POLICY_RC_D"' EXIT
-    printf '#!/bin/sh\n%s, removed after apt-get install\ncase "$1" in\n  prometheus|prometheus-alertmanager|prometheus-node-exporter) exit 101 ;;\nesac\nexit 0\n' \
-        "$POLICY_MARK" >"$POLICY_RC_D"
+    {
+        printf '#!/bin/sh\n%s, removed after apt-get install\n' "$POLICY_MARK"
+        cat <<'POLICY'
+case "$1" in
+    prometheus|prometheus-alertmanager|prometheus-node-exporter) exit 101 ;;
+esac
+exit 0
+POLICY
+    } >"$POLICY_RC_D"
     chmod 755 "$POLICY_RC_D"
 }
 
@@ -140,20 +147,48 @@ do_install() {
 
 # ---- configuration -------------------------------------------------------------------
 
+# check_settings: every setting well-formed, named by its variable when it is not.
 check_settings() {
-    local name value
-    for name in P_PROMETHEUS P_ALERTMANAGER P_SMTP; do
-        value="${!name}"
-        [[ "$value" =~ ^[0-9]{1,5}$ ]] && ((value > 0 && value < 65536)) || die "$name: '$value' is not a port"
+    local var value svc
+    for var in PROMETHEUS ALERTMANAGER SMTP; do
+        value="$(setting_value "$var")"
+        if ! [[ "$value" =~ ^[0-9]{1,5}$ ]] || ((value == 0 || value > 65535)); then
+            die "ENLACE_${var}_PORT: '$value' is not a port"
+        fi
     done
     ((P_PROMETHEUS != P_ALERTMANAGER)) || die "ENLACE_PROMETHEUS_PORT and ENLACE_ALERTMANAGER_PORT are both $P_PROMETHEUS"
-    for name in SCRAPE_INTERVAL EVALUATION_INTERVAL RETENTION GROUP_WAIT GROUP_INTERVAL REPEAT_INTERVAL; do
-        [[ "${!name}" =~ ^([0-9]+(ms|s|m|h|d|w|y))+$ ]] || die "$name: '${!name}' is not a duration (e.g. 15s, 5m)"
+    for var in PROMETHEUS_SCRAPE_INTERVAL PROMETHEUS_EVALUATION_INTERVAL PROMETHEUS_RETENTION \
+        ALERTMANAGER_GROUP_WAIT ALERTMANAGER_GROUP_INTERVAL ALERTMANAGER_REPEAT_INTERVAL; do
+        value="$(setting_value "$var")"
+        [[ "$value" =~ ^([0-9]+(ms|s|m|h|d|w|y))+$ ]] || die "ENLACE_$var: '$value' is not a duration (e.g. 15s, 5m)"
     done
-    for name in EMAIL_TO EMAIL_FROM; do
-        [[ "${!name}" =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$ ]] || die "$name: '${!name}' is not an e-mail address"
+    for var in ALERT_EMAIL_TO ALERT_EMAIL_FROM; do
+        value="$(setting_value "$var")"
+        [[ "$value" =~ ^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$ ]] || die "ENLACE_$var: '$value' is not an e-mail address"
     done
-    [[ -r "$RULES_SOURCE" ]] || die "no rules file $RULES_SOURCE"
+    for svc in $MONITORED_SERVICES; do
+        value="$(service_port "$svc")" || exit 1
+        [[ "$value" =~ ^[0-9]{1,5}$ ]] || die "ENLACE_${svc^^}_PORT: '$value' is not a port"
+    done
+    [[ -r "$RULES_SOURCE" ]] || die "ENLACE_PROMETHEUS_RULES: no rules file $RULES_SOURCE"
+}
+
+# setting_value NAME: the value in force of ENLACE_<NAME> (its default when unset).
+setting_value() {
+    case "$1" in
+        PROMETHEUS) echo "$P_PROMETHEUS" ;;
+        ALERTMANAGER) echo "$P_ALERTMANAGER" ;;
+        SMTP) echo "$P_SMTP" ;;
+        PROMETHEUS_SCRAPE_INTERVAL) echo "$SCRAPE_INTERVAL" ;;
+        PROMETHEUS_EVALUATION_INTERVAL) echo "$EVALUATION_INTERVAL" ;;
+        PROMETHEUS_RETENTION) echo "$RETENTION" ;;
+        ALERTMANAGER_GROUP_WAIT) echo "$GROUP_WAIT" ;;
+        ALERTMANAGER_GROUP_INTERVAL) echo "$GROUP_INTERVAL" ;;
+        ALERTMANAGER_REPEAT_INTERVAL) echo "$REPEAT_INTERVAL" ;;
+        ALERT_EMAIL_TO) echo "$EMAIL_TO" ;;
+        ALERT_EMAIL_FROM) echo "$EMAIL_FROM" ;;
+        *) die "unknown setting $1" ;;
+    esac
 }
 
 # The scrape job of each monitored service, in place of the @SERVICE_JOBS@ line.
@@ -161,7 +196,6 @@ service_jobs() {
     local svc port
     for svc in $MONITORED_SERVICES; do
         port="$(service_port "$svc")"
-        [[ "$port" =~ ^[0-9]{1,5}$ ]] || die "port of $svc: '$port' is not a port"
         printf '  - job_name: enlace-%s\n    static_configs:\n      - targets: [%s]\n' \
             "$svc" "'$ENLACE_HOST:$port'"
     done
@@ -266,7 +300,7 @@ wait_ready() {
 reload() {
     local name="$1" port out="$RUN_DIR/$1-reload.out"
     port="$(port_of "$name")"
-    curl -fsS -X POST --max-time 30 -o "$out" "http://$ENLACE_HOST:$port/-/reload" 2>>"$out" \
+    curl -fsS -X POST --max-time 30 "http://$ENLACE_HOST:$port/-/reload" >"$out" 2>&1 \
         || die "$name did not take the new configuration" "$out"
 }
 
@@ -309,7 +343,7 @@ do_stop() {
             kill -TERM "$pid" 2>/dev/null || true
             deadline=$((SECONDS + ENLACE_STOP_TIMEOUT))
             while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-            kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+            if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
             info "$name: stopped"
         fi
         rm -f -- "$RUN_DIR/$name.pid"
