@@ -15,12 +15,14 @@ from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
+from services.kit import local_secrets
 from services.kit.clock import Clock
 from services.kit.event_errors import describe_error
 from services.kit.http import AgencyRegistry, Role, agency_dependency, role_dependency
 from services.kit.logging import get_logger
+from services.kit.production import Environment, Secret
 from services.kit.runtime import ServiceRuntime, Worker, serve, service_app
 from services.kit.settings import ServiceSettings
 from services.kit.supervision import loop_health
@@ -30,6 +32,8 @@ from services.ops.api import build_router
 from services.ops.commands import Operations
 from services.ops.kafka_view import DeadLetterIndex, KafkaView
 from services.ops.metrics import OpsMetrics
+from services.ops.web import build_web_router
+from services.ops.web.session import Sessions
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = get_logger(__name__)
@@ -59,6 +63,23 @@ class OpsSettings(ServiceSettings):
     probe_timeout_seconds: float = Field(default=2.0, gt=0)
     unmet_needs_days: float = Field(default=30.0, gt=0)
     dead_letter_poll_seconds: float = Field(default=0.5, gt=0)
+    # Signs the console's session cookies (services/ops/web/session.py); the local
+    # profile generates one into .local/secrets/ops/.
+    console_session_key: SecretStr = SecretStr("")
+
+    def secret_settings(self) -> list[Secret]:
+        return [
+            *super().secret_settings(),
+            Secret("ENLACE_CONSOLE_SESSION_KEY", self.console_session_key.get_secret_value()),
+        ]
+
+    def console_sessions(self) -> Sessions:
+        key = self.console_session_key.get_secret_value()
+        local = self.env is not Environment.PRODUCTION
+        if not key and local:
+            key = local_secrets.secret("ops/console-session-key")
+        # Plain HTTP on loopback in the local profile; HTTPS (Secure cookies) elsewhere.
+        return Sessions(key.encode(), secure=not local)
 
     @property
     def watched(self) -> dict[str, str]:
@@ -159,9 +180,10 @@ def create_app(settings: OpsSettings | None = None, *, clock: Clock | None = Non
     app.state.ops = ops
     app.state.agencies = agencies
     app.include_router(build_router(lambda: ops, role_dependency(current_agency, Role.OPERATIONS)))
-    # The web console mounts here, on the same use cases:
-    #   from services.ops.web import build_web_router
-    #   app.include_router(build_web_router(ops, agencies, runtime.auth_throttle))
+    # The web console, on the same use cases (operations keys sign in through a form).
+    app.include_router(
+        build_web_router(ops, agencies, runtime.auth_throttle, settings.console_sessions())
+    )
     return app
 
 
