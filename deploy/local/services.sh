@@ -73,6 +73,9 @@ if [[ "$ENLACE_KEK_PROVIDER" == pkcs11 ]]; then
 fi
 ENLACE_IDENTITY_HASH_KEY="$(ensure_secret intake/identity-hash-key)"
 export ENLACE_IDENTITY_HASH_KEY
+# The operations console signs its session cookies with a key generated here once.
+ENLACE_CONSOLE_SESSION_KEY="$(ensure_secret ops/console-session-key)"
+export ENLACE_CONSOLE_SESSION_KEY
 # demo_key PRINCIPAL: its demo API key (empty if it has none), for internal calls.
 demo_key() { awk -v id="$1" '$1 == id { print $2 }' "$DEPLOY_LOCAL_DIR/demo-api-keys.txt"; }
 

@@ -23,10 +23,11 @@ from services.kit.production import DEMO_AGENCIES_FILE, Environment, UnsafeProdu
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
 from services.notifications.app import NotificationsSettings
+from services.ops.app import OpsSettings
 from services.referral.app import ReferralSettings
 
 REPO = Path(__file__).resolve().parents[2]
-SETTINGS = [IntakeSettings, ReferralSettings, FollowupSettings, NotificationsSettings]
+SETTINGS = [IntakeSettings, ReferralSettings, FollowupSettings, NotificationsSettings, OpsSettings]
 DB_PASSWORD = secrets.token_urlsafe(24)
 KAFKA_PASSWORD = secrets.token_urlsafe(24)
 OWN_KEY = secrets.token_urlsafe(24)
@@ -71,6 +72,8 @@ def production(cls: type[ServiceSettings], agencies: Path, **overrides: Any) -> 
         values["internal_api_key"] = secrets.token_urlsafe(24)
     if "sms_auth_token" in cls.model_fields:
         values["sms_auth_token"] = SMS_TOKEN
+    if "console_session_key" in cls.model_fields:
+        values["console_session_key"] = HASH_KEY
     if "identity_hash_key" in cls.model_fields:
         values["identity_hash_key"] = HASH_KEY
         values["kek_dir"] = Path("/run/secrets/enlace-kek")
@@ -302,3 +305,8 @@ def test_intake_without_a_provisioned_kek_refuses_to_start(
     with pytest.raises(KeyUnavailable, match="no key-encryption key in provider file"):
         create_intake(settings)
     assert list(empty.iterdir()) == []  # nothing generated outside the local profile
+
+
+def test_the_console_refuses_to_start_without_its_session_key(agencies_file: Path) -> None:
+    values = production(OpsSettings, agencies_file, console_session_key="")
+    assert "ENLACE_CONSOLE_SESSION_KEY is missing or empty" in refusal(OpsSettings, values)
