@@ -141,8 +141,8 @@ start() {
 Enlace is running.
   APIs (OpenAPI at /docs):  intake http://127.0.0.1:8001  referral http://127.0.0.1:8002
                             followup http://127.0.0.1:8003  notifications http://127.0.0.1:8004
-  Operations:              http://127.0.0.1:8005 (JSON API /v1/ops/..., key of enlace-ops;
-                            CLI: $PYTHON -m services.ops dlq list | lag)
+  Operations console:      http://127.0.0.1:8005/console (sign in with the key of enlace-ops)
+                            JSON API /v1/ops/...; CLI: $PYTHON -m services.ops dlq list | lag
   Health and metrics:      /healthz  /readyz  /metrics on each service
   Kafka:                   $KAFKA_BOOTSTRAP   (read a topic: $PYTHON deploy/local/tail_topic.py protection.cases.v1)
   Logs (JSON):             $LOG_DIR/<service>.log, Kafka $KAFKA_LOG, PostgreSQL $PG_LOG
