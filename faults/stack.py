@@ -90,9 +90,7 @@ class Stack:
         self.kafka_ports = [base + 2 * i for i in range(nodes)]
         self.pg_port = free_ports(1, taken)
         # The operations service starts too (services.sh): a port of its own.
-        self.ports = {
-            n: free_ports(1, taken) for n in (*SERVICES, *PROVIDERS, "smtp_api", "ops")
-        }
+        self.ports = {n: free_ports(1, taken) for n in (*SERVICES, *PROVIDERS, "smtp_api", "ops")}
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(_OWN_PREFIXES)}
         self.env: dict[str, str] = {
             **inherited,
