@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from contracts.events import CaseCreatedV1
 from services.intake import examples
 
 
@@ -38,3 +39,32 @@ def guatemala_trafficking_boy(**overrides: Any) -> dict[str, Any]:
     body["consent"]["best_interest"]["decided_at"] = two_hours_ago
     body.update(overrides)
     return body
+
+
+def case_created(case_id: uuid.UUID | str, reference: str) -> CaseCreatedV1:
+    """The case.created of a Piura case as intake publishes it."""
+    return CaseCreatedV1(
+        case_id=case_id,
+        reference=reference,
+        registering_agency_id="ong-amanecer",
+        registered_at=datetime.now(UTC),
+        country="PE",
+        region="PE-PIU",
+        age_band="15-17",
+        sex="female",
+        nationality="VE",
+        languages=["es"],
+        unaccompanied=True,
+        separated=False,
+        has_disability=False,
+        concerns=["physical_violence"],
+        needs=["special_protection"],
+        risk_level="high",
+        consent={
+            "basis": "consent",
+            "scope": "all_referral_services",
+            "given_by": "child",
+            "recorded_at": datetime.now(UTC),
+        },
+        caseworker_id="cw-rosa",
+    )

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts.envelope import CloudEvent
-from contracts.events import CaseCreatedV1, EventData
+from contracts.events import EventData
 from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import namespaced
 from services.intake.app import IntakeSettings
@@ -296,32 +296,3 @@ def texts_about(
     sms: LocalSmsProvider, reference: str, to: str | None = None
 ) -> list[dict[str, Any]]:
     return [m for m in sms.messages if reference in m["body"] and (to is None or m["to"] == to)]
-
-
-def case_created(case_id: str, reference: str) -> CaseCreatedV1:
-    """The case.created of a Piura case as intake publishes it."""
-    return CaseCreatedV1(
-        case_id=case_id,
-        reference=reference,
-        registering_agency_id="ong-amanecer",
-        registered_at=datetime.now(UTC),
-        country="PE",
-        region="PE-PIU",
-        age_band="15-17",
-        sex="female",
-        nationality="VE",
-        languages=["es"],
-        unaccompanied=True,
-        separated=False,
-        has_disability=False,
-        concerns=["physical_violence"],
-        needs=["special_protection"],
-        risk_level="high",
-        consent={
-            "basis": "consent",
-            "scope": "all_referral_services",
-            "given_by": "child",
-            "recorded_at": datetime.now(UTC),
-        },
-        caseworker_id="cw-rosa",
-    )

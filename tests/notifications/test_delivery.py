@@ -15,7 +15,7 @@ from contracts.topics import Topic
 from services.notifications.channels.sms import sign_request
 from services.notifications.local_sms import LocalSmsProvider
 from services.notifications.local_smtp import LocalSmtpServer
-from tests.factories import piura_adolescent_girl
+from tests.factories import case_created, piura_adolescent_girl
 from tests.helpers import TopicReader, auth, poll_until
 from tests.notifications import events
 from tests.notifications.conftest import (
@@ -23,7 +23,6 @@ from tests.notifications.conftest import (
     REFUSED_MAILBOX,
     Kafka,
     Notifications,
-    case_created,
     emails_about,
     texts_about,
 )

@@ -14,9 +14,10 @@ import orjson
 
 from contracts.codes import ErasureReason
 from contracts.events import CaseErasedV1
+from tests.factories import case_created
 from tests.helpers import auth, poll_until
 from tests.notifications import events
-from tests.notifications.conftest import Kafka, Notifications, case_created
+from tests.notifications.conftest import Kafka, Notifications
 
 
 def _erased(case_id: str, reference: str) -> CaseErasedV1:

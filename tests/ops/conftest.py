@@ -4,10 +4,8 @@ this package's topics) to dead-letter records for real."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from contracts.envelope import CloudEvent
-from contracts.events import CaseCreatedV1, EventData
+from contracts.events import EventData
 from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import namespaced
 from services.followup.app import FollowupSettings
@@ -29,35 +27,6 @@ from tests.helpers import free_port
 from tests.infra import Infra
 
 namespace = package_namespace("ops")
-
-
-def case_created(case_id: uuid.UUID, reference: str) -> CaseCreatedV1:
-    """The case.created of a Piura case as intake publishes it."""
-    return CaseCreatedV1(
-        case_id=case_id,
-        reference=reference,
-        registering_agency_id="ong-amanecer",
-        registered_at=datetime.now(UTC),
-        country="PE",
-        region="PE-PIU",
-        age_band="15-17",
-        sex="female",
-        nationality="VE",
-        languages=["es"],
-        unaccompanied=True,
-        separated=False,
-        has_disability=False,
-        concerns=["physical_violence"],
-        needs=["special_protection"],
-        risk_level="high",
-        consent={
-            "basis": "consent",
-            "scope": "all_referral_services",
-            "given_by": "child",
-            "recorded_at": datetime.now(UTC),
-        },
-        caseworker_id="cw-rosa",
-    )
 
 
 @dataclass

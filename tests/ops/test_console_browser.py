@@ -26,8 +26,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.wait import WebDriverWait
 
+from tests.factories import case_created
 from tests.helpers import DEMO_KEYS, free_port, poll_until
-from tests.ops.conftest import Followup, Kafka, Ops, case_created
+from tests.ops.conftest import Followup, Kafka, Ops
 from tests.ops.test_redrive import TRIGGERS, _applied, _outcome
 
 REPO = Path(__file__).resolve().parents[2]

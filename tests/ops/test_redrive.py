@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 
 from contracts.topics import Topic
+from tests.factories import case_created
 from tests.helpers import auth, consumed, poll_until
-from tests.ops.conftest import Followup, Kafka, Ops, case_created
+from tests.ops.conftest import Followup, Kafka, Ops
 
 OPS = auth("enlace-ops")
 CASES = "protection.cases.v1"

@@ -40,6 +40,28 @@ def build_web_router(
         origin = request.headers.get("origin")
         return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
 
+    async def letters_page(
+        session: Session,
+        filters: DeadLetterFilter,
+        *,
+        status: int = 200,
+        flash: str | None = None,
+        flash_kind: str = "",
+    ) -> Response:
+        return page(
+            "dead_letters.html",
+            status,
+            title="Dead letters",
+            page="dead-letters",
+            session=session,
+            letters=await ops.list_dead_letters(filters),
+            filters=filters,
+            topics=DLQ_TOPICS,
+            statuses=get_args(Status),
+            flash=flash,
+            flash_kind=flash_kind,
+        )
+
     def refused(session: Session | None, message: str) -> Response:
         return page("error.html", 403, title="Refused", session=session, message=message)
 
@@ -151,18 +173,7 @@ def build_web_router(
             event_type=event_type or None,
             status=status if status in ("open", "redriven", "discarded") else None,  # type: ignore[arg-type]
         )
-        letters = await ops.list_dead_letters(filters)
-        return page(
-            "dead_letters.html",
-            title="Dead letters",
-            page="dead-letters",
-            session=session,
-            letters=letters,
-            filters=filters,
-            topics=DLQ_TOPICS,
-            statuses=get_args(Status),
-            flash=NOTICES.get(notice),
-        )
+        return await letters_page(session, filters, flash=NOTICES.get(notice))
 
     @router.get("/dead-letters/{topic}/{partition}/{offset}")
     async def dead_letter(request: Request, topic: str, partition: int, offset: int) -> Response:
@@ -215,17 +226,10 @@ def build_web_router(
                 raise InvalidField("action", "redrive or discard")
         except DomainError as error:
             message = error.message if isinstance(error, InvalidField) else error.detail
-            letters = await ops.list_dead_letters(DeadLetterFilter(status="open"))
-            return page(
-                "dead_letters.html",
-                422 if isinstance(error, InvalidField) else 409,
-                title="Dead letters",
-                page="dead-letters",
-                session=session,
-                letters=letters,
-                filters=DeadLetterFilter(status="open"),
-                topics=DLQ_TOPICS,
-                statuses=get_args(Status),
+            return await letters_page(
+                session,
+                DeadLetterFilter(status="open"),
+                status=422 if isinstance(error, InvalidField) else 409,
                 flash=f"Nothing done: {message or error.title}",
                 flash_kind="error",
             )
