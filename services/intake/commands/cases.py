@@ -121,7 +121,12 @@ async def register_case(
     registration = cmd.registration
     age = domain.check_dates(registration, now)
     body = registration.model_dump(mode="json")
-    request_hash = vault.request_hash(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+    # Only an idempotent request needs its body's hash (to tell a replay from a reuse).
+    request_hash = (
+        vault.request_hash(orjson.dumps(body, option=orjson.OPT_SORT_KEYS))
+        if cmd.idempotency_key is not None
+        else None
+    )
     traceparent = new_traceparent(trace_id_of(cmd.traceparent))
 
     async with pool.acquire() as conn:
@@ -166,7 +171,7 @@ async def _create(
     conn: Conn,
     cmd: RegisterCase,
     body: dict[str, Any],
-    request_hash: str,
+    request_hash: str | None,
     traceparent: str,
     now: datetime,
     age: int,
@@ -207,7 +212,7 @@ async def _create(
             "Concurrent duplicate request",
             "The same external_id is being registered right now; retry.",
         )
-    if cmd.idempotency_key is not None:
+    if cmd.idempotency_key is not None and request_hash is not None:
         await store.save_idempotency_key(
             conn, cmd.agency_id, cmd.idempotency_key, request_hash, case_id
         )

@@ -49,16 +49,13 @@ async def route_case(conn: Conn, ctx: Context, command: RouteCase) -> RoutingPla
     await ctx.directory.wait_loaded()
     now = ctx.clock.now()
     case = CaseProfile.from_event(command.case)
-    # case.created and case.erased share the case's partition: no race with an erasure.
-    if await store.is_erased(conn, case.case_id):
-        log.info("case.created for an erased case: not routed", case_id=str(case.case_id))
-        return None
     plan = plan_routing(case, ctx.rules, ctx.directory.offers)
     new = [_new_referral(ctx, case, planned, now) for planned in plan.referrals]
     # The case row is also the case lock; a case seen before (the same case.created
-    # under another event id) was routed then and is not routed again.
+    # under another event id) was routed then and is not routed again, and an erased
+    # one never (case.created and case.erased share the case's partition).
     if not await store.insert_routed_case(conn, command.data, command.case, new, now):
-        log.info("case already routed", case_id=str(case.case_id))
+        log.info("case routed before or erased: not routed", case_id=str(case.case_id))
         return None
     unmet = [
         ReferralUnmetNeedV1(

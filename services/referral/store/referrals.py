@@ -178,8 +178,9 @@ async def insert_routed_case(
     routed_at: datetime,
 ) -> bool:
     """Insert a new case and its routed referrals in one round trip; False (and nothing
-    written) when the case is already known: it was routed before. The inserted case
-    row stays locked until commit: it is the per-case lock."""
+    written) when the case is already known (it was routed before) or was erased (a
+    replay must not bring it back). The inserted case row stays locked until commit:
+    it is the per-case lock."""
     rows = [r.row() for r in referrals]
     columns: list[Any] = list(zip(*rows, strict=True)) if rows else [() for _ in _UNNEST_TYPES]
     unnest = ", ".join(f"${i + 8}::{t}[]" for i, t in enumerate(_UNNEST_TYPES))
@@ -187,7 +188,9 @@ async def insert_routed_case(
         f"""WITH new_case AS (
                 INSERT INTO cases (case_id, reference, registering_agency_id, country, region,
                                    profile, routed_at)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                SELECT $1::uuid, $2::text, $3::text, $4::text, $5::text, $6::jsonb,
+                       $7::timestamptz
+                WHERE NOT EXISTS (SELECT 1 FROM erasures WHERE case_id = $1::uuid)
                 ON CONFLICT (case_id) DO NOTHING RETURNING case_id),
             new_referrals AS (
                 INSERT INTO referrals ({_REFERRAL_COLUMNS}, version, updated_at)
