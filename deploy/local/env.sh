@@ -152,3 +152,16 @@ with_lock() {
     exec 9>"$RUN_DIR/$1.lock"
     flock -w 600 9 || die "could not take lock $RUN_DIR/$1.lock within 600 s"
 }
+
+# stack_dirs: STATE_DIR (and RUN_DIR) of this stack. ENLACE_STACK names a private
+# stack beside `make run` (services.sh, monitoring.sh): its state lives in
+# .local/stacks/<name>/; without it, .local/ itself.
+stack_dirs() {
+    if [[ -n "${ENLACE_STACK:-}" ]]; then
+        [[ "$ENLACE_STACK" =~ ^[a-z0-9-]{1,40}$ ]] || die "ENLACE_STACK must match [a-z0-9-]{1,40}"
+        STATE_DIR="$LOCAL_DIR/stacks/$ENLACE_STACK"
+        RUN_DIR="$STATE_DIR/run"
+    else
+        STATE_DIR="$LOCAL_DIR"
+    fi
+}

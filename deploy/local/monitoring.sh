@@ -39,13 +39,7 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
 usage() { echo "usage: $0 {install|start|stop|status}" >&2; exit 2; }
 
-if [[ -n "${ENLACE_STACK:-}" ]]; then
-    [[ "$ENLACE_STACK" =~ ^[a-z0-9-]{1,40}$ ]] || die "ENLACE_STACK must match [a-z0-9-]{1,40}"
-    STATE_DIR="$LOCAL_DIR/stacks/$ENLACE_STACK"
-    RUN_DIR="$STATE_DIR/run"
-else
-    STATE_DIR="$LOCAL_DIR"
-fi
+stack_dirs
 MON_DIR="$STATE_DIR/monitoring"
 LOG_DIR="$STATE_DIR/logs"
 TEMPLATE_DIR="$REPO_ROOT/deploy/monitoring"

@@ -14,13 +14,7 @@ set -euo pipefail
 # shellcheck source=deploy/local/env.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/env.sh"
 
-if [[ -n "${ENLACE_STACK:-}" ]]; then
-  [[ "$ENLACE_STACK" =~ ^[a-z0-9-]{1,40}$ ]] || die "ENLACE_STACK must match [a-z0-9-]{1,40}"
-  STATE_DIR="$LOCAL_DIR/stacks/$ENLACE_STACK"
-  RUN_DIR="$STATE_DIR/run"
-else
-  STATE_DIR="$LOCAL_DIR"
-fi
+stack_dirs
 LOG_DIR="$STATE_DIR/logs"
 DB_PREFIX="${ENLACE_DB_PREFIX:-enlace_}"
 export KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP"
