@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import uuid
@@ -26,9 +27,10 @@ from contracts.codes import (
 from contracts.envelope import CloudEvent
 from contracts.registry import to_cloud_event
 from contracts.topics import namespaced
-from services.intake.app import IntakeSettings, create_app
+from services.intake.app import MIGRATIONS, IntakeSettings, create_app
 from services.intake.keks import FileKeys, KekRing
 from services.intake.vault import Vault
+from services.kit.db import create_pool, migrate
 from tests.conftest import package_namespace, running, service_settings
 from tests.factories import piura_adolescent_girl
 from tests.infra import Infra
@@ -41,6 +43,25 @@ def fresh_vault() -> Vault:
     identity hash key."""
     directory = Path(tempfile.mkdtemp(prefix="enlace-kek-"))
     return Vault(KekRing(FileKeys(directory, create_first=True)), os.urandom(32))
+
+
+@contextlib.asynccontextmanager
+async def fresh_intake_db(databases: Callable[..., Any]) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """A database of its own, migrated: its DSN and a pool, as intake's role."""
+    dsn: str = await databases("intake")
+    pool = await create_pool(dsn, min_size=1, max_size=4)
+    await migrate(pool, MIGRATIONS, "intake")
+    try:
+        yield dsn, pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="module")
+async def pool(databases: Callable[..., Any]) -> AsyncIterator[asyncpg.Pool]:
+    """A migrated database per test module, for the use cases without HTTP or Kafka."""
+    async with fresh_intake_db(databases) as (_, created):
+        yield created
 
 
 @pytest.fixture(scope="package")

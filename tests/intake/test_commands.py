@@ -5,7 +5,6 @@ errors it refuses with."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,24 +13,14 @@ import orjson
 import pytest
 
 from services.intake import commands
-from services.intake.app import MIGRATIONS
 from services.intake.domain import CaseRegistration, ConsentStatus
 from services.kit.clock import MovableClock
-from services.kit.db import create_pool, migrate
 from services.kit.errors import Conflict, InvalidField, NotFound, NotPermitted
 from tests.factories import piura_adolescent_girl
 from tests.intake.conftest import Referral, fresh_vault
 
 SOURCE = "/enlace/intake"
 VAULT = fresh_vault()
-
-
-@pytest.fixture(scope="module")
-async def pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(await databases("intake"), min_size=1, max_size=4)
-    await migrate(created, MIGRATIONS, "intake")
-    yield created
-    await created.close()
 
 
 @pytest.fixture

@@ -23,13 +23,11 @@ import pytest
 from contracts import events as ev
 from contracts.topics import Topic
 from services.intake import commands
-from services.intake.app import MIGRATIONS
 from services.intake.domain import CaseRegistration
 from services.kit.clock import MovableClock
-from services.kit.db import create_pool, migrate
 from tests.factories import piura_adolescent_girl
 from tests.helpers import TopicReader, auth, consumed
-from tests.intake.conftest import Referral, ReferralTopic, fresh_vault
+from tests.intake.conftest import Referral, ReferralTopic, fresh_intake_db, fresh_vault
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "contracts" / "schemas" / "case.erased.v1.json").read_text())
@@ -189,11 +187,8 @@ async def test_a_bad_erasure_request_names_the_field_and_erases_nothing(
 @pytest.fixture
 async def own_db(databases: Callable[[str], Any]) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
     """A database of its own: retention looks at every case it holds."""
-    dsn: str = await databases("intake")
-    pool = await create_pool(dsn, min_size=1, max_size=2)
-    await migrate(pool, MIGRATIONS, "intake")
-    yield dsn, pool
-    await pool.close()
+    async with fresh_intake_db(databases) as db:
+        yield db
 
 
 async def _cli(dsn: str, *args: str) -> Any:

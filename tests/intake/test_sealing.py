@@ -17,7 +17,6 @@ import orjson
 import pytest
 
 from services.intake import commands, duplicates
-from services.intake.app import MIGRATIONS
 from services.intake.commands import keys
 from services.intake.domain import CaseRegistration
 from services.intake.kek_pkcs11 import Pkcs11Keys
@@ -30,22 +29,13 @@ from services.intake.keks import (
 )
 from services.intake.vault import Vault
 from services.kit.clock import MovableClock
-from services.kit.db import create_pool, migrate
 from services.kit.errors import Conflict
 from tests.factories import piura_adolescent_girl
-from tests.intake.conftest import fresh_vault
+from tests.intake.conftest import fresh_intake_db, fresh_vault
 from tests.intake.test_kek_pkcs11 import MODULE, TOKEN
 from tests.intake.test_kek_pkcs11 import _fresh_token as fresh_token
 
 SOURCE = "/enlace/intake"
-
-
-@pytest.fixture(scope="module")
-async def pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
-    created = await create_pool(await databases("intake"), min_size=1, max_size=4)
-    await migrate(created, MIGRATIONS, "intake")
-    yield created
-    await created.close()
 
 
 @pytest.fixture
@@ -186,10 +176,8 @@ async def test_cases_registered_before_sealing_are_sealed_at_start(
 @pytest.fixture
 async def own_pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
     """A database of its own: rotation re-wraps every data key it holds."""
-    created = await create_pool(await databases("intake"), min_size=1, max_size=2)
-    await migrate(created, MIGRATIONS, "intake")
-    yield created
-    await created.close()
+    async with fresh_intake_db(databases) as (_, created):
+        yield created
 
 
 @pytest.fixture(params=["file", "pkcs11"])
