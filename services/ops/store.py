@@ -182,8 +182,10 @@ async def list_audit(db: Db, limit: int) -> list[AuditEntry]:
 # --- lag ------------------------------------------------------------------------------
 
 
-async def record_lag(db: Db, at: datetime, rows: list[PartitionLag], keep_hours: float) -> None:
-    async with _conn(db) as conn, conn.transaction():
+async def record_lag(
+    pool: asyncpg.Pool, at: datetime, rows: list[PartitionLag], keep_hours: float
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
         await conn.executemany(
             """INSERT INTO lag_samples (at, group_id, topic, partition, lag)
                VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING""",
@@ -314,22 +316,3 @@ async def failed_notification_counts(db: Db, since: datetime) -> list[FailedNoti
         )
         for r in rows
     ]
-
-
-class _conn:
-    """A connection from a pool (released after), or the connection given."""
-
-    def __init__(self, db: Db) -> None:
-        self._db = db
-        self._acquired: Any = None
-
-    async def __aenter__(self) -> Conn:
-        if isinstance(self._db, asyncpg.Pool):
-            self._acquired = self._db.acquire()
-            conn: Conn = await self._acquired.__aenter__()
-            return conn
-        return self._db
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._acquired is not None:
-            await self._acquired.__aexit__(*exc)
