@@ -81,6 +81,24 @@ class CloudEvent:
     def value(self) -> bytes:
         return orjson.dumps(self.data)
 
+    def structured(self) -> bytes:
+        """The event in CloudEvents structured JSON (`application/cloudevents+json`):
+        the body of a partner webhook delivery, the same attributes as the headers."""
+        return orjson.dumps(
+            {
+                "specversion": SPECVERSION,
+                "id": self.id,
+                "type": self.type,
+                "source": self.source,
+                "subject": self.subject,
+                "time": self.time.isoformat(),
+                "datacontenttype": CONTENT_TYPE,
+                "dataschema": self.dataschema or schema_urn(self.type),
+                "traceparent": self.traceparent,
+                "data": self.data,
+            }
+        )
+
     @classmethod
     def from_record(
         cls, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | Any

@@ -31,6 +31,19 @@ def all_topic_names() -> list[str]:
     return names
 
 
+PARTNER_TOPIC_PREFIX = "protection.partner."
+
+
+def partner_topic(agency_id: str) -> str:
+    """The topic of one partner agency's feed: the events that concern that agency
+    (filtered by notifications), readable by that agency's principal only."""
+    return f"{PARTNER_TOPIC_PREFIX}{agency_id}.v1"
+
+
+def is_partner_topic(name: str) -> bool:
+    return name.startswith(PARTNER_TOPIC_PREFIX) and name.endswith(".v1")
+
+
 def namespaced(namespace: str, topic: str) -> str:
     """The physical name of a topic in a namespace.
 

@@ -54,6 +54,9 @@ export ENLACE_EMAIL_RATE_PER_SECOND="${ENLACE_EMAIL_RATE_PER_SECOND:-1000}" ENLA
 export ENLACE_ENV=local ENLACE_AGENCIES_FILE="$DEPLOY_LOCAL_DIR/agencies.yaml"
 ENLACE_SMS_AUTH_TOKEN="$(ensure_secret sms/auth-token)"
 export ENLACE_SMS_AUTH_TOKEN
+# The key that seals partner webhook endpoints' signing secrets at rest (notifications).
+ENLACE_WEBHOOK_SECRETS_KEY="$(ensure_secret notifications/webhook-secrets.key)"
+export ENLACE_WEBHOOK_SECRETS_KEY
 # Intake seals each child's identity under a key of the case's own, wrapped by a
 # key-encryption key: by default a key file under .local/secrets/intake-kek (made at
 # first start); ENLACE_KEK_PROVIDER=pkcs11 uses the SoftHSM2 token of softhsm.sh.

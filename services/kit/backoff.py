@@ -29,6 +29,18 @@ def delay_for(attempt: int, *, base: float, cap: float, rng: Jitter = random.uni
     return ceiling / 2 + rng(0.0, ceiling / 2)
 
 
+def scheduled_delay(
+    attempt: int, schedule: tuple[float, ...], *, spread: float = 0.2, rng: Jitter = random.uniform
+) -> float | None:
+    """Delay after failed attempt number `attempt` (1-based) on a fixed schedule (the
+    Standard Webhooks retry table), spread by +/- `spread` so that many deliveries
+    failing together do not come back together; None once the schedule is spent."""
+    if attempt < 1 or attempt > len(schedule):
+        return None
+    nominal = schedule[attempt - 1]
+    return max(0.0, nominal * (1.0 + rng(-spread, spread)))
+
+
 class Backoff:
     """A loop's position in the schedule: `next_delay()` after each failure,
     `reset()` after a success."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
@@ -249,12 +249,14 @@ async def ensure_topics(
     partitions: int = 3,
     replication: int | None = None,
     configs: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> list[str]:
-    """Create every contract topic (and its .dlq twin) that is missing; returns the names.
+    """Create every contract topic (and its .dlq twin), and the `extra` topics (the
+    partner feeds of the access declaration), that are missing; returns the names.
     `replication` None is the cluster's default.replication.factor (3 on the local
     three-node cluster, 1 on a single broker); `configs` are topic configs
     (min.insync.replicas)."""
-    names = [namespaced(namespace, t) for t in all_topic_names()]
+    names = [namespaced(namespace, t) for t in [*all_topic_names(), *extra]]
     admin = admin_client(client)
     await admin.start()
     try:

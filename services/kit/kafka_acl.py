@@ -23,11 +23,20 @@ from confluent_kafka import admin as _confluent_admin
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts.registry import SERVICES, topics_produced_by
-from contracts.topics import Topic, all_topic_names, dead_letter_topic, namespaced
+from contracts.topics import (
+    Topic,
+    all_topic_names,
+    dead_letter_topic,
+    is_partner_topic,
+    namespaced,
+    partner_topic,
+)
 from services.kit.kafka import KafkaClient, admin_client, ensure_topics
 
 ck: Any = _confluent_admin
 
+# The service that filters events into the partner feeds (webhooks and topics).
+PARTNER_FEED_WRITER = "notifications"
 ACCESS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "kafka-access.yaml"
 CONTRACT_TOPICS = frozenset(t.value for t in Topic)
 
@@ -65,10 +74,15 @@ class OperatorAccess(BaseModel):
 
 
 class AgencyAccess(BaseModel):
+    """A partner agency with a Kafka feed: its own topic (`partner_topic`), read with
+    its own principal and consumer groups `<id>.*`; never a shared contract topic."""
+
     model_config = ConfigDict(extra="forbid")
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    reads: list[str] = Field(default_factory=list)
-    _check = field_validator("reads")(_known_topics)
+
+    @property
+    def topic(self) -> str:
+        return partner_topic(self.id)
 
 
 @dataclass(frozen=True, order=True)
@@ -148,11 +162,20 @@ class Access(BaseModel):
             for name in CONTRACT_TOPICS:
                 topic(p, dead_letter_topic(name), "READ", "DESCRIBE")
             groups(p, "enlace-ops")
+        feeds = self.services[PARTNER_FEED_WRITER].principal
         for agency in self.agencies:
-            for name in agency.reads:
-                topic(agency.id, name, "READ", "DESCRIBE")
+            topic(agency.id, agency.topic, "READ", "DESCRIBE")
             groups(agency.id, f"{agency.id}.")
+            topic(feeds, agency.topic, "WRITE", "DESCRIBE")
         return out
+
+    def partner_topics(self) -> list[str]:
+        """The partner feed topics to provision (no dead-letter twin: only the feed
+        writer produces them, and the partner's consumer is its own)."""
+        return [a.topic for a in self.agencies]
+
+    def feed_agencies(self) -> frozenset[str]:
+        return frozenset(a.id for a in self.agencies)
 
 
 def load_access(path: Path = ACCESS_FILE) -> Access:
@@ -225,7 +248,7 @@ def _in_scope(grant: Grant, namespace: str) -> bool:
         return not namespace
     if namespace:
         return grant.name.startswith(f"{namespace}.")
-    return grant.name == "*" or grant.name in all_topic_names()
+    return grant.name == "*" or grant.name in all_topic_names() or is_partner_topic(grant.name)
 
 
 def _existing(admin: Any) -> list[Any]:
@@ -306,7 +329,9 @@ async def namespace_topics(
 ) -> AsyncIterator[list[str]]:
     """Every contract topic of a namespace (tests, bench) with the declaration's ACLs
     for them; topics and ACLs deleted afterwards (deleting a topic keeps its ACLs)."""
-    names = await ensure_topics(admin, namespace, partitions=partitions)
+    names = await ensure_topics(
+        admin, namespace, partitions=partitions, extra=load_access().partner_topics()
+    )
     if acls:
         await asyncio.to_thread(
             apply_grants, admin_for(admin), load_access().grants(namespace), namespace

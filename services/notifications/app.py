@@ -4,35 +4,45 @@ the delivery worker, handlers and API."""
 import contextlib
 import time as monotonic_time
 from collections.abc import AsyncIterator
-from datetime import time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from pydantic import Field
 
 from contracts.codes import Channel
 from services.kit.clock import Clock, SystemClock
+from services.kit.db import Conn
 from services.kit.http import (
     AgencyRegistry,
     agency_dependency,
 )
+from services.kit.kafka_acl import load_access
 from services.kit.logging import get_logger
-from services.kit.production import Secret
+from services.kit.production import Environment, Secret
 from services.kit.runtime import ServiceRuntime, serve, service_app
 from services.kit.settings import ServiceSettings
 from services.notifications.api import build_router
 from services.notifications.channels.email import SmtpConfig, SmtpEmailSender
 from services.notifications.channels.sms import TwilioSmsProvider
+from services.notifications.channels.webhook import WebhookClient
 from services.notifications.contact_directory import ContactDirectoryReplica
 from services.notifications.contacts import ContactResolver
 from services.notifications.domain.messages import Links
+from services.notifications.domain.partners import STANDARD_RETRY_SCHEDULE
 from services.notifications.domain.timing import TokenBucket
+from services.notifications.endpoint_secrets import LOCAL_PROFILE_KEY, SecretBox
 from services.notifications.handlers import Handlers
 from services.notifications.local_sms import DEFAULT_ACCOUNT_SID
 from services.notifications.outcomes import OutcomeRecorder
+from services.notifications.partner_feeds import notify_endpoints_disabled
 from services.notifications.rendering import Renderer
 from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
+from services.notifications.webhook_api import build_webhook_router
+from services.notifications.webhook_endpoints import UrlPolicy
+from services.notifications.webhook_sending import WebhookSender
 from services.notifications.worker import ClaimPolicy, DeliveryWorker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -102,11 +112,38 @@ class NotificationsSettings(ServiceSettings):
     referral_api_url: str = "http://127.0.0.1:8002"
     followup_api_url: str = "http://127.0.0.1:8003"
 
+    # partner webhooks (README "Connect your agency's system")
+    # The key that seals endpoints' signing secrets at rest: a secret, required in
+    # production; the local demo profile has its own.
+    webhook_secrets_key: str = ""
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    # After each failed attempt, wait this long (Standard Webhooks: 5 s, 5 min, 30 min,
+    # 2 h, 5 h, 10 h, 10 h), +/- 20 %; then the delivery has failed.
+    webhook_retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: list(STANDARD_RETRY_SCHEDULE), min_length=1
+    )
+    # An endpoint failing (no success) for this long is disabled, and its agency's
+    # focal point is e-mailed.
+    webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    webhook_max_connections: int = Field(default=64, ge=1)
+
+    @property
+    def webhooks_public_only(self) -> bool:
+        """Outside the local profile: https URLs resolving to public addresses only."""
+        return self.env is not Environment.LOCAL
+
+    def webhook_secrets_box(self) -> SecretBox:
+        key = self.webhook_secrets_key
+        if not key and self.env is Environment.LOCAL:
+            key = LOCAL_PROFILE_KEY
+        return SecretBox(key)
+
     def secret_settings(self) -> list[Secret]:
         secrets = [
             *super().secret_settings(),
             Secret("ENLACE_SMS_AUTH_TOKEN", self.sms_auth_token),
             Secret("ENLACE_INTERNAL_API_KEY", self.internal_api_key),
+            Secret("ENLACE_WEBHOOK_SECRETS_KEY", self.webhook_secrets_key),
         ]
         if self.smtp_user:
             secrets.append(Secret("ENLACE_SMTP_PASSWORD", self.smtp_password))
@@ -201,6 +238,22 @@ def create_app(
         },
         metrics=metrics,
     )
+    webhooks = WebhookSender(
+        client=WebhookClient(
+            timeout_seconds=settings.webhook_timeout_seconds,
+            public_only=settings.webhooks_public_only,
+            max_connections=settings.webhook_max_connections,
+        ),
+        secrets=settings.webhook_secrets_box(),
+        clock=clock,
+        schedule=tuple(settings.webhook_retry_schedule_seconds),
+        public_only=settings.webhooks_public_only,
+        registry=runtime.metrics.registry,
+    )
+
+    async def endpoints_disabled(conn: Conn, rows: list[asyncpg.Record], now: datetime) -> None:
+        await notify_endpoints_disabled(conn, rows, book=directory.book, now=now)
+
     worker = DeliveryWorker(
         policy=ClaimPolicy(
             lease_seconds=settings.worker_lease_seconds,
@@ -209,13 +262,20 @@ def create_app(
         ),
         clock=clock,
         sender=sender,
+        webhooks=webhooks,
         recorder=OutcomeRecorder(
-            pool=lambda: runtime.pool, clock=clock, source=settings.event_source
+            pool=lambda: runtime.pool,
+            clock=clock,
+            source=settings.event_source,
+            disable_failing_after=timedelta(days=settings.webhook_disable_after_days),
+            on_endpoints_disabled=endpoints_disabled,
         ),
         metrics=metrics,
         dsn=settings.database_url,
     )
-    handlers = Handlers(contacts=directory.wait_loaded, now=clock.now)
+    handlers = Handlers(
+        contacts=directory.wait_loaded, feeds=load_access().feed_agencies(), now=clock.now
+    )
     runtime.subscriptions = handlers.subscriptions()
     runtime.workers = [directory.follow_referral, worker.run]
     agencies = AgencyRegistry.load(settings.agencies_file)
@@ -228,13 +288,15 @@ def create_app(
         finally:
             await email.aclose()
             await sms.aclose()
+            await webhooks.client.aclose()
             for client in owned:
                 await client.aclose()
 
     app = service_app(
         runtime,
         title="Enlace notifications",
-        description="SMS and email to caseworkers and focal points; delivery log.",
+        description="SMS and email to caseworkers and focal points; delivery log; partner "
+        "feeds (signed webhooks, and a Kafka topic per agency).",
         lifespan=lifespan,
     )
     app.state.worker = worker
@@ -247,6 +309,15 @@ def create_app(
             source=settings.event_source,
             status_callback_url=settings.sms_status_callback_url,
             sms_auth_token=settings.sms_auth_token,
+        )
+    )
+    app.include_router(
+        build_webhook_router(
+            lambda: runtime.pool,
+            agency_dependency(agencies, runtime.auth_throttle),
+            clock=clock,
+            policy=UrlPolicy(public_https_only=settings.webhooks_public_only),
+            box=settings.webhook_secrets_box(),
         )
     )
     return app

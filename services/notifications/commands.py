@@ -1,11 +1,12 @@
 """Notifications' use cases. Plain async functions taking a connection and a command
 value; handlers.py and api.py only translate events and requests into these.
 
-- `record_case`: case.created -> the case, and the events that waited for it planned;
+- `record_case`: case.created -> the case, its partner feeds, and the events that
+  waited for it planned;
 - `plan_deliveries`: a referral or follow-up event -> one delivery row per recipient
-  and channel (sent later by the worker, never here); the same content under
-  another event id, or an older version of a referral after a newer one, plans
-  nothing;
+  and channel (sent later by the worker, never here), and the partner feeds of the
+  agencies it concerns (`partner_feeds`); the same content under another event id,
+  or an older version of a referral after a newer one, plans nothing;
 - `erase_case`: case.erased -> what identifies a person removed, pending deliveries
   cancelled, the erasure recorded (and nothing planned for the case afterwards);
 - `apply_sms_status_reports`: the SMS provider's reports move sent SMS on;
@@ -34,6 +35,7 @@ from services.kit.errors import NotFound
 from services.kit.logging import get_logger
 from services.notifications import store
 from services.notifications.domain.recipients import (
+    NOTIFIED_EVENT_TYPES,
     CaseInfo,
     ContactBook,
     is_urgent,
@@ -41,6 +43,7 @@ from services.notifications.domain.recipients import (
     plan_recipients,
 )
 from services.notifications.outcomes import apply_status_reports
+from services.notifications.partner_feeds import Published, fan_out
 
 log = get_logger(__name__)
 
@@ -53,23 +56,39 @@ ContactSource = Callable[[], Awaitable[ContactBook]]
 @dataclass(frozen=True)
 class RecordCase:
     case: CaseInfo
+    published: Published
 
 
 @dataclass(frozen=True)
 class PlanDeliveries:
-    event_id: str
-    traceparent: str
-    data: ev.EventData
+    """An event to plan deliveries for: messages to people (the event types with
+    templates) and the partner feeds of the agencies it concerns."""
+
+    published: Published
+
+    @property
+    def event_id(self) -> str:
+        return self.published.event_id
+
+    @property
+    def data(self) -> ev.EventData:
+        return self.published.data
 
 
 @dataclass(frozen=True)
 class Planned:
-    deliveries: int  # rows created now (a redelivered event creates none)
+    deliveries: int  # message rows created now (a redelivered event creates none)
     waiting_for_case: bool
+    webhooks: int = 0  # partner webhook rows created now
 
 
 async def record_case(
-    conn: Conn, command: RecordCase, *, contacts: ContactSource, now: datetime
+    conn: Conn,
+    command: RecordCase,
+    *,
+    contacts: ContactSource,
+    feeds: frozenset[str],
+    now: datetime,
 ) -> list[Planned]:
     """Keep the case; plan the events that were waiting for it (in arrival order).
     Nothing for a case erased before (a replay must not bring it back)."""
@@ -78,6 +97,8 @@ async def record_case(
         log.info("case.created for an erased case: not kept", case_id=case.case_id)
         return []
     await store.save_case(conn, case)
+    if await _keep(conn, command.published, now):
+        await fan_out(conn, command.published, feed_agencies=feeds, now=now)
     planned = []
     for waiting in await store.take_awaiting(conn, UUID(case.case_id)):
         parked = model_for(waiting["event_type"]).model_validate(waiting["data"])
@@ -88,12 +109,19 @@ async def record_case(
 
 
 async def plan_deliveries(
-    conn: Conn, command: PlanDeliveries, *, contacts: ContactSource, now: datetime
+    conn: Conn,
+    command: PlanDeliveries,
+    *,
+    contacts: ContactSource,
+    feeds: frozenset[str],
+    now: datetime,
 ) -> Planned:
-    """Keep the event (contract data only) and write its delivery rows; a caseworker
-    whose case is not known yet is told once case.created arrives."""
-    book = await contacts()
+    """Keep the event (contract data only), write its delivery rows and its partner
+    feeds' (`feeds`: the agencies with a feed topic); a caseworker whose case is not
+    known yet is told once case.created arrives."""
     data = command.data
+    notified = data.event_type in NOTIFIED_EVENT_TYPES
+    book = await contacts() if notified else None
     if await store.is_erased(conn, data.case_id):
         log.info("event of an erased case: nothing planned", event_id=command.event_id)
         return Planned(0, False)
@@ -102,21 +130,32 @@ async def plan_deliveries(
     ):
         log.info("older referral version ignored", event_id=command.event_id)
         return Planned(0, False)
-    raw = data.model_dump(mode="json")
-    if not await store.save_source_event(
-        conn,
-        event_id=command.event_id,
-        event_type=data.event_type,
-        case_id=data.case_id,
-        data=raw,
-        traceparent=command.traceparent,
-        received_at=now,
-        content_key=content_key(data.event_type, raw),
-    ):
+    if not await _keep(conn, command.published, now):
         log.info("event already seen, under this id or another", event_id=command.event_id)
         return Planned(0, False)
+    fanned = await fan_out(conn, command.published, feed_agencies=feeds, now=now)
+    if book is None:
+        return Planned(0, False, fanned.webhooks)
     case = await store.get_case(conn, data.case_id)
-    return await _plan(conn, command.event_id, data, case, book=book, now=now)
+    planned = await _plan(conn, command.event_id, data, case, book=book, now=now)
+    return Planned(planned.deliveries, planned.waiting_for_case, fanned.webhooks)
+
+
+async def _keep(conn: Conn, published: Published, now: datetime) -> bool:
+    """Keep the event as published; False when it (or its content) was kept before."""
+    raw = published.data.model_dump(mode="json")
+    return await store.save_source_event(
+        conn,
+        event_id=published.event_id,
+        event_type=published.data.event_type,
+        case_id=published.data.case_id,
+        data=raw,
+        traceparent=published.traceparent,
+        received_at=now,
+        content_key=content_key(published.data.event_type, raw),
+        source=published.source,
+        occurred_at=published.occurred_at,
+    )
 
 
 def content_key(event_type: str, data: dict[str, Any]) -> str:
@@ -162,17 +201,25 @@ async def _plan(
 
 @dataclass(frozen=True)
 class EraseCase:
-    erased: ev.CaseErasedV1
+    published: Published
+
+    @property
+    def erased(self) -> ev.CaseErasedV1:
+        assert isinstance(self.published.data, ev.CaseErasedV1)
+        return self.published.data
 
 
-async def erase_case(conn: Conn, command: EraseCase, *, now: datetime) -> bool:
+async def erase_case(
+    conn: Conn, command: EraseCase, *, feeds: frozenset[str], now: datetime
+) -> bool:
     """Intake erased the case: reduce the content kept of its events to the case id
     and reference, drop the events parked for it, cancel its deliveries not yet
     attempted (they would tell a caseworker about referrals now cancelled), and
     record the erasure, in the caller's transaction. The delivery rows stay (the
     log), and so do the case's agency and caseworker (staff, not the child: they
-    decide who may read that log). Recorded also for a case never seen here. False
-    (and nothing changed) when the case was erased before."""
+    decide who may read that log). Recorded also for a case never seen here. The
+    registering agency's systems are told (case.erased on its partner feeds), so
+    they erase too. False (and nothing changed) when the case was erased before."""
     erased = command.erased
     removed = await apply_erasure(
         conn,
@@ -180,7 +227,11 @@ async def erase_case(conn: Conn, command: EraseCase, *, now: datetime) -> bool:
         applied_at=now,
         remove=lambda: store.remove_case_data(conn, erased.case_id, now),
     )
-    return removed is not None
+    if removed is None:
+        return False
+    if await _keep(conn, command.published, now):
+        await fan_out(conn, command.published, feed_agencies=feeds, now=now)
+    return True
 
 
 # --- provider reports --------------------------------------------------------------------------

@@ -8,8 +8,8 @@ the lot).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -95,11 +95,44 @@ async def store_events(conn: Conn, events: list[tuple[ev.EventData, str]], sourc
     )
 
 
+EndpointsDisabled = Callable[[Conn, list[asyncpg.Record], datetime], Awaitable[None]]
+
+
+def endpoint_news(outcomes: list[Outcome]) -> store.EndpointNews:
+    """What webhook outcomes say about their endpoints."""
+    news = store.EndpointNews(set(), set(), set(), {})
+    for o in outcomes:
+        item = o.claimed
+        if not isinstance(item, store.WebhookClaim):
+            continue
+        if o.kind is OutcomeKind.SENT:
+            news.healthy.add(item.endpoint_id)
+        elif o.error_code not in ("endpoint_deleted", "endpoint_disabled", "case_erased"):
+            news.failing.add(item.endpoint_id)
+        if o.response_status == 410:
+            news.gone.add(item.endpoint_id)
+        if o.pause_until is not None:
+            news.paused[item.endpoint_id] = max(
+                o.pause_until, news.paused.get(item.endpoint_id, o.pause_until)
+            )
+    return news
+
+
 class OutcomeRecorder:
-    def __init__(self, *, pool: Callable[[], asyncpg.Pool], clock: Clock, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        pool: Callable[[], asyncpg.Pool],
+        clock: Clock,
+        source: str,
+        disable_failing_after: timedelta,
+        on_endpoints_disabled: EndpointsDisabled,
+    ) -> None:
         self._pool = pool
         self._clock = clock
         self._source = source
+        self._disable_after = disable_failing_after
+        self._on_disabled = on_endpoints_disabled
         self._group = GroupCommit(self._flush)
 
     async def record(self, outcome: Outcome) -> None:
@@ -114,16 +147,25 @@ class OutcomeRecorder:
             for o in outcomes
             if o.kind is OutcomeKind.SENT
             and o.provider_message_id
+            and isinstance(o.claimed, store.Claimed)
             and o.claimed.channel is Channel.SMS
         ]
         async with self._pool().acquire() as conn, conn.transaction():
             if sms_ids:
                 await store.lock_provider_messages(conn, sms_ids)
             applied = await store.record_outcomes(conn, outcomes, now)
+            done = [o for o in outcomes if o.claimed.notification_id in applied]
+            news = endpoint_news(done)
+            if news.healthy or news.failing or news.gone or news.paused:
+                disabled = await store.apply_endpoint_news(
+                    conn, news, now=now, failing_limit=now - self._disable_after
+                )
+                if disabled:
+                    await self._on_disabled(conn, disabled, now)
             events: list[tuple[ev.EventData, str]] = []
-            for o in outcomes:
-                if o.claimed.notification_id not in applied:
-                    continue
+            for o in done:
+                if not isinstance(o.claimed, store.Claimed) or o.claimed.case_id is None:
+                    continue  # a partner webhook, or a notice about no case: no event
                 fields = event_fields(o.claimed)
                 if o.kind is OutcomeKind.SENT:
                     sent = ev.NotificationSentV1(

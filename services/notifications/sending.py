@@ -31,10 +31,16 @@ from services.notifications import store
 from services.notifications.channels import PermanentSendError, TransientSendError
 from services.notifications.channels.sms import SmsProvider
 from services.notifications.contacts import ContactResolver
-from services.notifications.domain.messages import Links, language_for, message_context
+from services.notifications.domain.messages import (
+    Links,
+    language_for,
+    message_context,
+    notice_context,
+)
 from services.notifications.domain.recipients import Contact, ContactBook
 from services.notifications.domain.sms_text import SmsTooLong
 from services.notifications.domain.timing import TokenBucket, quiet_hours_end
+from services.notifications.partner_feeds import ENDPOINT_DISABLED
 from services.notifications.rendering import Renderer
 from services.notifications.store import Outcome, OutcomeKind
 
@@ -142,7 +148,11 @@ class Sender:
                 raise TransientSendError("contact_directory_not_loaded")
             if item.source_data.get(store.ERASED_MARK):  # back for a retry after an erasure
                 raise PermanentSendError("case_erased")
-            data = model_for(item.event_type).model_validate(item.source_data)
+            data = (
+                None  # a notice about an endpoint, not an event
+                if item.event_type == ENDPOINT_DISABLED
+                else model_for(item.event_type).model_validate(item.source_data)
+            )
             contact = await self.contacts.resolve(
                 item.recipient_kind, item.recipient_agency_id, item.recipient_ref, book=book
             )
@@ -190,22 +200,30 @@ class Sender:
         return retry_or_fail(item, code, self.policy, self.clock.now(), jitter=self._jitter)
 
     async def _send(
-        self, item: store.Claimed, data: ev.EventData, contact: Contact, book: ContactBook
+        self, item: store.Claimed, data: ev.EventData | None, contact: Contact, book: ContactBook
     ) -> tuple[str, str]:
         channel = item.channel
         address = contact.address(channel)
         if not address:
             raise PermanentSendError("no_address")
         language = language_for(contact.language, self.policy.default_language)
-        ctx = message_context(
-            data,
-            language=language,
-            time_zone=contact.time_zone,
-            recipient_name=contact.name,
-            role=item.role,
-            book=book,
-            links=self.links,
-        )
+        if data is None:
+            ctx = notice_context(
+                item.source_data,
+                language=language,
+                time_zone=contact.time_zone,
+                recipient_name=contact.name,
+            )
+        else:
+            ctx = message_context(
+                data,
+                language=language,
+                time_zone=contact.time_zone,
+                recipient_name=contact.name,
+                role=item.role,
+                book=book,
+                links=self.links,
+            )
         if channel is Channel.SMS:
             try:
                 body = self.renderer.sms(item.event_type, language, ctx)

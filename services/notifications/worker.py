@@ -1,8 +1,9 @@
-"""The delivery worker's claim loop: claims due delivery rows (FOR UPDATE SKIP LOCKED,
-with a lease so a crashed sender's rows come back), runs one attempt per row
-(`sending`) and records each outcome with its event (`outcomes`). Woken by NOTIFY
-from the handlers, with a poll as the safety net. Retries are rows with a later
-next_attempt_at, so they survive restarts.
+"""The delivery worker's claim loop, for every channel (SMS, e-mail, partner
+webhooks): claims due delivery rows (FOR UPDATE SKIP LOCKED, with a lease so a
+crashed sender's rows come back), runs one attempt per row (`sending`,
+`webhook_sending`) and records each outcome with its event (`outcomes`). Woken by
+NOTIFY from the handlers, with a poll as the safety net. Retries are rows with a
+later next_attempt_at, so they survive restarts.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from services.notifications import store
 from services.notifications.outcomes import OutcomeRecorder
 from services.notifications.sending import DeliveryMetrics, Sender
 from services.notifications.store import OutcomeKind
+from services.notifications.webhook_sending import WebhookSender
 
 log = get_logger(__name__)
 
@@ -43,6 +45,7 @@ class DeliveryWorker:
         policy: ClaimPolicy,
         clock: Clock,
         sender: Sender,
+        webhooks: WebhookSender,
         recorder: OutcomeRecorder,
         metrics: DeliveryMetrics,
         dsn: str,
@@ -50,6 +53,7 @@ class DeliveryWorker:
         self.policy = policy
         self.clock = clock
         self.sender = sender
+        self.webhooks = webhooks
         self.recorder = recorder
         self.metrics = metrics
         self.dsn = dsn
@@ -66,7 +70,7 @@ class DeliveryWorker:
                     # claim in batches, not one row per finished send
                     await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                claimed: list[store.Claimed] = []
+                claimed: list[store.Claimed | store.WebhookClaim] = []
                 if capacity > 0:
                     now = self.clock.now()
                     try:
@@ -115,8 +119,13 @@ class DeliveryWorker:
             log.warning("no NOTIFY listener; polling only", error=exc.__class__.__name__)
             return None
 
-    async def _deliver(self, item: store.Claimed, stopping: asyncio.Event) -> None:
-        outcome = await self.sender.attempt(item)
+    async def _deliver(
+        self, item: store.Claimed | store.WebhookClaim, stopping: asyncio.Event
+    ) -> None:
+        if isinstance(item, store.WebhookClaim):
+            outcome = await self.webhooks.attempt(item)
+        else:
+            outcome = await self.sender.attempt(item)
         # An outcome is never forgotten while its claim holds: the database being away
         # is waited out. Past most of the lease (or when stopping) the row comes back
         # by lease instead, and the next claim reconciles with the provider first.
@@ -140,7 +149,7 @@ class DeliveryWorker:
             )
         except Exception:  # the row keeps its lease and comes back after it
             return
-        self.metrics.outcomes.labels(item.channel.value, outcome.kind.value).inc()
+        self.metrics.outcomes.labels(item.channel_name, outcome.kind.value).inc()
         if outcome.kind is OutcomeKind.RETRY:
             log.info(
                 "delivery will be retried",

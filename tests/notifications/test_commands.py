@@ -5,7 +5,7 @@ report change, what the delivery log shows, and the errors they raise."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +13,15 @@ import asyncpg
 import orjson
 import pytest
 
-from contracts.registry import to_cloud_event
+from contracts.registry import producer_source, to_cloud_event
 from services.kit.db import create_pool, migrate
 from services.kit.errors import NotFound
 from services.kit.event_errors import TransientError
 from services.notifications import commands
 from services.notifications.app import MIGRATIONS
 from services.notifications.domain.recipients import CaseInfo, ContactBook
+from services.notifications.partner_feeds import Published
+from tests.factories import case_created
 from tests.notifications import events
 from tests.notifications.conftest import DIRECTORY, book_of
 
@@ -44,9 +46,24 @@ async def pool(databases: Callable[[str], Any]) -> AsyncIterator[asyncpg.Pool]:
     await created.close()
 
 
+NO_FEEDS: frozenset[str] = frozenset()
+
+
+def published_of(data: Any) -> Published:
+    event = to_cloud_event(data, source=producer_source(data.event_type))
+    return Published(event.id, event.source, event.time, event.traceparent, data)
+
+
 def plan_of(data: Any) -> commands.PlanDeliveries:
-    event = to_cloud_event(data, source="/enlace/referral")
-    return commands.PlanDeliveries(event.id, event.traceparent, data)
+    return commands.PlanDeliveries(published_of(data))
+
+
+async def plan(
+    conn: asyncpg.Connection,
+    command: commands.PlanDeliveries,
+    contacts: Callable[[], Awaitable[ContactBook]] = loaded,
+) -> commands.Planned:
+    return await commands.plan_deliveries(conn, command, contacts=contacts, feeds=NO_FEEDS, now=NOW)
 
 
 async def rows(pool: asyncpg.Pool, case_id: str) -> list[tuple[str, str, str, str]]:
@@ -64,7 +81,9 @@ async def test_a_new_referral_plans_one_row_per_contact_and_channel_once(
     case_id = str(uuid.uuid4())
     command = plan_of(events.referral_sent(case_id, events.new_reference()))
     async with pool.acquire() as conn, conn.transaction():
-        planned = await commands.plan_deliveries(conn, command, contacts=loaded, now=NOW)
+        planned = await commands.plan_deliveries(
+            conn, command, contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
     assert planned == commands.Planned(deliveries=2, waiting_for_case=False)
     expected = [
         ("ct-upe-piura-mesa", "email", "pending", "ong-amanecer"),
@@ -73,7 +92,9 @@ async def test_a_new_referral_plans_one_row_per_contact_and_channel_once(
     assert await rows(pool, case_id) == expected
 
     async with pool.acquire() as conn, conn.transaction():  # the same event again
-        again = await commands.plan_deliveries(conn, command, contacts=loaded, now=NOW)
+        again = await commands.plan_deliveries(
+            conn, command, contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
     assert again.deliveries == 0
     assert await rows(pool, case_id) == expected
 
@@ -83,7 +104,9 @@ async def test_nothing_is_planned_on_a_contact_book_never_loaded(pool: asyncpg.P
     command = plan_of(events.referral_sent(case_id, events.new_reference()))
     async with pool.acquire() as conn:
         with pytest.raises(TransientError):
-            await commands.plan_deliveries(conn, command, contacts=never_loaded, now=NOW)
+            await commands.plan_deliveries(
+                conn, command, contacts=never_loaded, feeds=NO_FEEDS, now=NOW
+            )
         assert not await conn.fetchval(
             "SELECT count(*) FROM source_events WHERE event_id = $1", command.event_id
         )
@@ -96,14 +119,17 @@ async def test_a_decision_waits_for_its_case_then_tells_the_caseworker(
     case_id, reference = str(uuid.uuid4()), events.new_reference()
     command = plan_of(events.referral_rejected(case_id, reference))
     async with pool.acquire() as conn, conn.transaction():
-        parked = await commands.plan_deliveries(conn, command, contacts=loaded, now=NOW)
+        parked = await commands.plan_deliveries(
+            conn, command, contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
     assert parked == commands.Planned(deliveries=0, waiting_for_case=True)
     assert await rows(pool, case_id) == []
 
     case = CaseInfo(case_id, reference, "ong-amanecer", "cw-rosa")
+    created = published_of(case_created(case_id, reference))
     async with pool.acquire() as conn, conn.transaction():
         planned = await commands.record_case(
-            conn, commands.RecordCase(case), contacts=loaded, now=NOW
+            conn, commands.RecordCase(case, created), contacts=loaded, feeds=NO_FEEDS, now=NOW
         )
     assert planned == [commands.Planned(deliveries=2, waiting_for_case=False)]
     assert await rows(pool, case_id) == [
@@ -113,7 +139,11 @@ async def test_a_decision_waits_for_its_case_then_tells_the_caseworker(
     async with pool.acquire() as conn, conn.transaction():  # nothing waits any more
         assert (
             await commands.record_case(
-                conn, commands.RecordCase(case), contacts=never_loaded, now=NOW
+                conn,
+                commands.RecordCase(case, created),
+                contacts=never_loaded,
+                feeds=NO_FEEDS,
+                now=NOW,
             )
             == []
         )
@@ -126,6 +156,7 @@ async def test_the_delivery_log_is_the_owning_agencys_only(pool: asyncpg.Pool) -
             conn,
             plan_of(events.referral_sent(case_id, events.new_reference())),
             contacts=loaded,
+            feeds=NO_FEEDS,
             now=NOW,
         )
     async with pool.acquire() as conn:
@@ -153,6 +184,7 @@ async def _sent_sms(pool: asyncpg.Pool) -> tuple[str, str]:
             conn,
             plan_of(events.referral_sent(case_id, events.new_reference())),
             contacts=loaded,
+            feeds=NO_FEEDS,
             now=NOW,
         )
     sid = f"SM{uuid.uuid4().hex}"
@@ -251,12 +283,14 @@ async def test_the_same_content_under_a_new_id_or_an_older_version_plans_nothing
     case_id, reference = str(uuid.uuid4()), events.new_reference()
     sent = events.referral_sent(case_id, reference, version=2)
     async with pool.acquire() as conn, conn.transaction():
-        await commands.plan_deliveries(conn, plan_of(sent), contacts=loaded, now=NOW)
+        await commands.plan_deliveries(
+            conn, plan_of(sent), contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
         copy = plan_of(sent)  # another event id, the same data
         assert copy.event_id != plan_of(sent).event_id
-        assert await commands.plan_deliveries(conn, copy, contacts=loaded, now=NOW) == (
-            commands.Planned(0, False)
-        )
+        assert await commands.plan_deliveries(
+            conn, copy, contacts=loaded, feeds=NO_FEEDS, now=NOW
+        ) == (commands.Planned(0, False))
     assert len(await rows(pool, case_id)) == 2
 
     overdue = events.referral_overdue(
@@ -264,11 +298,15 @@ async def test_the_same_content_under_a_new_id_or_an_older_version_plans_nothing
     )
     late = events.referral_sent(case_id, reference, referral_id=sent.referral_id, version=3)
     async with pool.acquire() as conn, conn.transaction():
-        planned = await commands.plan_deliveries(conn, plan_of(overdue), contacts=loaded, now=NOW)
+        planned = await commands.plan_deliveries(
+            conn, plan_of(overdue), contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
     assert planned.deliveries > 0
     before = await rows(pool, case_id)
     async with pool.acquire() as conn, conn.transaction():
-        ignored = await commands.plan_deliveries(conn, plan_of(late), contacts=loaded, now=NOW)
+        ignored = await commands.plan_deliveries(
+            conn, plan_of(late), contacts=loaded, feeds=NO_FEEDS, now=NOW
+        )
     assert ignored == commands.Planned(0, False)
     assert await rows(pool, case_id) == before
     stored = await pool.fetchval(

@@ -78,11 +78,22 @@ async def test_erasure_scrubs_events_cancels_pending_deliveries_and_keeps_the_lo
     assert [d["notification_id"] for d in kept] == [d["notification_id"] for d in deferred]
     assert {(d["status"], d["error_code"]) for d in kept} == {("cancelled", "case_erased")}
     sources = await _rows(
-        notifications, "SELECT data, content_key FROM source_events WHERE case_id = $1", case_id
+        notifications,
+        "SELECT data, content_key FROM source_events WHERE case_id = $1 "
+        "AND event_type <> 'case.erased'",
+        case_id,
     )
     assert [orjson.loads(s["data"]) for s in sources] == [
         {"case_id": case_id, "reference": reference, "erased": True}
     ] * 2
+    # case.erased itself is kept, for the registering agency's partner feeds (its
+    # systems must erase too): the erasure's codes, nothing about the child.
+    (notice,) = await _rows(
+        notifications,
+        "SELECT data FROM source_events WHERE case_id = $1 AND event_type = 'case.erased'",
+        case_id,
+    )
+    assert set(orjson.loads(notice["data"])) == set(CaseErasedV1.model_fields)
     assert {s["content_key"] for s in sources} == {None}
     assert not await _rows(notifications, "SELECT 1 FROM awaiting_case WHERE case_id = $1", case_id)
 
@@ -107,5 +118,5 @@ async def test_erasure_scrubs_events_cancels_pending_deliveries_and_keeps_the_lo
     assert not await _rows(notifications, "SELECT 1 FROM cases WHERE case_id = $1", case_id)
     assert (
         len(await _rows(notifications, "SELECT 1 FROM source_events WHERE case_id = $1", case_id))
-        == 2
+        == 3  # the two scrubbed, and the first case.erased
     )

@@ -17,7 +17,7 @@ from aiokafka.errors import (
 )
 
 from contracts.registry import producer_source, to_cloud_event
-from contracts.topics import Topic, all_topic_names, namespaced
+from contracts.topics import Topic, all_topic_names, namespaced, partner_topic
 from services.followup.app import FollowupSettings
 from services.followup.app import create_app as followup_app
 from services.intake.app import IntakeSettings
@@ -34,7 +34,8 @@ from tests.conftest import service_settings
 from tests.infra import Infra
 from tests.notifications.events import referral_sent
 
-PARTNER = "red-reencuentro"  # declared: reads referrals and followups
+PARTNER = "red-reencuentro"  # declared: reads its own feed topic only
+OTHER_PARTNER = "uavt-gt"
 
 
 async def _produce(client: KafkaClient, topic: str, value: bytes = b"{}") -> None:
@@ -98,12 +99,13 @@ async def test_a_service_with_a_wrong_password_refuses_to_start(
             pass
 
 
-async def test_a_partner_reads_granted_topics_with_its_own_group_prefix(
+async def test_a_partner_reads_its_own_feed_topic_with_its_own_group_prefix(
     infra: Infra, namespace: str
 ) -> None:
-    topic = namespaced(namespace, Topic.REFERRALS)
+    """The feed's writer (svc-notifications) produces it; the partner reads it."""
+    topic = namespaced(namespace, partner_topic(PARTNER))
     event = to_cloud_event(referral_sent(), source=producer_source("referral.sent"))
-    producer = AIOKafkaProducer(**infra.service_kafka("referral").aiokafka())
+    producer = AIOKafkaProducer(**infra.service_kafka("notifications").aiokafka())
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -116,16 +118,24 @@ async def test_a_partner_reads_granted_topics_with_its_own_group_prefix(
     assert dict(record.headers)["ce_id"] == event.id.encode()
 
 
-async def test_a_partner_never_writes_and_keeps_to_its_grants(infra: Infra, namespace: str) -> None:
+async def test_a_partner_never_writes_and_keeps_to_its_own_feed(
+    infra: Infra, namespace: str
+) -> None:
+    """Need-to-know on the broker: no shared contract topic (every agency's
+    coordination traffic), no other agency's feed, no other group prefix."""
     partner = infra.kafka(PARTNER)
-    for name in all_topic_names():
+    own = namespaced(namespace, partner_topic(PARTNER))
+    for name in [*all_topic_names(), partner_topic(PARTNER), partner_topic(OTHER_PARTNER)]:
         with pytest.raises(TopicAuthorizationFailedError):
             await _produce(partner, namespaced(namespace, name))
     with pytest.raises(GroupAuthorizationFailedError):
-        await _first_record(partner, namespaced(namespace, Topic.REFERRALS), "another-group")
-    # A topic the declaration does not grant it (case registrations).
+        await _first_record(partner, own, "another-group")
+    for name in (Topic.CASES, Topic.REFERRALS, Topic.FOLLOWUPS, partner_topic(OTHER_PARTNER)):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await _first_record(partner, namespaced(namespace, name), f"{PARTNER}.x")
+    # Services other than the feed's writer cannot write a feed either.
     with pytest.raises(TopicAuthorizationFailedError):
-        await _first_record(partner, namespaced(namespace, Topic.CASES), f"{PARTNER}.x")
+        await _produce(infra.service_kafka("referral"), own)
 
 
 async def test_a_service_writes_only_what_it_produces(infra: Infra, namespace: str) -> None:

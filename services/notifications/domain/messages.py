@@ -195,3 +195,25 @@ def message_context(
             link=f"{links.followup_api_url.rstrip('/')}/v1/followups/{data.followup_id}",
         )
     return ctx
+
+
+def notice_context(
+    notice: dict[str, Any], *, language: str, time_zone: str, recipient_name: str
+) -> dict[str, Any]:
+    """What the notice about a disabled webhook endpoint may say: the endpoint, its
+    URL (the agency's own system), why and since when (no case, no child)."""
+    reasons = {
+        "es": {"gone": "respondió 410 (ya no existe)", "failing": "falla desde hace días"},
+        "en": {"gone": "answered 410 (gone)", "failing": "has been failing for days"},
+    }[language]
+    since = notice.get("failing_since")
+    return {
+        "recipient_name": recipient_name,
+        "endpoint_id": notice["endpoint_id"],
+        "url": notice["url"],
+        "reason": reasons.get(str(notice["reason"]), str(notice["reason"])),
+        "since": full_moment(datetime.fromisoformat(since), language, time_zone) if since else "",
+        "disabled_at": full_moment(
+            datetime.fromisoformat(str(notice["disabled_at"])), language, time_zone
+        ),
+    }

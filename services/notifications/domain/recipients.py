@@ -148,6 +148,20 @@ def _caseworker(agency_id: str, staff_id: str, role: Role) -> Recipient:
     )
 
 
+# The events people are told about (each has its templates); the other coordination
+# events reach only partner systems (`partners`).
+NOTIFIED_EVENT_TYPES = frozenset(
+    {
+        ev.ReferralSentV1.event_type,
+        ev.ReferralAcceptedV1.event_type,
+        ev.ReferralRejectedV1.event_type,
+        ev.ReferralClosedV1.event_type,
+        ev.ReferralOverdueV1.event_type,
+        ev.FollowupDueV1.event_type,
+    }
+)
+
+
 def plan_recipients(data: ev.EventData, case: CaseInfo | None, book: ContactBook) -> Plan:
     """Who must be told about this event (issue 5, 'Who and what')."""
     found: list[Recipient] = []

@@ -1,9 +1,11 @@
 """Notifications' SQL, and nothing else: `cases` (cases, source events, events parked
-until their case is known), `deliveries` (the delivery rows, their claims, outcomes,
-status reports and the delivery log), `contacts` (caseworker contacts cached from
-intake, the contact directory replicated from referral) and `erasures` (erased
-cases, and the removal of what notifications held about them). Everything is re-exported
-here, so callers write `store.claim_due(...)`."""
+until their case is known), `deliveries` (the delivery rows, their outcomes, status
+reports and the delivery log), `claims` (the worker's claim, every channel),
+`webhooks` (partner webhook endpoints, their delivery rows, health and log),
+`contacts` (caseworker contacts cached from intake, the contact directory replicated
+from referral) and `erasures` (erased cases, and the removal of what notifications
+held about them). Everything is re-exported here, so callers write
+`store.claim_due(...)`."""
 
 from services.kit.erasures import is_erased, record_erasure
 from services.notifications.domain.status_reports import DeliveryStatus
@@ -16,6 +18,7 @@ from services.notifications.store.cases import (
     save_source_event,
     take_awaiting,
 )
+from services.notifications.store.claims import claim_due
 from services.notifications.store.contacts import (
     cache_contact,
     cached_contact,
@@ -29,7 +32,6 @@ from services.notifications.store.deliveries import (
     OutcomeKind,
     Reported,
     StatusReport,
-    claim_due,
     delivery_log,
     insert_deliveries,
     lock_provider_messages,
@@ -40,17 +42,27 @@ from services.notifications.store.deliveries import (
     update_reported,
 )
 from services.notifications.store.erasures import ERASED_MARK, remove_case_data
+from services.notifications.store.webhooks import (
+    WEBHOOK,
+    EndpointNews,
+    WebhookClaim,
+    apply_endpoint_news,
+)
 
 __all__ = [
     "DUE_CHANNEL",
     "ERASED_MARK",
+    "WEBHOOK",
     "Claimed",
     "DeliveryStatus",
+    "EndpointNews",
     "Outcome",
     "OutcomeKind",
     "Reported",
     "StatusReport",
+    "WebhookClaim",
     "agency_owns_case",
+    "apply_endpoint_news",
     "await_case",
     "cache_contact",
     "cached_contact",

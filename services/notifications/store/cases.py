@@ -38,17 +38,20 @@ async def save_source_event(
     *,
     event_id: str,
     event_type: str,
-    case_id: UUID,
+    case_id: UUID | None,
     data: dict[str, Any],
     traceparent: str,
     received_at: datetime,
     content_key: str,
+    source: str | None = None,
+    occurred_at: datetime | None = None,
 ) -> bool:
-    """False when this event id, or the same content under another id, is known."""
+    """False when this event id, or the same content under another id, is known.
+    `source` and `occurred_at` are the event's as published (partners receive them)."""
     saved = await conn.fetchval(
         """INSERT INTO source_events (event_id, event_type, case_id, data, traceparent,
-                                      received_at, content_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true""",
+                                      received_at, content_key, source, occurred_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING true""",
         event_id,
         event_type,
         case_id,
@@ -56,6 +59,8 @@ async def save_source_event(
         traceparent,
         received_at,
         content_key,
+        source,
+        occurred_at,
     )
     return bool(saved)
 

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 from uuid import UUID
 
 import asyncpg
@@ -19,6 +19,9 @@ from services.kit.db import Conn
 from services.notifications.domain.recipients import Recipient, RecipientKind, Role
 from services.notifications.domain.status_reports import DeliveryStatus
 
+if TYPE_CHECKING:
+    from services.notifications.store.webhooks import WebhookClaim
+
 DUE_CHANNEL = "enlace_notifications_due"
 
 
@@ -26,7 +29,7 @@ async def insert_deliveries(
     conn: Conn,
     *,
     event_id: str,
-    case_id: UUID,
+    case_id: UUID | None,
     owner_agency_id: str,
     recipients: list[Recipient],
     urgent: bool,
@@ -73,7 +76,7 @@ class Claimed:
     event_type: str
     source_data: dict[str, Any]
     traceparent: str
-    case_id: UUID
+    case_id: UUID | None  # None for a notice about no case (an endpoint disabled)
     recipient_id: str
     recipient_kind: RecipientKind
     recipient_agency_id: str
@@ -82,6 +85,10 @@ class Claimed:
     channel: Channel
     urgent: bool
     attempts: int
+
+    @property
+    def channel_name(self) -> str:
+        return self.channel.value
 
     @classmethod
     def from_row(cls, row: asyncpg.Record, claim_token: UUID) -> Self:
@@ -106,36 +113,6 @@ class Claimed:
         )
 
 
-async def claim_due(
-    pool: asyncpg.Pool, *, now: datetime, limit: int, lease_until: datetime
-) -> list[Claimed]:
-    """Take up to `limit` deliveries that are due (or whose sender's lease ran out),
-    skipping rows another worker holds; each claim counts as an attempt."""
-    if limit <= 0:
-        return []
-    token = uuid.uuid4()
-    rows = await pool.fetch(
-        """WITH due AS (
-               SELECT notification_id FROM deliveries
-               WHERE (status = 'pending' AND next_attempt_at <= $1)
-                  OR (status = 'sending' AND lease_until <= $1)
-               ORDER BY next_attempt_at
-               LIMIT $2
-               FOR UPDATE SKIP LOCKED)
-           UPDATE deliveries d
-           SET status = 'sending', attempts = d.attempts + 1, claim_token = $3,
-               lease_until = $4, updated_at = $1
-           FROM due, source_events s
-           WHERE d.notification_id = due.notification_id AND s.event_id = d.source_event_id
-           RETURNING d.*, s.event_type, s.data, s.traceparent""",
-        now,
-        limit,
-        token,
-        lease_until,
-    )
-    return [Claimed.from_row(r, token) for r in rows]
-
-
 class OutcomeKind(StrEnum):
     SENT = "sent"  # the provider accepted it
     FAILED = "failed"  # given up
@@ -145,15 +122,17 @@ class OutcomeKind(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one claimed delivery."""
+    """What became of one claimed delivery (a message, or a partner webhook)."""
 
-    claimed: Claimed
+    claimed: Claimed | WebhookClaim
     kind: OutcomeKind
     at: datetime | None = None  # retry / defer: when to try again
     provider: str | None = None
     provider_message_id: str | None = None
     error_code: str | None = None
     permanent: bool = False
+    response_status: int | None = None  # a webhook endpoint's HTTP status
+    pause_until: datetime | None = None  # the endpoint asked to back off until then
 
 
 _STATUS_AFTER = {
@@ -181,10 +160,11 @@ async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) ->
                error_code = CASE WHEN u.kind = 'sent' THEN NULL
                                  WHEN u.kind = 'defer' THEN d.error_code ELSE u.error END,
                sent_at = CASE WHEN u.kind = 'sent' THEN $9 ELSE d.sent_at END,
+               response_status = COALESCE(u.http, d.response_status),
                claim_token = NULL, lease_until = NULL, updated_at = $9
            FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::text[], $7::text[], $8::text[])
-                AS u(id, token, kind, status, at, provider, pid, error)
+                       $6::text[], $7::text[], $8::text[], $10::int[])
+                AS u(id, token, kind, status, at, provider, pid, error, http)
            WHERE d.notification_id = u.id AND d.claim_token = u.token AND d.status = 'sending'
            RETURNING d.notification_id""",
         [o.claimed.notification_id for o in outcomes],
@@ -196,6 +176,7 @@ async def record_outcomes(conn: Conn, outcomes: list[Outcome], now: datetime) ->
         [o.provider_message_id for o in outcomes],
         [o.error_code for o in outcomes],
         now,
+        [o.response_status for o in outcomes],
     )
     return {r["notification_id"] for r in rows}
 

@@ -1,0 +1,209 @@
+"""HTTP API of partner webhooks, mapped onto `webhook_endpoints`: each agency manages
+its own endpoints (/v1/webhook-endpoints), reads each one's delivery log and asks
+for a delivery again. Agency keys only; another agency's endpoint is a 404."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.kit.clock import Clock
+from services.kit.http import Agency, Role, roles_dependency
+from services.kit.openapi import problems
+from services.notifications import webhook_endpoints as endpoints
+from services.notifications.domain.partners import MAX_URL_LENGTH, PARTNER_EVENT_TYPES
+from services.notifications.endpoint_secrets import SecretBox
+
+# Checked by the use case (an unknown one is a 422 naming the field and listing the
+# known ones); listed here for the OpenAPI document.
+EventType = Annotated[str, Field(json_schema_extra={"enum": list(PARTNER_EVENT_TYPES)})]
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "url": "https://casos.red-reencuentro.example.org/enlace/webhooks",
+                "event_types": ["referral.sent", "referral.accepted", "followup.due"],
+                "description": "Sistema de casos de la Red Reencuentro",
+            }
+        },
+    )
+    url: str = Field(max_length=MAX_URL_LENGTH, description="https, public addresses only")
+    event_types: list[EventType] = Field(min_length=1, max_length=len(PARTNER_EVENT_TYPES))
+    description: str = Field(default="", max_length=200)
+    enabled: bool = True
+
+
+class EndpointPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"enabled": True}})
+    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    event_types: list[EventType] | None = Field(
+        default=None, min_length=1, max_length=len(PARTNER_EVENT_TYPES)
+    )
+    description: str | None = Field(default=None, max_length=200)
+    enabled: bool | None = None
+
+
+class RotateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"overlap_hours": 24}})
+    overlap_hours: float = Field(
+        default=24.0, ge=0, le=168, description="How long the old secret keeps signing too"
+    )
+
+
+def build_webhook_router(
+    pool: Callable[[], asyncpg.Pool],
+    current_agency: Callable[..., Awaitable[Agency]],
+    *,
+    clock: Clock,
+    policy: endpoints.UrlPolicy,
+    box: SecretBox,
+) -> APIRouter:
+    router = APIRouter(prefix="/v1/webhook-endpoints", tags=["partner webhooks"])
+    partner = roles_dependency(current_agency, Role.AGENCY)
+    AgencyDep = Annotated[Agency, Depends(partner)]
+    EndpointId = Annotated[UUID, Path(description="The endpoint's id")]
+    s403 = "Not an agency key (a service or operator key)"
+    s404 = "No such endpoint of this agency"
+
+    @router.post(
+        "",
+        status_code=201,
+        summary="Register a webhook endpoint; its signing secret is in this answer only",
+        responses=problems(403, s403=s403),
+    )
+    async def register(agency: AgencyDep, body: EndpointIn) -> dict[str, Any]:
+        command = endpoints.RegisterEndpoint(
+            agency.id, body.url, list(body.event_types), body.description, body.enabled
+        )
+        async with pool().acquire() as conn:
+            created, secret = await endpoints.register(
+                conn, command, policy=policy, box=box, now=clock.now()
+            )
+        return _json(created) | {"secret": secret}
+
+    @router.get("", summary="The caller's webhook endpoints", responses=problems(403, s403=s403))
+    async def list_all(agency: AgencyDep) -> dict[str, Any]:
+        async with pool().acquire() as conn:
+            found = await endpoints.list_endpoints(conn, agency.id)
+        return {"endpoints": [_json(e) for e in found]}
+
+    @router.get(
+        "/{endpoint_id}", summary="One webhook endpoint", responses=problems(403, s403=s403)
+    )
+    async def read(agency: AgencyDep, endpoint_id: EndpointId) -> dict[str, Any]:
+        async with pool().acquire() as conn:
+            return _json(await endpoints.read(conn, endpoint_id, agency.id))
+
+    @router.patch(
+        "/{endpoint_id}",
+        summary="Change an endpoint: URL, event types, description, enabled",
+        responses=problems(403, s403=s403, s404=s404),
+    )
+    async def change(agency: AgencyDep, endpoint_id: EndpointId, body: EndpointPatch) -> Any:
+        command = endpoints.ChangeEndpoint(
+            agency.id,
+            endpoint_id,
+            url=body.url,
+            event_types=list(body.event_types) if body.event_types is not None else None,
+            description=body.description,
+            enabled=body.enabled,
+        )
+        async with pool().acquire() as conn:
+            return _json(await endpoints.change(conn, command, policy=policy, now=clock.now()))
+
+    @router.delete(
+        "/{endpoint_id}",
+        status_code=204,
+        summary="Delete an endpoint (its deliveries not yet made are cancelled)",
+        responses=problems(403, s403=s403, s404=s404),
+    )
+    async def delete(agency: AgencyDep, endpoint_id: EndpointId) -> Response:
+        async with pool().acquire() as conn:
+            await endpoints.delete(conn, endpoint_id, agency.id, now=clock.now())
+        return Response(status_code=204)
+
+    @router.post(
+        "/{endpoint_id}/secret/rotate",
+        summary="A new signing secret (in this answer only); the old one signs too "
+        "during the overlap",
+        responses=problems(403, s403=s403, s404=s404),
+    )
+    async def rotate(
+        agency: AgencyDep, endpoint_id: EndpointId, body: RotateIn | None = None
+    ) -> dict[str, Any]:
+        overlap = timedelta(hours=(body or RotateIn()).overlap_hours)
+        async with pool().acquire() as conn:
+            rotated, secret = await endpoints.rotate_secret(
+                conn, endpoint_id, agency.id, overlap=overlap, box=box, now=clock.now()
+            )
+        return _json(rotated) | {"secret": secret}
+
+    @router.get(
+        "/{endpoint_id}/deliveries",
+        summary="An endpoint's delivery log, newest first (no bodies)",
+        responses=problems(403, s403=s403, s404=s404),
+    )
+    async def deliveries(
+        agency: AgencyDep,
+        endpoint_id: EndpointId,
+        status: Annotated[
+            Literal["pending", "sending", "sent", "failed", "held", "cancelled"] | None,
+            Query(description="Only deliveries in this status"),
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        async with pool().acquire() as conn:
+            log = await endpoints.delivery_log(
+                conn, endpoint_id, agency.id, limit=limit, status=status
+            )
+        return {"endpoint_id": str(endpoint_id), "deliveries": [_json(e) for e in log]}
+
+    @router.post(
+        "/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+        status_code=202,
+        summary="Send a delivery again (same webhook-id), now",
+        responses=problems(
+            403,
+            404,
+            409,
+            410,
+            s403=s403,
+            s404="No such delivery of this agency's endpoint",
+            s409="The endpoint is disabled: enable it first",
+            s410="The delivery's case was erased",
+        ),
+    )
+    async def redeliver(
+        agency: AgencyDep,
+        endpoint_id: EndpointId,
+        delivery_id: Annotated[UUID, Path(description="The delivery's notification_id")],
+    ) -> dict[str, Any]:
+        async with pool().acquire() as conn:
+            again = await endpoints.redeliver(
+                conn, endpoint_id, delivery_id, agency.id, now=clock.now()
+            )
+        return _json(again)
+
+    return router
+
+
+def _json(entry: dict[str, Any]) -> dict[str, Any]:
+    def one(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, UUID):
+            return str(value)
+        if isinstance(value, list):
+            return [one(v) for v in value]
+        return value
+
+    return {key: one(value) for key, value in entry.items()}
