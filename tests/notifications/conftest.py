@@ -96,6 +96,8 @@ def fast_settings(
         "email_rate_per_second": 1000.0,
         "email_rate_burst": 100.0,
         "shutdown_grace_seconds": 5.0,
+        # The Standard Webhooks schedule, shortened (5 s, 5 min, 30 min, ... in service)
+        "webhook_retry_schedule_seconds": [0.2, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5],
     }
     values.update(overrides)
     settings: NotificationsSettings = service_settings(
