@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time as monotonic_time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -59,6 +60,7 @@ class WebhookSender:
         public_only: bool,
         registry: CollectorRegistry,
         jitter: Jitter = random.uniform,
+        wall_clock: Callable[[], float] = monotonic_time.time,
     ) -> None:
         self.client = client
         self.secrets = secrets
@@ -66,6 +68,9 @@ class WebhookSender:
         self.schedule = schedule
         self.public_only = public_only
         self._jitter = jitter
+        # The signature's timestamp is compared with the receiver's own clock: always
+        # the real time, whatever clock schedules the retries.
+        self._wall_clock = wall_clock
         self.latency = Histogram(
             "enlace_webhook_seconds",
             "Time a partner endpoint took to answer a delivery",
@@ -86,7 +91,7 @@ class WebhookSender:
         try:
             headers = signed_headers(
                 webhook_id(item.notification_id),
-                int(self.clock.now().timestamp()),
+                int(self._wall_clock()),
                 body := event_of(item).structured(),
                 self._secrets_in_use(item),
             )
