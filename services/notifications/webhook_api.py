@@ -2,7 +2,6 @@
 its own endpoints (/v1/webhook-endpoints), reads each one's delivery log and asks
 for a delivery again. Agency keys only; another agency's endpoint is a 404."""
 
-
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
