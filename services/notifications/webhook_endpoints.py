@@ -66,18 +66,18 @@ class UrlPolicy:
             if not await resolves_publicly(host):
                 problem = "must resolve to public addresses only"
         if problem is not None:
-            raise InvalidField("body.url", problem)
+            raise InvalidField("url", problem)
 
 
 def check_event_types(event_types: list[str]) -> list[str]:
     unknown = sorted(set(event_types) - set(PARTNER_EVENT_TYPES))
     if unknown:
         raise InvalidField(
-            "body.event_types",
+            "event_types",
             f"unknown event types {', '.join(unknown)}; known: {', '.join(PARTNER_EVENT_TYPES)}",
         )
     if not event_types:
-        raise InvalidField("body.event_types", "at least one event type")
+        raise InvalidField("event_types", "at least one event type")
     return sorted(set(event_types))
 
 
