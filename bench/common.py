@@ -11,13 +11,18 @@ consumer group its ACL admits.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import sys
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from services.kit.kafka import KafkaClient
+from services.kit.settings import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -80,3 +85,35 @@ def percentile(values: list[float], pct: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+@contextlib.asynccontextmanager
+async def module_process(
+    *args: str, port: int, env: dict[str, str] | None = None
+) -> AsyncIterator[None]:
+    """`python -m <args>` as its own process, until it listens on `port`."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        *args,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.returncode is not None:
+                    raise RuntimeError(f"{args[0]} did not start") from None
+                await asyncio.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), timeout=5)

@@ -7,14 +7,11 @@ actually recorded (Maildir files, SMS log lines) per second."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,12 +19,11 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import BenchContext, Figure, percentile
+from bench.common import BenchContext, Figure, module_process, percentile
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralSentV1
 from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import Topic, namespaced
-from services.kit.settings import REPO_ROOT
 from services.notifications.app import NotificationsSettings, create_app
 from services.referral.app import ReferralSettings
 from services.referral.app import create_app as create_referral
@@ -59,35 +55,6 @@ def _referral_sent(sequence: int) -> ReferralSentV1:
         mandatory=True,
         respond_by=now + timedelta(hours=24),
     )
-
-
-@contextlib.asynccontextmanager
-async def _process(*args: str, port: int, env: dict[str, str] | None = None) -> AsyncIterator[None]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        *args,
-        cwd=REPO_ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.returncode is not None:
-                    raise RuntimeError(f"{args[0]} did not start") from None
-                await asyncio.sleep(0.05)
-        yield
-    finally:
-        proc.terminate()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), timeout=5)
 
 
 def _recorded(workdir: Path) -> int:
@@ -130,7 +97,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
         log_level="WARNING",
     )
     async with (
-        _process(
+        module_process(
             "services.notifications.local_smtp",
             "--port",
             str(smtp_port),
@@ -138,7 +105,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             str(workdir / "mail"),
             port=smtp_port,
         ),
-        _process(
+        module_process(
             "services.notifications.local_sms",
             "--port",
             str(sms_port),

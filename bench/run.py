@@ -20,7 +20,15 @@ from services.kit.kafka_acl import load_access, namespace_topics
 from services.kit.local_secrets import kafka_client
 from tests.infra import Infra, create_database, local_postgres
 
-SECTIONS = ["foundation", "sealing", "referral", "followup", "notifications", "pipeline"]
+SECTIONS = [
+    "foundation",
+    "sealing",
+    "referral",
+    "followup",
+    "notifications",
+    "webhooks",
+    "pipeline",
+]
 # Whose role owns a bench database when the name is not a service's (as in tests).
 BENCH_DB_ROLES = {"relaybench": "intake", "intakebench": "intake"}
 
