@@ -3,7 +3,8 @@ SQL that removes what notifications holds about an erased case: the content of t
 events that caused its notifications (`source_events.data`, reduced to the case id
 and reference the delivery log and provider reports still need, and the content
 hash derived from it), the events parked until case.created, and the deliveries not
-yet attempted (cancelled, error_code `case_erased`). Delivery rows stay: the log of
+yet attempted (cancelled, error_code `case_erased`), partner webhooks held for a
+disabled endpoint included. Delivery rows stay: the log of
 who was told what kind of event, on which channel, when and with what outcome."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ async def remove_case_data(conn: Conn, case_id: UUID, now: datetime) -> dict[str
     cancelled = await conn.execute(
         """UPDATE deliveries SET status = 'cancelled', error_code = 'case_erased',
                   updated_at = $2
-           WHERE case_id = $1 AND status = 'pending'""",
+           WHERE case_id = $1 AND status IN ('pending', 'held')""",
         case_id,
         now,
     )
