@@ -22,8 +22,8 @@ import yaml
 
 from contracts.compat import breaking_changes
 from contracts.envelope import CONTENT_TYPE, schema_urn
-from contracts.registry import EVENT_MODELS, SERVICES, service_source
-from contracts.topics import Topic
+from contracts.registry import EVENT_MODELS, PARTNER_EVENT_TYPES, SERVICES, service_source
+from contracts.topics import PARTNER_TOPIC_PREFIX, Topic
 
 HERE = Path(__file__).parent
 SCHEMAS = HERE / "schemas"
@@ -148,6 +148,25 @@ def asyncapi_document() -> dict[str, Any]:
                     "summary": f"The only producer of these messages: {service_source(service)}",
                     "messages": sent,
                 }
+    # Each partner agency's own feed: the same events, filtered to those concerning it.
+    channels["partner_feed"] = {
+        "address": f"{PARTNER_TOPIC_PREFIX}{{agency_id}}.v1",
+        "description": "One partner agency's feed, written by /enlace/notifications only: "
+        "the events that concern the agency (its own cases, referrals it sent or "
+        "received, follow-ups addressed to it), exactly as published on the topics "
+        "above, keyed by case_id. Readable by that agency's principal alone, with "
+        "consumer groups `<agency_id>.*`. The same events reach its webhook endpoints.",
+        "parameters": {"agency_id": {"description": "The agency's id, its Kafka principal"}},
+        "messages": {
+            message_id: {"$ref": f"#/components/messages/{message_id}"}
+            for message_id in sorted(t.replace(".", "_") for t in PARTNER_EVENT_TYPES)
+        },
+    }
+    operations["partner_receives_partner_feed"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/partner_feed"},
+        "summary": "A partner agency's consumer reads its own feed",
+    }
     return {
         "asyncapi": "3.0.0",
         "info": {

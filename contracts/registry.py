@@ -28,6 +28,11 @@ EVENT_MODELS: dict[str, type[ev.EventData]] = {
     )
 }
 
+# What partner agencies' systems may receive (their feed topic, their webhooks): every
+# coordination event, never notifications' own reports about messages to people.
+PARTNER_EVENT_TYPES: tuple[str, ...] = tuple(
+    sorted(t for t, m in EVENT_MODELS.items() if m.producer != "notifications")
+)
 
 SERVICES = ("intake", "referral", "followup", "notifications")
 

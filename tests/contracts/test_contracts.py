@@ -14,7 +14,7 @@ from pydantic import Field
 from contracts import generate
 from contracts.compat import breaking_changes
 from contracts.events import FORBIDDEN_NAME_PARTS, EventData, PiiInEventError
-from contracts.registry import EVENT_MODELS
+from contracts.registry import EVENT_MODELS, PARTNER_EVENT_TYPES
 from contracts.topics import Topic
 
 CONTRACTS = Path(generate.__file__).parent
@@ -48,7 +48,12 @@ def test_current_schemas_are_compatible_with_every_release() -> None:
 def test_asyncapi_names_every_topic_and_schema_file() -> None:
     doc = yaml.safe_load((CONTRACTS / "asyncapi.yaml").read_text())
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {t.value for t in Topic}
+    assert addresses == {t.value for t in Topic} | {"protection.partner.{agency_id}.v1"}
+    # A partner's feed carries every coordination event, never notifications' own.
+    feed = {
+        m["$ref"].rsplit("/", 1)[1] for m in doc["channels"]["partner_feed"]["messages"].values()
+    }
+    assert feed == {t.replace(".", "_") for t in PARTNER_EVENT_TYPES}
     for message in doc["components"]["messages"].values():
         assert (CONTRACTS / message["payload"]["$ref"]).is_file()
 

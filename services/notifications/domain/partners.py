@@ -11,12 +11,7 @@ from enum import StrEnum
 from urllib.parse import urlsplit
 
 from contracts import events as ev
-from contracts.registry import EVENT_MODELS
-
-# Every coordination event, never notifications' own reports about messages.
-PARTNER_EVENT_TYPES: tuple[str, ...] = tuple(
-    sorted(t for t, m in EVENT_MODELS.items() if m.producer != "notifications")
-)
+from contracts.registry import PARTNER_EVENT_TYPES as PARTNER_EVENT_TYPES
 
 # The Standard Webhooks retry schedule: after the first attempt fails, try again
 # after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h and 10 h (eight attempts in all).
