@@ -1,0 +1,1 @@
+"""Examples for partner agencies connecting their own systems to Enlace."""
