@@ -2,9 +2,9 @@
 concern it, and nothing else (`domain.partners.concerned_agencies`).
 
 In the transaction that keeps the event (so a redelivered event adds nothing):
-- one webhook delivery row per enabled endpoint of a concerned agency that
-  subscribed to the event's type (sent, retried and logged by the delivery worker,
-  like SMS and e-mail);
+- one webhook delivery row per endpoint of a concerned agency that subscribed to
+  the event's type (sent, retried and logged by the delivery worker, like SMS and
+  e-mail); held, not dropped, for an endpoint disabled for failing too long;
 - the event, as published, to the feed topic of each concerned agency that has one
   (`protection.partner.<agency>.v1`, declared in deploy/kafka-access.yaml), through
   the kit's outbox: the one reliable Kafka writer, which keeps each case's order.
@@ -76,7 +76,7 @@ async def fan_out(
     if not agencies:
         return Fanned(0, [])
     targets = endpoints_for(
-        event.data.event_type, agencies, await hooks.enabled_endpoints(conn, agencies)
+        event.data.event_type, agencies, await hooks.receiving_endpoints(conn, agencies)
     )
     created = await hooks.insert_webhook_deliveries(
         conn, event_id=event.event_id, case_id=event.data.case_id, targets=targets, now=now

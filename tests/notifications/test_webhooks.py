@@ -225,13 +225,13 @@ async def test_410_disables_the_endpoint_and_its_focal_point_is_told(
         await delete(notifications, endpoint_id)
 
 
-async def test_an_endpoint_failing_for_days_is_disabled_and_its_focal_point_is_told(
+async def test_an_endpoint_failing_for_days_is_disabled_its_focal_point_told_nothing_lost(
     notifications: Notifications, kafka: Kafka, smtp: Any
 ) -> None:
     async with receiving(500) as receiver:
         endpoint = await register(notifications, receiver.url)
         endpoint_id = endpoint["endpoint_id"]
-        await kafka.publish(events.referral_sent())
+        first = await kafka.publish(events.referral_sent())
         await poll_until(
             lambda: endpoint_view(notifications, endpoint_id),
             lambda v: v["failing_since"] is not None,
@@ -254,9 +254,31 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_its_focal_point_is_t
         assert held["response_status"] == 500
         attempts = len(receiver.received)
         assert attempts >= 2
+
+        # While it is disabled, what concerns the agency is kept for it, not sent.
+        later = await kafka.publish(events.referral_sent())
+        await notifications.consumed(later.id)
+        log = await endpoint_log(notifications, endpoint_id)
+        assert {(r["source_event_id"], r["status"]) for r in log} == {
+            (first.id, "held"),
+            (later.id, "held"),
+        }
+        assert len(receiver.received) == attempts
+
+        # Its system fixed, the agency enables it: both arrive, once each.
+        receiver.status = 200
+        enabled = await notifications.client.patch(
+            f"/v1/webhook-endpoints/{endpoint_id}", json={"enabled": True}, headers=auth(AGENCY)
+        )
+        assert enabled.status_code == 200, enabled.text
+        await poll_until(
+            lambda: endpoint_log(notifications, endpoint_id),
+            lambda rows: [r["status"] for r in rows] == ["sent", "sent"],
+            what="the held deliveries sent",
+        )
+        delivered = [orjson.loads(r.body)["id"] for r in receiver.received[attempts:]]
+        assert sorted(delivered) == sorted([first.id, later.id])
         await delete(notifications, endpoint_id)
-        (cancelled,) = await notifications_log_rows(notifications, held["notification_id"])
-        assert (cancelled["status"], cancelled["error_code"]) == ("cancelled", "endpoint_deleted")
 
 
 async def test_429_and_503_pause_the_endpoint_for_what_it_asked(
@@ -275,8 +297,19 @@ async def test_429_and_503_pause_the_endpoint_for_what_it_asked(
         (row,) = await endpoint_log(notifications, endpoint_id)
         assert (row["status"], row["error_code"]) == ("pending", "http_503")
         assert row["next_attempt_at"] >= view["paused_until"]
+        # An event arriving during the pause waits for its end too.
+        later = await kafka.publish(events.referral_sent())
+        await notifications.consumed(later.id)
+        log = await endpoint_log(notifications, endpoint_id)
+        assert len(log) == 2
+        assert all(r["next_attempt_at"] >= view["paused_until"] for r in log)
         assert len(receiver.received) == 1  # not hammered while it asked for an hour
+
+        # Deleted: what was waiting is cancelled, and stays in the log.
         await delete(notifications, endpoint_id)
+        for entry in log:
+            (row,) = await delivery_rows(notifications, entry["notification_id"])
+            assert (row["status"], row["error_code"]) == ("cancelled", "endpoint_deleted")
 
 
 async def _count(receiver: WebhookReceiver) -> int:
@@ -287,7 +320,7 @@ async def _notices(smtp: Any, endpoint_id: str) -> list[Any]:
     return [m for m in smtp.messages() if endpoint_id in m.get_content()]
 
 
-async def notifications_log_rows(notifications: Notifications, delivery: str) -> list[Any]:
+async def delivery_rows(notifications: Notifications, delivery: str) -> list[Any]:
     conn = await asyncpg.connect(notifications.dsn)
     try:
         return list(

@@ -40,11 +40,13 @@ def concerned_agencies(data: ev.EventData) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class EndpointTarget:
-    """An enabled webhook endpoint, as fan-out needs it."""
+    """A webhook endpoint that takes events, as fan-out needs it; `held` when it is
+    disabled for now (its deliveries wait for it to be enabled again)."""
 
     endpoint_id: str
     agency_id: str
     event_types: frozenset[str]
+    held: bool = False
 
 
 def endpoints_for(

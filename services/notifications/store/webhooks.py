@@ -129,14 +129,24 @@ async def delete_endpoint(conn: Conn, endpoint_id: UUID, now: datetime) -> None:
 # --- fan-out ----------------------------------------------------------------------------------
 
 
-async def enabled_endpoints(conn: Conn, agencies: frozenset[str]) -> list[EndpointTarget]:
+async def receiving_endpoints(conn: Conn, agencies: frozenset[str]) -> list[EndpointTarget]:
+    """The endpoints of these agencies that take events: the enabled ones, and those
+    the service disabled for failing too long (their deliveries are held until the
+    agency enables them again, so nothing is lost while its system was down). Not
+    those their agency turned off, nor those that answered 410 (gone)."""
     rows = await conn.fetch(
-        """SELECT endpoint_id, agency_id, event_types FROM webhook_endpoints
-           WHERE enabled AND agency_id = ANY($1::text[])""",
+        """SELECT endpoint_id, agency_id, event_types, enabled FROM webhook_endpoints
+           WHERE agency_id = ANY($1::text[])
+             AND (enabled OR disabled_reason = 'failing')""",
         sorted(agencies),
     )
     return [
-        EndpointTarget(str(r["endpoint_id"]), r["agency_id"], frozenset(r["event_types"]))
+        EndpointTarget(
+            str(r["endpoint_id"]),
+            r["agency_id"],
+            frozenset(r["event_types"]),
+            held=not r["enabled"],
+        )
         for r in rows
     ]
 
@@ -149,18 +159,22 @@ async def insert_webhook_deliveries(
     targets: list[EndpointTarget],
     now: datetime,
 ) -> int:
-    """One row per (event, endpoint); a redelivered event adds none. Returns how many
-    are new."""
+    """One row per (event, endpoint); a redelivered event adds none. Due now, or
+    once the endpoint's pause (it asked to back off) is over; held while the endpoint
+    is disabled. Returns how many are new."""
     if not targets:
         return 0
     inserted = await conn.fetch(
         """INSERT INTO deliveries (notification_id, source_event_id, case_id, owner_agency_id,
                                    recipient_id, recipient_kind, recipient_agency_id,
-                                   recipient_ref, role, channel, urgent, next_attempt_at,
-                                   created_at, updated_at, endpoint_id)
+                                   recipient_ref, role, channel, urgent, status,
+                                   next_attempt_at, created_at, updated_at, endpoint_id)
            SELECT n, $2, $3, agency, 'endpoint:' || ep::text, 'endpoint', agency, ep::text,
-                  'partner_system', 'webhook', false, $4, $4, $4, ep
-           FROM unnest($1::uuid[], $5::uuid[], $6::text[]) AS t(n, ep, agency)
+                  'partner_system', 'webhook', false,
+                  CASE WHEN held THEN 'held' ELSE 'pending' END,
+                  GREATEST($4, COALESCE(e.paused_until, $4)), $4, $4, ep
+           FROM unnest($1::uuid[], $5::uuid[], $6::text[], $7::bool[]) AS t(n, ep, agency, held)
+           LEFT JOIN webhook_endpoints e ON e.endpoint_id = t.ep
            ON CONFLICT (source_event_id, recipient_id, channel) DO NOTHING
            RETURNING notification_id""",
         [uuid.uuid4() for _ in targets],
@@ -169,6 +183,7 @@ async def insert_webhook_deliveries(
         now,
         [UUID(t.endpoint_id) for t in targets],
         [t.agency_id for t in targets],
+        [t.held for t in targets],
     )
     if inserted:
         await conn.execute("SELECT pg_notify($1, '')", DUE_CHANNEL)
