@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+
 class _Loader(yaml.SafeLoader):
     """PyYAML reads a bare `=` as its `value` tag (YAML 1.0); a CRD's enum means "="."""
 
