@@ -1,0 +1,98 @@
+"""One-shot setup steps of the compose stack (deploy/compose/compose.yaml), run in
+the Enlace image:
+
+    python /compose/init.py certs DIR   the CA and the brokers' certificate (PEM)
+    python /compose/init.py kafka       topics (RF 3, min ISR 2), SCRAM users, ACLs
+
+`kafka` applies deploy/kafka-access.yaml exactly as deploy/local/kafka_access.py does
+(services.kit.kafka_acl.apply_access); each principal's password comes from the
+environment variable KAFKA_PASSWORD_<PRINCIPAL> (upper case, "-" as "_").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import sys
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from services.kit.kafka import KafkaClient, ensure_topics
+from services.kit.kafka_acl import admin_for, apply_access, load_access
+
+BROKERS = ["kafka-1", "kafka-2", "kafka-3"]
+
+
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    signer: ec.EllipticCurvePrivateKey,
+    ca: bool,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        names = [x509.DNSName(n) for n in [*BROKERS, "localhost"]]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(signer, hashes.SHA256())
+
+
+def certs(directory: Path) -> None:
+    if (directory / "broker.pem").is_file():
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "enlace-compose-ca")])
+    ca = _cert("enlace-compose-ca", ca_key, ca_name, ca_key, ca=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    broker = _cert("kafka", key, ca_name, ca_key, ca=False)
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(ca.public_bytes(pem))
+    (directory / "broker.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + broker.public_bytes(pem)
+        + ca.public_bytes(pem)
+    )
+    for path in directory.iterdir():
+        path.chmod(0o644)  # read by the brokers' user; a workstation stack only
+
+
+def password(principal: str) -> str:
+    name = "KAFKA_PASSWORD_" + principal.upper().replace("-", "_").replace(".", "_")
+    value = os.environ.get(name, "")
+    if not value:
+        raise SystemExit(f"{name} is not set (deploy/compose/.env)")
+    return value
+
+
+def kafka() -> None:
+    client = KafkaClient.from_env()  # the admin, from KAFKA_* variables
+    names = asyncio.run(
+        ensure_topics(client, "", partitions=6, replication=3, configs={"min.insync.replicas": "2"})
+    )
+    created, deleted = apply_access(admin_for(client), load_access(), password)
+    print(f"compose init: {len(names)} topics; ACLs {created} created, {deleted} removed")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["certs"] and len(sys.argv) == 3:
+        certs(Path(sys.argv[2]))
+    elif sys.argv[1:] == ["kafka"]:
+        kafka()
+    else:
+        raise SystemExit(__doc__)
