@@ -37,6 +37,7 @@ class Service:
     # (variable, Secret, key): secrets a deployment provides (README "Deploy").
     secrets: tuple[tuple[str, str, str], ...] = ()
     internet: bool = False  # egress to providers outside the cluster (SMTP, SMS)
+    replicas: int = 2
 
 
 def _url(name: str) -> str:
@@ -81,6 +82,8 @@ SERVICES = [
         calls=("intake", "referral", "followup", "notifications"),
         env={f"ENLACE_OPS_{s.upper()}_URL": _url(s) for s in PORTS if s != "ops"},
         secrets=(("ENLACE_CONSOLE_SESSION_KEY", "enlace-ops", "console-session-key"),),
+        # Its lag sampler elects no leader: a second replica would sample twice.
+        replicas=1,
     ),
 ]
 
@@ -159,7 +162,7 @@ def deployment(s: Service, principal: str) -> dict[str, Any]:
         "kind": "Deployment",
         "metadata": {"name": f"enlace-{s.name}", "labels": labels(s.name)},
         "spec": {
-            "replicas": 2,
+            "replicas": s.replicas,
             "selector": {"matchLabels": labels(s.name)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
             "template": {
