@@ -15,6 +15,7 @@ import asyncio
 import datetime
 import os
 import sys
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -80,12 +81,28 @@ def password(principal: str) -> str:
     return value
 
 
-def kafka() -> None:
+def kafka(wait_seconds: float = 180.0) -> None:
+    """Topics, users and ACLs, retried until the three nodes have formed their quorum
+    (they start together with this container)."""
     client = KafkaClient.from_env()  # the admin, from KAFKA_* variables
-    names = asyncio.run(
-        ensure_topics(client, "", partitions=6, replication=3, configs={"min.insync.replicas": "2"})
-    )
-    created, deleted = apply_access(admin_for(client), load_access(), password)
+    access = load_access()
+    for name in access.principals():
+        password(name)  # every password given, before anything is applied
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            names = asyncio.run(
+                ensure_topics(
+                    client, "", partitions=6, replication=3, configs={"min.insync.replicas": "2"}
+                )
+            )
+            created, deleted = apply_access(admin_for(client), access, password)
+            break
+        except Exception as e:  # not up yet: a connection or metadata error
+            if time.monotonic() > deadline:
+                raise
+            print(f"compose init: Kafka not ready ({type(e).__name__}: {e}); retrying", flush=True)
+            time.sleep(3)
     print(f"compose init: {len(names)} topics; ACLs {created} created, {deleted} removed")
 
 
