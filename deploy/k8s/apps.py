@@ -1,7 +1,7 @@
 """The five services on Kubernetes: a Deployment, Service and PodDisruptionBudget
-each, NetworkPolicies allowing only the flows that exist, the CloudNativePG cluster
-with a database and role per service, and the monitoring resources (the
-PrometheusRule is deploy/monitoring/rules.yml unchanged)."""
+each, the CloudNativePG cluster with a database and role per service, and the
+monitoring resources (the PrometheusRule is deploy/monitoring/rules.yml unchanged).
+Their NetworkPolicies are in deploy/k8s/network.py."""
 
 from __future__ import annotations
 
@@ -21,10 +21,6 @@ IMAGE = "enlace"  # kustomize's `images` sets the registry and the tag
 KAFKA_CA = "/etc/enlace/kafka-ca"
 AGENCIES_DIR = "/etc/enlace/agencies"
 KEK_DIR = "/var/lib/enlace/kek"
-# Where the cluster's ingress controller and Prometheus run (namespace names; an
-# overlay patches them if they differ).
-INGRESS_NAMESPACE = "ingress-nginx"
-MONITORING_NAMESPACE = "monitoring"
 
 
 @dataclass(frozen=True)
@@ -130,7 +126,8 @@ def deployment(s: Service, principal: str) -> dict[str, Any]:
     ]
     if s.name == "intake":
         mounts.append({"name": "kek", "mountPath": KEK_DIR, "readOnly": True})
-        volumes.append({"name": "kek", "secret": {"secretName": "enlace-intake-kek"}})
+        kek = {"secretName": "enlace-intake-kek", "defaultMode": 0o440}  # fsGroup reads
+        volumes.append({"name": "kek", "secret": kek})
     env_from = [{"configMapRef": {"name": "enlace-notifications"}}] if s.internet else []
 
     def probe(path: str, **extra: int) -> dict[str, Any]:
@@ -205,93 +202,6 @@ def pdb(s: Service) -> dict[str, Any]:
         "metadata": {"name": f"enlace-{s.name}", "labels": labels(s.name)},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(s.name)}},
     }
-
-
-def _namespace(name: str) -> dict[str, Any]:
-    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
-
-
-def network_policies() -> list[dict[str, Any]]:
-    """Deny everything to and from the services, then allow each flow that exists."""
-    callers: dict[str, list[str]] = {s.name: [] for s in SERVICES}
-    for s in SERVICES:
-        for callee in s.calls:
-            callers[callee].append(s.name)
-    out: list[dict[str, Any]] = [
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": "enlace-default-deny"},
-            "spec": {"podSelector": {"matchLabels": PART_OF}, "policyTypes": ["Ingress", "Egress"]},
-        }
-    ]
-    for s in SERVICES:
-        port = [{"protocol": "TCP", "port": s.port}]
-        ingress: list[dict[str, Any]] = [
-            {"from": [_namespace(MONITORING_NAMESPACE)], "ports": port},  # /metrics
-        ]
-        if s.public:
-            ingress.append({"from": [_namespace(INGRESS_NAMESPACE)], "ports": port})
-        if callers[s.name]:
-            peers = [{"podSelector": {"matchLabels": labels(c)}} for c in callers[s.name]]
-            ingress.append({"from": peers, "ports": port})
-        egress: list[dict[str, Any]] = [
-            {
-                "to": [
-                    {
-                        **_namespace("kube-system"),
-                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                    }
-                ],
-                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-            },
-            {
-                "to": [
-                    {
-                        "podSelector": {
-                            "matchLabels": {
-                                "strimzi.io/cluster": CLUSTER,
-                                "strimzi.io/kind": "Kafka",
-                            }
-                        }
-                    }
-                ],
-                "ports": [{"protocol": "TCP", "port": TLS_PORT}],
-            },
-            {
-                "to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": PG_CLUSTER}}}],
-                "ports": [{"protocol": "TCP", "port": 5432}],
-            },
-        ]
-        for callee in s.calls:
-            egress.append(
-                {
-                    "to": [{"podSelector": {"matchLabels": labels(callee)}}],
-                    "ports": [{"protocol": "TCP", "port": PORTS[callee]}],
-                }
-            )
-        if s.internet:  # the SMTP relay and the SMS provider, outside the cluster
-            private = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
-            egress.append(
-                {
-                    "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": private}}],
-                    "ports": [{"protocol": "TCP", "port": p} for p in (25, 443, 465, 587)],
-                }
-            )
-        out.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": {"name": f"enlace-{s.name}"},
-                "spec": {
-                    "podSelector": {"matchLabels": labels(s.name)},
-                    "policyTypes": ["Ingress", "Egress"],
-                    "ingress": ingress,
-                    "egress": egress,
-                },
-            }
-        )
-    return out
 
 
 def postgres() -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from deploy.k8s import apps, strimzi
+from deploy.k8s import apps, network, strimzi
 from services.kit.kafka_acl import Access, load_access
 
 BASE = Path(__file__).resolve().parent / "base"
@@ -43,7 +43,7 @@ def render(access: Access) -> dict[str, str]:
         "kafka-users.yaml": strimzi.kafka_users(access),
         "postgres.yaml": apps.postgres(),
         "services.yaml": apps.workloads(access),
-        "network-policies.yaml": apps.network_policies(),
+        "network-policies.yaml": [*network.network_policies(), network.postgres_network_policy()],
         "monitoring.yaml": apps.monitoring(),
     }
     out = {name: _dump(docs) for name, docs in files.items()}
