@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import AliasChoices
-from pydantic_settings import BaseSettings
 
 from deploy.k8s import generate
 from services.followup.app import FollowupSettings
 from services.intake.app import IntakeSettings
 from services.kit.production import UnsafeProductionSettings
+from services.kit.settings import ServiceSettings
 from services.notifications.app import NotificationsSettings
 from services.ops.app import OpsSettings
 from services.referral.app import ReferralSettings
 
-SETTINGS: dict[str, type[BaseSettings]] = {
+SETTINGS: dict[str, type[ServiceSettings]] = {
     "intake": IntakeSettings,
     "referral": ReferralSettings,
     "followup": FollowupSettings,
@@ -47,7 +47,7 @@ def _container(service: str) -> dict[str, Any]:
     return container
 
 
-def _variables(settings: type[BaseSettings]) -> set[str]:
+def _variables(settings: type[ServiceSettings]) -> set[str]:
     """Every environment variable a settings class reads."""
     prefix = settings.model_config.get("env_prefix", "")
     names: set[str] = set()
