@@ -15,7 +15,9 @@ from services.kit.kafka_acl import Access, Grant, Operation, Pattern, Resource
 
 CLUSTER = "enlace"  # Strimzi names its services after it: enlace-kafka-bootstrap
 BROKERS = 3
-KAFKA_VERSION = "4.1.1"  # as deploy/local/kafka/pom.xml
+# Strimzi 1.2 runs Kafka 4.2.0 to 4.3.1 (it dropped 4.1.x in 1.1): the nearest to
+# the local brokers' 4.1.1 (deploy/local/kafka/pom.xml); clients speak both.
+KAFKA_VERSION = "4.2.1"
 TLS_PORT = 9093  # in-cluster listener: SCRAM-SHA-512 over TLS
 EXTERNAL_PORT = 9094  # partner agencies' consumers: SCRAM-SHA-512 over TLS
 LABEL = {"strimzi.io/cluster": CLUSTER}
