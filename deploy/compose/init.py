@@ -1,30 +1,32 @@
 """One-shot setup steps of the compose stack (deploy/compose/compose.yaml), run in
-the Enlace image:
+the Enlace image with this repository's deploy/ mounted at /src/deploy:
 
-    python /compose/init.py certs DIR   the CA and the brokers' certificate (PEM)
-    python /compose/init.py kafka       topics (RF 3, min ISR 2), SCRAM users, ACLs
+    python -m deploy.compose.init certs DIR   the CA and the brokers' certificate (PEM)
+    python -m deploy.compose.init kafka       topics, SCRAM users, ACLs
 
-`kafka` applies deploy/kafka-access.yaml exactly as deploy/local/kafka_access.py does
-(services.kit.kafka_acl.apply_access); each principal's password comes from the
-environment variable KAFKA_PASSWORD_<PRINCIPAL> (upper case, "-" as "_").
+`kafka` makes the topics the Kubernetes KafkaTopics list, with the same partitions and
+configuration (deploy/k8s/strimzi.py), then applies deploy/kafka-access.yaml exactly
+as deploy/local/kafka_access.py does (services.kit.kafka_acl.apply_access). Each
+principal's password comes from KAFKA_PASSWORD_<PRINCIPAL> (upper case, "-" as "_").
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.kit.kafka import KafkaClient, ensure_topics
-from services.kit.kafka_acl import admin_for, apply_access, load_access
+from deploy.k8s.strimzi import kafka_topic, topic_names
+from services.kit.kafka import KafkaClient
+from services.kit.kafka_acl import admin_for, apply_access, ck, load_access
 
 BROKERS = ["kafka-1", "kafka-2", "kafka-3"]
 
@@ -81,6 +83,22 @@ def password(principal: str) -> str:
     return value
 
 
+def create_topics(admin: Any, names: list[str]) -> list[str]:
+    """Each topic as its KafkaTopic describes it; those that exist are left alone."""
+    wanted = []
+    for name in names:
+        spec = kafka_topic(name)["spec"]
+        config = {k: str(v) for k, v in spec["config"].items()}
+        wanted.append(ck.NewTopic(name, spec["partitions"], spec["replicas"], config=config))
+    for future in admin.create_topics(wanted, request_timeout=30).values():
+        try:
+            future.result()
+        except ck.KafkaException as e:
+            if e.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+    return names
+
+
 def kafka(wait_seconds: float = 180.0) -> None:
     """Topics, users and ACLs, retried until the three nodes have formed their quorum
     (they start together with this container)."""
@@ -91,12 +109,9 @@ def kafka(wait_seconds: float = 180.0) -> None:
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            names = asyncio.run(
-                ensure_topics(
-                    client, "", partitions=6, replication=3, configs={"min.insync.replicas": "2"}
-                )
-            )
-            created, deleted = apply_access(admin_for(client), access, password)
+            admin = admin_for(client)
+            names = create_topics(admin, topic_names(access))
+            created, deleted = apply_access(admin, access, password)
             break
         except Exception as e:  # not up yet: a connection or metadata error
             if time.monotonic() > deadline:
