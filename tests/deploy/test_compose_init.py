@@ -13,7 +13,7 @@ import yaml
 from cryptography import x509
 
 from deploy.compose import init
-from deploy.k8s import generate
+from deploy.k8s import generate, strimzi
 from services.kit.kafka_acl import ck, load_access
 
 
@@ -46,7 +46,7 @@ def test_the_topics_are_the_kafka_topics_with_their_configuration() -> None:
         if d
     }
     admin = FakeAdmin(existing={"protection.cases.v1"})
-    names = init.create_topics(admin, init.topic_names(load_access()))
+    names = init.create_topics(admin, strimzi.topic_names(load_access()))
     assert sorted(names) == sorted(kafka_topics)
     for topic in admin.asked:
         spec = kafka_topics[topic.topic]
