@@ -75,8 +75,12 @@ def certs(directory: Path) -> None:
         path.chmod(0o644)  # read by the brokers' user; a workstation stack only
 
 
+def password_variable(principal: str) -> str:
+    return "KAFKA_PASSWORD_" + principal.upper().replace("-", "_").replace(".", "_")
+
+
 def password(principal: str) -> str:
-    name = "KAFKA_PASSWORD_" + principal.upper().replace("-", "_").replace(".", "_")
+    name = password_variable(principal)
     value = os.environ.get(name, "")
     if not value:
         raise SystemExit(f"{name} is not set (deploy/compose/.env)")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from deploy.compose.init import password_variable
 from services.kit.kafka_acl import load_access
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +59,22 @@ def compose_problems(path: Path) -> list[str]:
     ]
     if problems or not isinstance(doc, dict):
         return problems or [f"{path}: not a mapping"]
-    return [f"{path}: {p}" for p in _compose_semantics(doc, path.parent)]
+    problems = _compose_semantics(doc, path.parent)
+    return [f"{path}: {p}" for p in problems + _compose_variables(path.read_text(), path.parent)]
+
+
+def _compose_variables(text: str, base: Path) -> list[str]:
+    """Every variable the file interpolates, and every principal's Kafka password
+    (kafka-init reads them all from .env), is listed in env.example."""
+    example = base / "env.example"
+    listed = {
+        line.split("=", 1)[0].strip()
+        for line in (example.read_text().splitlines() if example.is_file() else [])
+        if "=" in line and not line.lstrip().startswith("#")
+    }
+    wanted = {m.group(1) for m in re.finditer(r"\$\{(\w+)", text)}
+    wanted |= {password_variable(p) for p in load_access().principals()}
+    return [f"{name} is not in {example.name}" for name in sorted(wanted - listed)]
 
 
 def _compose_semantics(doc: dict[str, Any], base: Path) -> list[str]:

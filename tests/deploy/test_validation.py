@@ -137,3 +137,14 @@ def test_the_compose_file_fails_on_another_kafka_principal(tmp_path: Path) -> No
 def test_the_compose_file_fails_without_three_kafka_nodes(tmp_path: Path) -> None:
     problems = _broken_compose(tmp_path, lambda d: d["services"].pop("kafka-3"))
     assert any("2 Kafka nodes, not 3" in p for p in problems), problems
+
+
+def test_every_variable_and_every_principals_password_is_in_env_example(tmp_path: Path) -> None:
+    example = (COMPOSE.parent / "env.example").read_text()
+    (tmp_path / "env.example").write_text(example.replace("KAFKA_PASSWORD_UAVT_GT=\n", ""))
+    text = COMPOSE.read_text() + "\n# ${ENLACE_NOT_LISTED:?}\n"
+    problems = check._compose_variables(text, tmp_path)
+    assert problems == [
+        "ENLACE_NOT_LISTED is not in env.example",
+        "KAFKA_PASSWORD_UAVT_GT is not in env.example",
+    ]
