@@ -15,8 +15,10 @@ from tests.infra import Infra
 
 
 async def test_the_kafka_users_acls_equal_those_on_the_local_broker(infra: Infra) -> None:
-    if not infra.kafka_secure:
-        pytest.skip(f"the {infra.source} broker enforces no ACLs")
+    if infra.source != "local" or not infra.kafka_secure:
+        # Only deploy/local's broker is known to hold the declaration's ACLs (infra.sh
+        # applies them); `make test` and CI use it.
+        pytest.skip(f"the {infra.source} broker is not deploy/local's")
     admin = admin_for(infra.kafka("admin"))
     bindings = await asyncio.to_thread(_existing, admin)
     on_broker: set[Grant] = set()
