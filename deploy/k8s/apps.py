@@ -32,6 +32,7 @@ class Service:
     env: dict[str, str] = field(default_factory=dict)
     # (variable, Secret, key): secrets a deployment provides (README "Deploy").
     secrets: tuple[tuple[str, str, str], ...] = ()
+    optional_secrets: tuple[tuple[str, str, str], ...] = ()
     internet: bool = False  # egress to providers outside the cluster (SMTP, SMS)
     replicas: int = 2
 
@@ -70,6 +71,8 @@ SERVICES = [
             ("ENLACE_INTERNAL_API_KEY", "enlace-internal-api-keys", "notifications"),
             ("ENLACE_SMS_AUTH_TOKEN", "enlace-notifications", "sms-auth-token"),
         ),
+        # Needed (and then required in production) only with ENLACE_SMTP_USER.
+        optional_secrets=(("ENLACE_SMTP_PASSWORD", "enlace-notifications", "smtp-password"),),
         internet=True,
     ),
     Service(
@@ -88,8 +91,11 @@ def labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": service, **PART_OF}
 
 
-def _secret_env(variable: str, secret: str, key: str) -> dict[str, Any]:
-    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+def _secret_env(variable: str, secret: str, key: str, optional: bool = False) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": secret, "key": key}
+    if optional:  # unset when the key is absent (the setting is then not needed)
+        ref["optional"] = True
+    return {"name": variable, "valueFrom": {"secretKeyRef": ref}}
 
 
 def deployment(s: Service, principal: str) -> dict[str, Any]:
@@ -113,6 +119,7 @@ def deployment(s: Service, principal: str) -> dict[str, Any]:
         {"name": "ENLACE_AGENCIES_FILE", "value": f"{AGENCIES_DIR}/agencies.yaml"},
         *({"name": k, "value": v} for k, v in sorted(s.env.items())),
         *(_secret_env(*secret) for secret in s.secrets),
+        *(_secret_env(*secret, optional=True) for secret in s.optional_secrets),
     ]
     mounts = [
         {"name": "kafka-ca", "mountPath": KAFKA_CA, "readOnly": True},
