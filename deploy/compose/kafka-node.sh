@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Entrypoint of one Kafka node of the compose stack (apache/kafka image): the same
 # configuration as deploy/local/kafka_config.sh for three nodes. Combined
-# broker+controller, SCRAM-SHA-512 over TLS for clients and between brokers, PLAIN on
+# broker+controller, SCRAM-SHA-512 over TLS for clients and between brokers, PLAIN over TLS on
 # the controller listener (SCRAM cannot be used there, KAFKA-15513), ACLs enforced.
 # The storage is formatted once, as one three-voter quorum, with the admin's SCRAM
 # user (KIP-900); the other users and the ACLs come from init.py kafka.
@@ -19,7 +19,7 @@ listeners=SASL_SSL://0.0.0.0:9093,CONTROLLER://0.0.0.0:9094
 advertised.listeners=SASL_SSL://kafka-$NODE_ID:9093
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL
 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$KAFKA_ADMIN_PASSWORD";
