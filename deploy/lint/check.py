@@ -6,10 +6,11 @@ deploy/lint/install-tools.sh):
    checked for what the schema cannot see (dependencies and mounts that exist, one
    host port per service, each Enlace service's Kafka principal as declared in
    deploy/kafka-access.yaml, three Kafka nodes);
-3. the Kustomize base rendered by kustomize and validated by kubeconform in strict
-   mode against Kubernetes' and every CRD's schema. A kind without a schema fails.
+3. the Kustomize base and every overlay (deploy/k8s/overlays/*) rendered by
+   kustomize and validated by kubeconform in strict mode against Kubernetes' and
+   every CRD's schema. A kind without a schema fails.
 
-    python -m deploy.lint.check [--dockerfile F] [--compose F] [--kustomize DIR]
+    python -m deploy.lint.check [--dockerfile F] [--compose F] [--kustomize DIR]...
 
 Exits 1 naming every problem.
 """
@@ -119,7 +120,7 @@ def _compose_semantics(doc: dict[str, Any], base: Path) -> list[str]:
     return out
 
 
-def kubeconform(rendered: str) -> list[str]:
+def kubeconform(rendered: str, label: str = "kubeconform") -> list[str]:
     versions = json.loads((SCHEMAS / "versions.json").read_text())
     run = subprocess.run(
         [
@@ -144,7 +145,8 @@ def kubeconform(rendered: str) -> list[str]:
         check=False,
     )
     if run.returncode == 0:
-        print(run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "kubeconform: ok")
+        summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else "ok"
+        print(f"{label}: {summary}")
         return []
     return [f"kubeconform: {line}" for line in (run.stdout + run.stderr).strip().splitlines()]
 
@@ -165,12 +167,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Deployment checks of make lint")
     parser.add_argument("--dockerfile", type=Path, default=ROOT / "Dockerfile")
     parser.add_argument("--compose", type=Path, default=ROOT / "deploy/compose/compose.yaml")
-    parser.add_argument("--kustomize", type=Path, default=ROOT / "deploy/k8s/base")
+    parser.add_argument(
+        "--kustomize",
+        type=Path,
+        action="append",
+        help="a kustomization directory (repeatable); default: the base and every overlay",
+    )
     args = parser.parse_args(argv)
+    k8s = ROOT / "deploy" / "k8s"
+    directories = args.kustomize or [k8s / "base", *sorted((k8s / "overlays").glob("*/"))]
     problems = hadolint(args.dockerfile)
     problems += compose_problems(args.compose)
-    rendered, failed = kustomize(args.kustomize)
-    problems += failed or kubeconform(rendered)
+    for directory in directories:
+        rendered, failed = kustomize(directory)
+        label = (
+            str(directory.relative_to(ROOT)) if directory.is_relative_to(ROOT) else str(directory)
+        )
+        problems += failed or [f"{label}: {p}" for p in kubeconform(rendered, label)]
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:

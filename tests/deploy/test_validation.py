@@ -5,6 +5,7 @@ before the tests): their absence fails here, it is never a skip."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,28 @@ def test_every_variable_and_every_principals_password_is_in_env_example(tmp_path
         "ENLACE_NOT_LISTED is not in env.example",
         "KAFKA_PASSWORD_UAVT_GT is not in env.example",
     ]
+
+
+def test_every_overlay_is_rendered_and_a_broken_patch_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert check.main([]) == 0
+    out = capsys.readouterr().out
+    assert "deploy/k8s/base: Summary" in out
+    assert "deploy/k8s/overlays/example: Summary" in out
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, overlay)],
+        "patches": [
+            {
+                "target": {"kind": "PodDisruptionBudget", "name": "enlace-ops"},
+                "patch": "- op: add\n  path: /spec/minAvailable\n  value: [1]\n",
+            }
+        ],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    assert check.main(["--kustomize", str(overlay)]) == 1
+    assert "PodDisruptionBudget enlace-ops is invalid" in capsys.readouterr().err
