@@ -225,7 +225,6 @@ def postgres() -> list[dict[str, Any]]:
             "postgresql": {"parameters": {"max_connections": "200"}},
             "storage": {"size": "20Gi"},
             "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
-            "monitoring": {"enablePodMonitor": True},
             "managed": {
                 "roles": [
                     {
@@ -266,6 +265,16 @@ def monitoring() -> list[dict[str, Any]]:
             "spec": {
                 "selector": {"matchLabels": PART_OF},
                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            },
+        },
+        {
+            # CloudNativePG's exporter (its own PodMonitor option is deprecated).
+            "apiVersion": "monitoring.coreos.com/v1",
+            "kind": "PodMonitor",
+            "metadata": {"name": PG_CLUSTER, "labels": PART_OF},
+            "spec": {
+                "selector": {"matchLabels": {"cnpg.io/cluster": PG_CLUSTER}},
+                "podMetricsEndpoints": [{"port": "metrics"}],
             },
         },
         {
