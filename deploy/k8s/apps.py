@@ -70,6 +70,8 @@ SERVICES = [
         secrets=(
             ("ENLACE_INTERNAL_API_KEY", "enlace-internal-api-keys", "notifications"),
             ("ENLACE_SMS_AUTH_TOKEN", "enlace-notifications", "sms-auth-token"),
+            # Seals partner webhook endpoints' signing secrets at rest.
+            ("ENLACE_WEBHOOK_SECRETS_KEY", "enlace-notifications", "webhook-secrets-key"),
         ),
         # Needed (and then required in production) only with ENLACE_SMTP_USER.
         optional_secrets=(("ENLACE_SMTP_PASSWORD", "enlace-notifications", "smtp-password"),),
