@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from contracts.registry import producer_source, to_cloud_event
 from services.kit.kafka import KafkaClient
 from services.kit.settings import REPO_ROOT
 
@@ -117,3 +118,15 @@ async def module_process(
         proc.terminate()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(proc.wait(), timeout=5)
+
+
+async def publish_events(producer: Any, topic: str, events: list[Any]) -> None:
+    """Publish contract events as their producing service does (binary CloudEvents,
+    keyed by case, the type's own ce_source), all sends in flight at once."""
+    sends = []
+    for data in events:
+        event = to_cloud_event(data, source=producer_source(data.event_type))
+        sends.append(
+            await producer.send(topic, key=event.key, value=event.value(), headers=event.headers())
+        )
+    await asyncio.gather(*sends)

@@ -19,10 +19,9 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import BenchContext, Figure, module_process, percentile
+from bench.common import BenchContext, Figure, module_process, percentile, publish_events
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralSentV1
-from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import Topic, namespaced
 from services.notifications.app import NotificationsSettings, create_app
 from services.referral.app import ReferralSettings
@@ -138,17 +137,10 @@ async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
 
     async def publish(count: int) -> None:
         nonlocal sequence
-        sends = []
-        for _ in range(count):
-            sequence += 1
-            data = _referral_sent(sequence)
-            event = to_cloud_event(data, source=producer_source(data.event_type))
-            sends.append(
-                await producer.send(
-                    topic, key=event.key, value=event.value(), headers=event.headers()
-                )
-            )
-        await asyncio.gather(*sends)
+        await publish_events(
+            producer, topic, [_referral_sent(sequence + n + 1) for n in range(count)]
+        )
+        sequence += count
 
     async def wait_recorded(count: int, within: float) -> None:
         deadline = time.perf_counter() + within

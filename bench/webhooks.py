@@ -16,10 +16,9 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import BenchContext, Figure, module_process, percentile
+from bench.common import BenchContext, Figure, module_process, percentile, publish_events
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralAcknowledgedV1
-from contracts.registry import producer_source, to_cloud_event
 from contracts.topics import Topic, namespaced
 from services.notifications.app import NotificationsSettings, create_app
 from tests.helpers import DEMO_KEYS, free_port
@@ -101,17 +100,10 @@ async def _measure(ctx: BenchContext, dsn: str, receiver: httpx.AsyncClient) -> 
 
     async def publish(count: int) -> None:
         nonlocal sequence
-        sends = []
-        for _ in range(count):
-            sequence += 1
-            data = _acknowledged(sequence)
-            event = to_cloud_event(data, source=producer_source(data.event_type))
-            sends.append(
-                await producer.send(
-                    topic, key=event.key, value=event.value(), headers=event.headers()
-                )
-            )
-        await asyncio.gather(*sends)
+        await publish_events(
+            producer, topic, [_acknowledged(sequence + n + 1) for n in range(count)]
+        )
+        sequence += count
 
     async def received() -> int:
         count: int = (await receiver.get("/stats")).json()["count"]

@@ -68,6 +68,22 @@ async def insert_deliveries(
     return len(inserted)
 
 
+def claimed_fields(row: asyncpg.Record, claim_token: UUID) -> dict[str, Any]:
+    """What every claimed delivery carries, whatever its channel: the row's ids and
+    attempts, its source event, and the claim."""
+    return {
+        "notification_id": row["notification_id"],
+        "claim_token": claim_token,
+        "source_event_id": row["source_event_id"],
+        "event_type": row["event_type"],
+        "source_data": row["data"],
+        "traceparent": row["traceparent"],
+        "case_id": row["case_id"],
+        "recipient_agency_id": row["recipient_agency_id"],
+        "attempts": row["attempts"],
+    }
+
+
 @dataclass(frozen=True)
 class Claimed:
     notification_id: UUID
@@ -95,21 +111,13 @@ class Claimed:
         """From a deliveries row joined with its source event's event_type, data and
         traceparent."""
         return cls(
-            notification_id=row["notification_id"],
-            claim_token=claim_token,
-            source_event_id=row["source_event_id"],
-            event_type=row["event_type"],
-            source_data=row["data"],
-            traceparent=row["traceparent"],
-            case_id=row["case_id"],
+            **claimed_fields(row, claim_token),
             recipient_id=row["recipient_id"],
             recipient_kind=RecipientKind(row["recipient_kind"]),
-            recipient_agency_id=row["recipient_agency_id"],
             recipient_ref=row["recipient_ref"],
             role=Role(row["role"]),
             channel=Channel(row["channel"]),
             urgent=row["urgent"],
-            attempts=row["attempts"],
         )
 
 

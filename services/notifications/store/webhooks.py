@@ -15,7 +15,7 @@ import asyncpg
 
 from services.kit.db import Conn
 from services.notifications.domain.partners import EndpointTarget
-from services.notifications.store.deliveries import DUE_CHANNEL
+from services.notifications.store.deliveries import DUE_CHANNEL, claimed_fields
 
 WEBHOOK = "webhook"
 
@@ -222,18 +222,10 @@ class WebhookClaim:
     @classmethod
     def from_row(cls, row: asyncpg.Record, claim_token: UUID) -> Self:
         return cls(
-            notification_id=row["notification_id"],
-            claim_token=claim_token,
-            source_event_id=row["source_event_id"],
-            event_type=row["event_type"],
-            source_data=row["data"],
+            **claimed_fields(row, claim_token),
             source=row["source"],
             occurred_at=row["occurred_at"],
-            traceparent=row["traceparent"],
-            case_id=row["case_id"],
-            recipient_agency_id=row["recipient_agency_id"],
             endpoint_id=row["endpoint_id"],
-            attempts=row["attempts"],
             created_at=row["created_at"],
             url=row["url"],
             enabled=bool(row["enabled"]),
