@@ -33,7 +33,17 @@ DEMO_KEYS_FILE = LOCAL_PROFILE_DIR / "demo-api-keys.txt"
 # password, the local SMS provider's auth token) and the usual default passwords:
 # known to anyone, so never a secret.
 PUBLISHED_VALUES = frozenset(
-    {"enlace", "local-sms-auth-token", "postgres", "password", "changeme", "secret", "admin"}
+    {
+        "enlace",
+        "local-sms-auth-token",
+        # the local demo profile's webhook secrets key (services/notifications)
+        "enlace-local-profile-webhook-secrets",
+        "postgres",
+        "password",
+        "changeme",
+        "secret",
+        "admin",
+    }
 )
 
 

@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.clock import Clock
 from services.kit.http import Agency, Role, roles_dependency
+from services.kit.inputs import LineText
 from services.kit.openapi import problems
 from services.notifications import webhook_endpoints as endpoints
 from services.notifications.domain.partners import MAX_URL_LENGTH, PARTNER_EVENT_TYPES
@@ -24,37 +25,51 @@ EventType = Annotated[str, Field(json_schema_extra={"enum": list(PARTNER_EVENT_T
 
 
 class EndpointIn(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "example": {
-                "url": "https://casos.red-reencuentro.example.org/enlace/webhooks",
-                "event_types": ["referral.sent", "referral.accepted", "followup.due"],
-                "description": "Sistema de casos de la Red Reencuentro",
-            }
-        },
-    )
-    url: str = Field(max_length=MAX_URL_LENGTH, description="https, public addresses only")
+    model_config = ConfigDict(extra="forbid")
+    url: LineText = Field(max_length=MAX_URL_LENGTH, description="https, public addresses only")
     event_types: list[EventType] = Field(min_length=1, max_length=len(PARTNER_EVENT_TYPES))
-    description: str = Field(default="", max_length=200)
+    description: LineText = Field(default="", max_length=200)
     enabled: bool = True
 
 
 class EndpointPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"enabled": True}})
-    url: str | None = Field(default=None, max_length=MAX_URL_LENGTH)
+    model_config = ConfigDict(extra="forbid")
+    url: LineText | None = Field(default=None, max_length=MAX_URL_LENGTH)
     event_types: list[EventType] | None = Field(
         default=None, min_length=1, max_length=len(PARTNER_EVENT_TYPES)
     )
-    description: str | None = Field(default=None, max_length=200)
+    description: LineText | None = Field(default=None, max_length=200)
     enabled: bool | None = None
 
 
 class RotateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"overlap_hours": 24}})
+    model_config = ConfigDict(extra="forbid")
     overlap_hours: float = Field(
         default=24.0, ge=0, le=168, description="How long the old secret keeps signing too"
     )
+
+
+REGISTER_EXAMPLES: dict[str, Any] = {
+    "case_system": {
+        "summary": "A partner's case system",
+        "value": {
+            "url": "https://casos.red-reencuentro.example.org/enlace/webhooks",
+            "event_types": ["referral.sent", "referral.accepted", "followup.due"],
+            "description": "Sistema de casos de la Red Reencuentro",
+        },
+    }
+}
+CHANGE_EXAMPLES: dict[str, Any] = {
+    "enable": {"summary": "Enable again (sends what was held)", "value": {"enabled": True}},
+    "types": {
+        "summary": "Change the event types",
+        "value": {"event_types": ["case.created", "case.erased", "referral.sent"]},
+    },
+}
+ROTATE_EXAMPLES: dict[str, Any] = {
+    "overlap": {"summary": "Both secrets sign for a day", "value": {"overlap_hours": 24}},
+    "leaked": {"summary": "The old secret leaked: stop it now", "value": {"overlap_hours": 0}},
+}
 
 
 def build_webhook_router(
@@ -78,7 +93,9 @@ def build_webhook_router(
         summary="Register a webhook endpoint; its signing secret is in this answer only",
         responses=problems(403, s403=s403),
     )
-    async def register(agency: AgencyDep, body: EndpointIn) -> dict[str, Any]:
+    async def register(
+        agency: AgencyDep, body: Annotated[EndpointIn, Body(openapi_examples=REGISTER_EXAMPLES)]
+    ) -> dict[str, Any]:
         command = endpoints.RegisterEndpoint(
             agency.id, body.url, list(body.event_types), body.description, body.enabled
         )
@@ -106,7 +123,11 @@ def build_webhook_router(
         summary="Change an endpoint: URL, event types, description, enabled",
         responses=problems(403, s403=s403, s404=s404),
     )
-    async def change(agency: AgencyDep, endpoint_id: EndpointId, body: EndpointPatch) -> Any:
+    async def change(
+        agency: AgencyDep,
+        endpoint_id: EndpointId,
+        body: Annotated[EndpointPatch, Body(openapi_examples=CHANGE_EXAMPLES)],
+    ) -> Any:
         command = endpoints.ChangeEndpoint(
             agency.id,
             endpoint_id,
@@ -136,7 +157,9 @@ def build_webhook_router(
         responses=problems(403, s403=s403, s404=s404),
     )
     async def rotate(
-        agency: AgencyDep, endpoint_id: EndpointId, body: RotateIn | None = None
+        agency: AgencyDep,
+        endpoint_id: EndpointId,
+        body: Annotated[RotateIn | None, Body(openapi_examples=ROTATE_EXAMPLES)] = None,
     ) -> dict[str, Any]:
         overlap = timedelta(hours=(body or RotateIn()).overlap_hours)
         async with pool().acquire() as conn:

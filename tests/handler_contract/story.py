@@ -52,7 +52,9 @@ PREREQUISITES: dict[str, tuple[str, ...]] = {
     ),
     "referral.cancelled": ("case.created", "referral.sent"),
     "referral.overdue": ("case.created", "referral.sent"),
+    "referral.unmet_need": ("case.created",),
     "followup.due": ("case.created",),
+    "followup.completed": ("case.created", "followup.due"),
 }
 
 _VERSION = {
@@ -110,6 +112,31 @@ class Story:
                 caseworker_id="cw-rosa",
                 risk_level=RiskLevel.HIGH,
                 due_at=self.now + timedelta(days=3),
+            )
+        if event_type == "followup.completed":
+            return ev.FollowupCompletedV1(
+                case_id=self.case_id,
+                followup_id=self.followup_id,
+                reference=self.reference,
+                referral_id=self.referral_id,
+                agency_id="ong-amanecer",
+                child_reached=True,
+                service_received=True,
+                current_risk=RiskLevel.MEDIUM,
+                reopened=False,
+                completed_at=self.now + timedelta(days=3),
+            )
+        if event_type == "referral.unmet_need":
+            return ev.ReferralUnmetNeedV1(
+                case_id=self.case_id,
+                reference=self.reference,
+                registering_agency_id="ong-amanecer",
+                service_type=ServiceType.LEGAL_AID_MIGRATION,
+                country="PE",
+                region="PE-PIU",
+                urgency=RiskLevel.HIGH,
+                reason="no_service_in_coverage",
+                occurred_at=self.now,
             )
         return self._referral(event_type)
 

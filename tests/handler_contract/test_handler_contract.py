@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from contracts.envelope import CloudEvent
+from contracts.registry import PARTNER_EVENT_TYPES
 from contracts.topics import dead_letter_topic
 from services.kit.consumer import EventHandler
 from services.kit.db import Conn
@@ -46,13 +47,9 @@ HANDLED: list[tuple[str, str]] = [
             "cancelled",
         )
     ),
-    ("notifications", "case.created"),
-    ("notifications", "case.erased"),
-    *(
-        ("notifications", f"referral.{t}")
-        for t in ("sent", "accepted", "rejected", "closed", "overdue")
-    ),
-    ("notifications", "followup.due"),
+    # notifications: every coordination event (people are messaged about some; the
+    # partner feeds of the agencies concerned get all of them)
+    *(("notifications", t) for t in PARTNER_EVENT_TYPES),
     *(
         ("intake", f"referral.{t}")
         for t in (

@@ -23,6 +23,7 @@ from services.kit.production import DEMO_AGENCIES_FILE, Environment, UnsafeProdu
 from services.kit.runtime import ServiceRuntime
 from services.kit.settings import ServiceSettings
 from services.notifications.app import NotificationsSettings
+from services.notifications.endpoint_secrets import LOCAL_PROFILE_KEY
 from services.ops.app import OpsSettings
 from services.referral.app import ReferralSettings
 
@@ -72,6 +73,7 @@ def production(cls: type[ServiceSettings], agencies: Path, **overrides: Any) -> 
         values["internal_api_key"] = secrets.token_urlsafe(24)
     if "sms_auth_token" in cls.model_fields:
         values["sms_auth_token"] = SMS_TOKEN
+        values["webhook_secrets_key"] = HASH_KEY
     if "console_session_key" in cls.model_fields:
         values["console_session_key"] = HASH_KEY
     if "identity_hash_key" in cls.model_fields:
@@ -98,6 +100,7 @@ def test_production_is_the_default_and_refuses_an_unconfigured_service() -> None
         "ENLACE_AGENCIES_FILE is not set",
         "ENLACE_SMS_AUTH_TOKEN is missing or empty",
         "ENLACE_INTERNAL_API_KEY is missing or empty",
+        "ENLACE_WEBHOOK_SECRETS_KEY is missing or empty",
     ):
         assert problem in message
 
@@ -209,6 +212,16 @@ def test_an_agencies_file_with_one_demo_key_hash_names_its_agency(
             {"smtp_user": "enlace", "smtp_password": None},
             "ENLACE_SMTP_PASSWORD is missing",
         ),
+        (
+            NotificationsSettings,
+            {"webhook_secrets_key": ""},
+            "ENLACE_WEBHOOK_SECRETS_KEY is missing",
+        ),
+        (
+            NotificationsSettings,
+            {"webhook_secrets_key": LOCAL_PROFILE_KEY},  # the local demo profile's key
+            "ENLACE_WEBHOOK_SECRETS_KEY holds a demo or published value",
+        ),
         (ReferralSettings, {"internal_api_key": ""}, "ENLACE_INTERNAL_API_KEY is missing"),
         (
             ReferralSettings,
@@ -222,6 +235,8 @@ def test_an_agencies_file_with_one_demo_key_hash_names_its_agency(
         "notifications-key-empty",
         "notifications-demo-key",
         "smtp-password",
+        "webhook-key-empty",
+        "webhook-key-local-profile",
         "referral-key-empty",
         "referral-demo-key",
     ],
@@ -245,6 +260,7 @@ def test_read_from_the_environment_as_a_process_gets_them(
         "ENLACE_AGENCIES_FILE": str(agencies_file),
         "ENLACE_SMS_AUTH_TOKEN": SMS_TOKEN,
         "ENLACE_INTERNAL_API_KEY": secrets.token_urlsafe(24),
+        "ENLACE_WEBHOOK_SECRETS_KEY": HASH_KEY,
     }.items():
         monkeypatch.setenv(name, value)
     assert NotificationsSettings().production_problems() == []
