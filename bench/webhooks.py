@@ -60,7 +60,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
         http_port=api_port,
         internal_api_key=DEMO_KEYS["svc-notifications"],
         worker_poll_seconds=0.2,
-        worker_max_in_flight=128,
+        webhook_max_in_flight=128,
         webhook_max_connections=128,
         db_pool_max=20,
         log_level="WARNING",

@@ -40,6 +40,7 @@ from services.notifications.outcomes import OutcomeRecorder
 from services.notifications.partner_feeds import notify_endpoints_disabled
 from services.notifications.rendering import Renderer
 from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
+from services.notifications.store import Lane
 from services.notifications.webhook_api import build_webhook_router
 from services.notifications.webhook_endpoints import UrlPolicy
 from services.notifications.webhook_sending import WebhookSender
@@ -125,6 +126,9 @@ class NotificationsSettings(ServiceSettings):
     # An endpoint failing (no success) for this long is disabled, and its agency's
     # focal point is e-mailed.
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    # Partner webhooks have sending slots of their own: a slow partner endpoint never
+    # takes a caseworker message's slot (worker_max_in_flight).
+    webhook_max_in_flight: int = Field(default=64, ge=0)
     webhook_max_connections: int = Field(default=64, ge=1)
 
     @property
@@ -254,30 +258,45 @@ def create_app(
     async def endpoints_disabled(conn: Conn, rows: list[asyncpg.Record], now: datetime) -> None:
         await notify_endpoints_disabled(conn, rows, book=directory.book, now=now)
 
-    worker = DeliveryWorker(
-        policy=ClaimPolicy(
-            lease_seconds=settings.worker_lease_seconds,
-            max_in_flight=settings.worker_max_in_flight,
-            poll_seconds=settings.worker_poll_seconds,
-        ),
+    recorder = OutcomeRecorder(
+        pool=lambda: runtime.pool,
         clock=clock,
-        sender=sender,
-        webhooks=webhooks,
-        recorder=OutcomeRecorder(
-            pool=lambda: runtime.pool,
-            clock=clock,
-            source=settings.event_source,
-            disable_failing_after=timedelta(days=settings.webhook_disable_after_days),
-            on_endpoints_disabled=endpoints_disabled,
-        ),
-        metrics=metrics,
-        dsn=settings.database_url,
+        source=settings.event_source,
+        disable_failing_after=timedelta(days=settings.webhook_disable_after_days),
+        on_endpoints_disabled=endpoints_disabled,
     )
+
+    def lane_worker(lane: Lane, max_in_flight: int) -> DeliveryWorker:
+        """The one delivery worker, for one lane with slots of its own."""
+        return DeliveryWorker(
+            policy=ClaimPolicy(
+                lane=lane,
+                lease_seconds=settings.worker_lease_seconds,
+                max_in_flight=max_in_flight,
+                poll_seconds=settings.worker_poll_seconds,
+            ),
+            clock=clock,
+            sender=sender,
+            webhooks=webhooks,
+            recorder=recorder,
+            metrics=metrics,
+            dsn=settings.database_url,
+        )
+
+    worker = lane_worker(Lane.MESSAGES, settings.worker_max_in_flight)
+    webhook_worker = lane_worker(Lane.WEBHOOKS, settings.webhook_max_in_flight)
+
+    async def deliver_messages(rt: ServiceRuntime) -> None:
+        await worker.run(rt)
+
+    async def deliver_webhooks(rt: ServiceRuntime) -> None:
+        await webhook_worker.run(rt)
+
     handlers = Handlers(
         contacts=directory.wait_loaded, feeds=load_access().feed_agencies(), now=clock.now
     )
     runtime.subscriptions = handlers.subscriptions()
-    runtime.workers = [directory.follow_referral, worker.run]
+    runtime.workers = [directory.follow_referral, deliver_messages, deliver_webhooks]
     agencies = AgencyRegistry.load(settings.agencies_file)
 
     @contextlib.asynccontextmanager

@@ -33,6 +33,7 @@ log = get_logger(__name__)
 
 @dataclass(frozen=True)
 class ClaimPolicy:
+    lane: store.Lane
     lease_seconds: float
     max_in_flight: int
     poll_seconds: float
@@ -76,6 +77,7 @@ class DeliveryWorker:
                     try:
                         claimed = await store.claim_due(
                             runtime.pool,
+                            lane=self.policy.lane,
                             now=now,
                             limit=capacity,
                             lease_until=now + timedelta(seconds=self.policy.lease_seconds),
@@ -83,7 +85,9 @@ class DeliveryWorker:
                     except Exception as exc:
                         if not is_transient(exc):
                             raise  # the supervisor logs it and starts the loop again
-                        loop_health().failing(f"claiming deliveries: {exc.__class__.__name__}")
+                        loop_health().failing(
+                            f"claiming {self.policy.lane}: {exc.__class__.__name__}"
+                        )
                         log.warning("claiming deliveries failed", error=exc.__class__.__name__)
                         if await runtime.sleep(backoff.next_delay()):
                             break

@@ -98,6 +98,8 @@ def fast_settings(
         "shutdown_grace_seconds": 5.0,
         # The Standard Webhooks schedule, shortened (5 s, 5 min, 30 min, ... in service)
         "webhook_retry_schedule_seconds": [0.2, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5],
+        # Few webhook slots, so a test can fill them (caseworkers' messages have theirs).
+        "webhook_max_in_flight": 4,
     }
     values.update(overrides)
     settings: NotificationsSettings = service_settings(

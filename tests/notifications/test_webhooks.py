@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from contracts.registry import producer_source
 from tests.helpers import auth, free_port, poll_until
 from tests.notifications import events
-from tests.notifications.conftest import Kafka, Notifications
+from tests.notifications.conftest import Kafka, Notifications, emails_about, texts_about
 from tests.notifications.webhook_receiver import Received, WebhookReceiver
 
 AGENCY = "upe-piura"  # receives the referrals of tests.notifications.events
@@ -310,6 +310,41 @@ async def test_429_and_503_pause_the_endpoint_for_what_it_asked(
         for entry in log:
             (row,) = await delivery_rows(notifications, entry["notification_id"])
             assert (row["status"], row["error_code"]) == ("cancelled", "endpoint_deleted")
+
+
+async def test_a_hanging_partner_endpoint_never_delays_a_caseworkers_message(
+    notifications: Notifications, kafka: Kafka, sms: Any, smtp: Any
+) -> None:
+    """Partner webhooks have sending slots of their own: with every one of them held
+    by an endpoint that does not answer, a referral's SMS and e-mail still go out."""
+    async with receiving() as receiver:
+        receiver.holding = True
+        endpoint = await register(notifications, receiver.url)
+        slots = notifications.settings.webhook_max_in_flight
+        for _ in range(slots + 2):
+            await kafka.publish(events.referral_sent())
+        await poll_until(lambda: _count(receiver), lambda n: n >= slots, what="slots filled")
+        sent = events.referral_sent()
+        await kafka.publish(sent)
+        await poll_until(
+            lambda: _messages_about(sms, smtp, sent.reference),
+            lambda n: n >= 2,
+            what="the referral's SMS and e-mail while the endpoint hangs",
+        )
+        log = await endpoint_log(notifications, endpoint["endpoint_id"])
+        assert sum(r["status"] == "sending" for r in log) == slots  # still all held
+        assert len(receiver.received) == slots  # nothing more got through meanwhile
+        receiver.release()
+        await poll_until(
+            lambda: endpoint_log(notifications, endpoint["endpoint_id"]),
+            lambda rows: [r["status"] for r in rows] == ["sent"] * (slots + 3),
+            what="every webhook sent once the endpoint answers",
+        )
+        await delete(notifications, endpoint["endpoint_id"])
+
+
+async def _messages_about(sms: Any, smtp: Any, reference: str) -> int:
+    return len(texts_about(sms, reference)) + len(emails_about(smtp, reference))
 
 
 async def _count(receiver: WebhookReceiver) -> int:

@@ -5,6 +5,7 @@ with the Standard Webhooks reference implementation (`standardwebhooks`)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -25,7 +26,10 @@ class WebhookReceiver:
     port: int
     status: int = 200
     retry_after: str | None = None
+    # While set, every request waits (an endpoint that hangs) until `release()`.
+    holding: bool = False
     received: list[Received] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
 
     @property
@@ -35,6 +39,8 @@ class WebhookReceiver:
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
+        if self.holding:
+            await self._released.wait()
         headers = {"Retry-After": self.retry_after} if self.retry_after else None
         return web.Response(status=self.status, headers=headers)
 
@@ -45,7 +51,12 @@ class WebhookReceiver:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
+    def release(self) -> None:
+        self.holding = False
+        self._released.set()
+
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -18,7 +18,7 @@ from services.notifications.store.cases import (
     save_source_event,
     take_awaiting,
 )
-from services.notifications.store.claims import claim_due
+from services.notifications.store.claims import Lane, claim_due
 from services.notifications.store.contacts import (
     cache_contact,
     cached_contact,
@@ -56,6 +56,7 @@ __all__ = [
     "Claimed",
     "DeliveryStatus",
     "EndpointNews",
+    "Lane",
     "Outcome",
     "OutcomeKind",
     "Reported",

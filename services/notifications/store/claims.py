@@ -1,11 +1,14 @@
-"""The delivery worker's claim: one short transaction that takes the deliveries that
-are due (or whose sender's lease ran out), whatever their channel, skipping rows
-another worker holds. Each claim counts as an attempt."""
+"""The delivery worker's claim: one short transaction that takes the deliveries of one
+lane that are due (or whose sender's lease ran out), skipping rows another worker
+holds. Each claim counts as an attempt. Two lanes, each with its own worker and its
+own sending slots: messages to people (SMS, e-mail) and partner webhooks, so that a
+partner's slow or hanging endpoint never delays a caseworker's message."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 import asyncpg
 
@@ -15,8 +18,9 @@ from services.notifications.store.webhooks import WEBHOOK, WebhookClaim
 _CLAIM = """
 WITH due AS (
     SELECT notification_id, source_event_id, endpoint_id FROM deliveries
-    WHERE (status = 'pending' AND next_attempt_at <= $1)
-       OR (status = 'sending' AND lease_until <= $1)
+    WHERE ((status = 'pending' AND next_attempt_at <= $1)
+           OR (status = 'sending' AND lease_until <= $1))
+      AND (channel = 'webhook') = $5
     ORDER BY next_attempt_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED)
@@ -33,13 +37,18 @@ RETURNING d.*, s.event_type, s.data, s.traceparent, s.source, s.occurred_at,
 """
 
 
+class Lane(StrEnum):
+    MESSAGES = "messages"  # SMS and e-mail to people
+    WEBHOOKS = "webhooks"  # partner systems
+
+
 async def claim_due(
-    pool: asyncpg.Pool, *, now: datetime, limit: int, lease_until: datetime
+    pool: asyncpg.Pool, *, lane: Lane, now: datetime, limit: int, lease_until: datetime
 ) -> list[Claimed | WebhookClaim]:
     if limit <= 0:
         return []
     token = uuid.uuid4()
-    rows = await pool.fetch(_CLAIM, now, limit, token, lease_until)
+    rows = await pool.fetch(_CLAIM, now, limit, token, lease_until, lane is Lane.WEBHOOKS)
     return [
         WebhookClaim.from_row(r, token) if r["channel"] == WEBHOOK else Claimed.from_row(r, token)
         for r in rows
