@@ -24,8 +24,16 @@ from services.notifications.app import NotificationsSettings, create_app
 from tests.helpers import DEMO_KEYS, free_port
 
 EVENTS = 2000
-AGENCIES = ("ong-amanecer", "upe-piura")  # the referral's two agencies
-ENDPOINTS_PER_AGENCY = 2  # so each event is 4 webhooks
+# Referrals between four pairs of agencies, in turn; each agency's system has two
+# endpoints, so each event is 4 webhooks, to 16 endpoints in all (each at most
+# ENLACE_WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT in flight, the production default).
+PAIRS = (
+    ("ong-amanecer", "upe-piura"),
+    ("upe-lima", "cem-lima"),
+    ("upe-tumbes", "cem-piura"),
+    ("red-reencuentro", "uavt-gt"),
+)
+ENDPOINTS_PER_AGENCY = 2
 STEADY_EVENTS_PER_SECOND = 100  # 400 webhooks/s, well below capacity
 STEADY_SECONDS = 5
 TARGET = 1000.0  # issue: at least 1,000 webhook deliveries per second to a local receiver
@@ -38,8 +46,8 @@ def _acknowledged(sequence: int) -> ReferralAcknowledgedV1:
         reference=f"PE-PIU-2026-{sequence:06d}",
         state=ReferralState.ACKNOWLEDGED,
         version=3,
-        from_agency_id=AGENCIES[0],
-        to_agency_id=AGENCIES[1],
+        from_agency_id=PAIRS[sequence % len(PAIRS)][0],
+        to_agency_id=PAIRS[sequence % len(PAIRS)][1],
         service_id="upe-piura-proteccion",
         service_type=ServiceType.SPECIAL_PROTECTION,
         urgency=RiskLevel.HIGH,
@@ -76,7 +84,7 @@ async def run(ctx: BenchContext) -> list[Figure]:
             ) as api,
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{receiver_port}") as receiver,
         ):
-            for agency in AGENCIES:
+            for agency in (a for pair in PAIRS for a in pair):
                 for _ in range(ENDPOINTS_PER_AGENCY):
                     created = await api.post(
                         "/v1/webhook-endpoints",
@@ -95,7 +103,7 @@ async def _measure(ctx: BenchContext, dsn: str, receiver: httpx.AsyncClient) -> 
     producer = AIOKafkaProducer(**ctx.service_kafka("referral").aiokafka(), acks="all", linger_ms=5)
     await producer.start()
     topic = namespaced(ctx.namespace, Topic.REFERRALS)
-    fanout = len(AGENCIES) * ENDPOINTS_PER_AGENCY
+    fanout = 2 * ENDPOINTS_PER_AGENCY
     sequence = 0
 
     async def publish(count: int) -> None:

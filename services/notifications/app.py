@@ -129,6 +129,8 @@ class NotificationsSettings(ServiceSettings):
     # Partner webhooks have sending slots of their own: a slow partner endpoint never
     # takes a caseworker message's slot (worker_max_in_flight).
     webhook_max_in_flight: int = Field(default=64, ge=0)
+    # And no one endpoint takes more than this many of them at once.
+    webhook_max_in_flight_per_endpoint: int = Field(default=16, ge=1)
     webhook_max_connections: int = Field(default=64, ge=1)
 
     @property
@@ -274,6 +276,7 @@ def create_app(
                 lease_seconds=settings.worker_lease_seconds,
                 max_in_flight=max_in_flight,
                 poll_seconds=settings.worker_poll_seconds,
+                per_endpoint=settings.webhook_max_in_flight_per_endpoint,
             ),
             clock=clock,
             sender=sender,

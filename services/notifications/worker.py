@@ -37,6 +37,7 @@ class ClaimPolicy:
     lease_seconds: float
     max_in_flight: int
     poll_seconds: float
+    per_endpoint: int = 0  # webhooks: at most this many in flight per endpoint
 
 
 class DeliveryWorker:
@@ -78,6 +79,7 @@ class DeliveryWorker:
                         claimed = await store.claim_due(
                             runtime.pool,
                             lane=self.policy.lane,
+                            per_endpoint=self.policy.per_endpoint,
                             now=now,
                             limit=capacity,
                             lease_until=now + timedelta(seconds=self.policy.lease_seconds),
@@ -102,7 +104,7 @@ class DeliveryWorker:
                     task.add_done_callback(in_flight.discard)
                 if claimed and len(claimed) == capacity:
                     continue  # more may be due: claim again as soon as there is room
-                await pause(self.policy.poll_seconds, self._wake, runtime.stopping)
+                await self._idle(in_flight, runtime.stopping)
                 self._wake.clear()
         finally:
             if in_flight:  # finish what was started; unfinished rows come back by lease
@@ -110,6 +112,26 @@ class DeliveryWorker:
             if listener is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listener.close(), timeout=2)
+
+    async def _idle(self, in_flight: set[asyncio.Task[None]], stopping: asyncio.Event) -> None:
+        """Until NOTIFY says something is due, or the poll. With a limit per endpoint,
+        also until a send finishes: deliveries may be due that only its endpoint's
+        limit held back, and that send just made room for them."""
+        waiting = pause(self.policy.poll_seconds, self._wake, stopping)
+        if not (self.policy.per_endpoint and in_flight):
+            await waiting
+            return
+        # Room for a few, not one: a claim per finished send would cost more than it
+        # sends.
+        enough = len(in_flight) - max(1, self.policy.per_endpoint // 4)
+        waiter = asyncio.ensure_future(waiting)
+        try:
+            while not waiter.done() and in_flight and len(in_flight) > enough:
+                await asyncio.wait({waiter, *in_flight}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter
 
     async def _listen(self) -> asyncpg.Connection | None:
         """NOTIFY from the handlers wakes the worker; the poll is the safety net."""

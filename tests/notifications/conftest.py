@@ -100,6 +100,7 @@ def fast_settings(
         "webhook_retry_schedule_seconds": [0.2, 0.3, 0.5, 0.5, 0.5, 0.5, 0.5],
         # Few webhook slots, so a test can fill them (caseworkers' messages have theirs).
         "webhook_max_in_flight": 4,
+        "webhook_max_in_flight_per_endpoint": 3,
     }
     values.update(overrides)
     settings: NotificationsSettings = service_settings(

@@ -26,6 +26,7 @@ from tests.notifications.test_webhooks import receiving, verifies
 
 X = "red-reencuentro"  # has a webhook endpoint and a Kafka feed (deploy/kafka-access.yaml)
 Y, Z = "ong-amanecer", "upe-piura"
+W = "uavt-gt"  # the other agency with a Kafka feed
 
 
 def registered_by(agency: str) -> ev.CaseCreatedV1:
@@ -100,13 +101,28 @@ async def test_an_agency_gets_what_concerns_it_and_nothing_between_others(
         assert record.value == mine[0].data
 
         # Another agency's feed got none of X's events.
-        other_feed = await TopicReader(infra.kafka("uavt-gt"), namespace).read(
-            partner_topic("uavt-gt")
-        )
+        other_feed = await TopicReader(infra.kafka(W), namespace).read(partner_topic(W))
         assert not {r.headers["ce_id"] for r in other_feed} & {e.id for e in mine}
         await notifications.client.delete(
             f"/v1/webhook-endpoints/{endpoint['endpoint_id']}", headers=auth(X)
         )
+
+
+async def test_a_referral_between_two_agencies_with_feeds_reaches_both_feeds(
+    notifications: Notifications, kafka: Kafka, infra: Infra, namespace: str
+) -> None:
+    """The same event, under its own ce_id, on each concerned agency's topic."""
+    referral = await kafka.publish(events.referral_sent(from_agency_id=X, to_agency_id=W))
+    await notifications.consumed(referral.id)
+    for agency in (X, W):
+        topic = partner_topic(agency)
+        await poll_until(
+            lambda topic=topic: outbox_rows_for(notifications, topic),  # type: ignore[misc]
+            lambda n: n == 0,
+            what=f"{agency}'s feed relayed",
+        )
+        records = await TopicReader(infra.kafka(agency), namespace).read(topic)
+        assert [r.headers["ce_id"] for r in records].count(referral.id) == 1, agency
 
 
 async def test_a_rotated_secret_signs_beside_the_old_one_during_the_overlap(

@@ -312,18 +312,31 @@ async def test_429_and_503_pause_the_endpoint_for_what_it_asked(
             assert (row["status"], row["error_code"]) == ("cancelled", "endpoint_deleted")
 
 
-async def test_a_hanging_partner_endpoint_never_delays_a_caseworkers_message(
+async def test_a_hanging_partner_endpoint_delays_neither_messages_nor_other_partners(
     notifications: Notifications, kafka: Kafka, sms: Any, smtp: Any
 ) -> None:
-    """Partner webhooks have sending slots of their own: with every one of them held
-    by an endpoint that does not answer, a referral's SMS and e-mail still go out."""
-    async with receiving() as receiver:
-        receiver.holding = True
-        endpoint = await register(notifications, receiver.url)
-        slots = notifications.settings.webhook_max_in_flight
-        for _ in range(slots + 2):
-            await kafka.publish(events.referral_sent())
-        await poll_until(lambda: _count(receiver), lambda n: n >= slots, what="slots filled")
+    """Partner webhooks have sending slots of their own, and one endpoint holds at
+    most a few of them: with an endpoint that does not answer, a referral's SMS and
+    e-mail still go out, and so do the other agency's webhooks."""
+    settings = notifications.settings
+    per_endpoint = settings.webhook_max_in_flight_per_endpoint
+    assert per_endpoint < settings.webhook_max_in_flight
+    async with receiving() as hanging, receiving() as healthy:
+        hanging.holding = True
+        stuck = await register(notifications, hanging.url)
+        other = await notifications.client.post(  # the referring agency's own system
+            "/v1/webhook-endpoints",
+            json={"url": healthy.url, "event_types": ["referral.sent"]},
+            headers=auth("ong-amanecer"),
+        )
+        assert other.status_code == 201, other.text
+        published = [await kafka.publish(events.referral_sent()) for _ in range(per_endpoint + 3)]
+        await poll_until(lambda: _count(hanging), lambda n: n >= per_endpoint, what="held")
+        await poll_until(
+            lambda: _count(healthy),
+            lambda n: n >= len(published),
+            what="the other agency's webhooks while one endpoint hangs",
+        )
         sent = events.referral_sent()
         await kafka.publish(sent)
         await poll_until(
@@ -331,16 +344,20 @@ async def test_a_hanging_partner_endpoint_never_delays_a_caseworkers_message(
             lambda n: n >= 2,
             what="the referral's SMS and e-mail while the endpoint hangs",
         )
-        log = await endpoint_log(notifications, endpoint["endpoint_id"])
-        assert sum(r["status"] == "sending" for r in log) == slots  # still all held
-        assert len(receiver.received) == slots  # nothing more got through meanwhile
-        receiver.release()
+        log = await endpoint_log(notifications, stuck["endpoint_id"])
+        assert sum(r["status"] == "sending" for r in log) == per_endpoint
+        assert len(hanging.received) == per_endpoint  # never more at once
+        hanging.release()
         await poll_until(
-            lambda: endpoint_log(notifications, endpoint["endpoint_id"]),
-            lambda rows: [r["status"] for r in rows] == ["sent"] * (slots + 3),
+            lambda: endpoint_log(notifications, stuck["endpoint_id"]),
+            lambda rows: [r["status"] for r in rows] == ["sent"] * (len(published) + 1),
             what="every webhook sent once the endpoint answers",
         )
-        await delete(notifications, endpoint["endpoint_id"])
+        await delete(notifications, stuck["endpoint_id"])
+        deleted = await notifications.client.delete(
+            f"/v1/webhook-endpoints/{other.json()['endpoint_id']}", headers=auth("ong-amanecer")
+        )
+        assert deleted.status_code == 204
 
 
 async def _messages_about(sms: Any, smtp: Any, reference: str) -> int:
