@@ -4,8 +4,8 @@ events that caused its notifications (`source_events.data`, reduced to the case 
 and reference the delivery log and provider reports still need, and the content
 hash derived from it), the events parked until case.created, and the deliveries not
 yet attempted (cancelled, error_code `case_erased`), partner webhooks held for a
-disabled endpoint included. Delivery rows stay: the log of
-who was told what kind of event, on which channel, when and with what outcome."""
+disabled endpoint included. Delivery rows stay: the log of who was told what kind of
+event, on which channel, when and with what outcome."""
 
 from __future__ import annotations
 
