@@ -161,6 +161,7 @@ def install(app: FastAPI) -> None:
                     routes=app.routes,
                     tags=app.openapi_tags,
                     servers=app.servers,
+                    webhooks=app.webhooks.routes,  # what a service sends (partner feeds)
                 )
             )
         return app.openapi_schema

@@ -41,7 +41,7 @@ from services.notifications.partner_feeds import notify_endpoints_disabled
 from services.notifications.rendering import Renderer
 from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
 from services.notifications.store import Lane
-from services.notifications.webhook_api import build_webhook_router
+from services.notifications.webhook_api import build_webhook_router, document_webhooks
 from services.notifications.webhook_endpoints import UrlPolicy
 from services.notifications.webhook_sending import WebhookSender
 from services.notifications.worker import ClaimPolicy, DeliveryWorker
@@ -342,6 +342,7 @@ def create_app(
             box=settings.webhook_secrets_box(),
         )
     )
+    document_webhooks(app)
     return app
 
 

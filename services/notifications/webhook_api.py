@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.kit.clock import Clock
@@ -228,3 +228,57 @@ def _json(entry: dict[str, Any]) -> dict[str, Any]:
         return value
 
     return {key: one(value) for key, value in entry.items()}
+
+
+class PartnerEvent(BaseModel):
+    """What a partner's endpoint receives: one event in CloudEvents structured JSON,
+    exactly as published on the topics (pseudonymous: never a child's identity)."""
+
+    specversion: Literal["1.0"]
+    id: str = Field(description="The event's id (ce_id): the same on the agency's topic")
+    type: EventType
+    source: str = Field(description="The producing service, /enlace/<service>")
+    subject: UUID = Field(description="The case id")
+    time: datetime
+    datacontenttype: Literal["application/json"]
+    dataschema: str = Field(description="urn:enlace:schema:<type>.v1 (contracts/schemas/)")
+    traceparent: str = Field(description="W3C trace context")
+    data: dict[str, Any] = Field(description="The event's data, as its JSON Schema says")
+
+
+def document_webhooks(app: FastAPI) -> None:
+    """The OpenAPI `webhooks` entry: the request Enlace sends a partner's endpoint
+    (Standard Webhooks headers, the CloudEvent body) and what each answer does."""
+
+    @app.webhooks.post(
+        "partner-event",
+        summary="An event that concerns the agency, to each of its endpoints",
+        description=(
+            "Verify `webhook-signature` (Standard Webhooks: `v1,` + base64 HMAC-SHA256 of "
+            "`<webhook-id>.<webhook-timestamp>.<body>` keyed with the secret after "
+            "`whsec_`; during a rotation one per secret, space-separated) and refuse a "
+            "timestamp more than 5 minutes off. Deduplicate on `webhook-id`. Answer 2xx "
+            "within 15 s; 410 disables the endpoint; 429, 502, 503 and 504 pause it "
+            "(`Retry-After`); anything else is retried on the Standard Webhooks schedule."
+        ),
+        tags=["partner webhooks"],
+        status_code=204,
+        responses={
+            410: {"description": "Gone: Enlace disables the endpoint"},
+            429: {"description": "Enlace pauses the endpoint for `Retry-After` seconds"},
+            503: {"description": "Enlace pauses the endpoint for `Retry-After` seconds"},
+        },
+    )
+    def partner_event(  # documentation only: Enlace sends this, it never receives it
+        body: Annotated[PartnerEvent, Body(media_type="application/cloudevents+json")],
+        webhook_id: Annotated[
+            str, Header(alias="webhook-id", description="msg_<hex>: your idempotency key")
+        ],
+        webhook_timestamp: Annotated[
+            int, Header(alias="webhook-timestamp", description="Unix seconds, signed")
+        ],
+        webhook_signature: Annotated[
+            str, Header(alias="webhook-signature", description="v1,<base64> [v1,<base64>]")
+        ],
+    ) -> None:
+        return None

@@ -14,6 +14,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from contracts import events as ev
+from contracts.registry import PARTNER_EVENT_TYPES
 from contracts.topics import partner_topic
 from services.kit.errors import InvalidField
 from services.notifications.webhook_endpoints import UrlPolicy
@@ -221,6 +222,23 @@ async def test_the_endpoint_api_names_the_field_and_hides_other_agencies_endpoin
     )
     assert service.status_code == 403
     await client.delete(f"/v1/webhook-endpoints/{endpoint_id}", headers=auth(Z))
+
+
+async def test_the_openapi_document_describes_what_a_partner_endpoint_receives(
+    notifications: Notifications,
+) -> None:
+    document = (await notifications.client.get("/openapi.json")).json()
+    hook = document["webhooks"]["partner-event"]["post"]
+    assert [p["name"] for p in hook["parameters"]] == [
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ]
+    (media,) = hook["requestBody"]["content"]
+    assert media == "application/cloudevents+json"
+    body = document["components"]["schemas"]["PartnerEvent"]
+    assert body["properties"]["type"]["enum"] == list(PARTNER_EVENT_TYPES)
+    assert {"410", "429", "503"} <= set(hook["responses"])
 
 
 @pytest.mark.parametrize(
