@@ -37,7 +37,10 @@ from services.notifications.endpoint_secrets import LOCAL_PROFILE_KEY, SecretBox
 from services.notifications.handlers import Handlers
 from services.notifications.local_sms import DEFAULT_ACCOUNT_SID
 from services.notifications.outcomes import OutcomeRecorder
-from services.notifications.partner_feeds import notify_endpoints_disabled
+from services.notifications.partner_feeds import (
+    FailingEndpointSweep,
+    notify_endpoints_disabled,
+)
 from services.notifications.rendering import Renderer
 from services.notifications.sending import DeliveryMetrics, Sender, SendPolicy
 from services.notifications.store import Lane
@@ -126,6 +129,8 @@ class NotificationsSettings(ServiceSettings):
     # An endpoint failing (no success) for this long is disabled, and its agency's
     # focal point is e-mailed.
     webhook_disable_after_days: float = Field(default=5.0, gt=0)
+    # How often endpoints failing for that long are looked for when nothing is tried.
+    webhook_sweep_seconds: float = Field(default=300.0, gt=0)
     # Partner webhooks have sending slots of their own: a slow partner endpoint never
     # takes a caseworker message's slot (worker_max_in_flight).
     webhook_max_in_flight: int = Field(default=64, ge=0)
@@ -299,7 +304,18 @@ def create_app(
         contacts=directory.wait_loaded, feeds=load_access().feed_agencies(), now=clock.now
     )
     runtime.subscriptions = handlers.subscriptions()
-    runtime.workers = [directory.follow_referral, deliver_messages, deliver_webhooks]
+    sweep = FailingEndpointSweep(
+        clock=clock,
+        every_seconds=settings.webhook_sweep_seconds,
+        disable_after=timedelta(days=settings.webhook_disable_after_days),
+        book=lambda: directory.book,
+    )
+    runtime.workers = [
+        directory.follow_referral,
+        deliver_messages,
+        deliver_webhooks,
+        sweep.sweep_failing_endpoints,
+    ]
     agencies = AgencyRegistry.load(settings.agencies_file)
 
     @contextlib.asynccontextmanager

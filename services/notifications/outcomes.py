@@ -100,14 +100,18 @@ EndpointsDisabled = Callable[[Conn, list[asyncpg.Record], datetime], Awaitable[N
 
 def endpoint_news(outcomes: list[Outcome]) -> store.EndpointNews:
     """What webhook outcomes say about their endpoints."""
-    news = store.EndpointNews(set(), set(), set(), {})
+    news = store.EndpointNews(set(), set(), set(), {}, set())
     for o in outcomes:
         item = o.claimed
         if not isinstance(item, store.WebhookClaim):
             continue
+        news.touched.add(item.endpoint_id)
         if o.kind is OutcomeKind.SENT:
             news.healthy.add(item.endpoint_id)
-        elif o.error_code not in ("endpoint_deleted", "endpoint_disabled", "case_erased"):
+        elif o.kind is not OutcomeKind.DEFER and o.error_code not in (
+            "endpoint_deleted",
+            "case_erased",
+        ):
             news.failing.add(item.endpoint_id)
         if o.response_status == 410:
             news.gone.add(item.endpoint_id)
@@ -156,7 +160,7 @@ class OutcomeRecorder:
             applied = await store.record_outcomes(conn, outcomes, now)
             done = [o for o in outcomes if o.claimed.notification_id in applied]
             news = endpoint_news(done)
-            if news.healthy or news.failing or news.gone or news.paused:
+            if news.touched:
                 disabled = await store.apply_endpoint_news(
                     conn, news, now=now, failing_limit=now - self._disable_after
                 )

@@ -9,14 +9,16 @@ In the transaction that keeps the event (so a redelivered event adds nothing):
   (`protection.partner.<agency>.v1`, declared in deploy/kafka-access.yaml), through
   the kit's outbox: the one reliable Kafka writer, which keeps each case's order.
 
-And when the worker disables an endpoint (it answered 410, or failed for longer
-than allowed), its agency's focal point is told by e-mail: a delivery row too.
+And when an endpoint is disabled (it answered 410, or failed for longer than allowed:
+seen by the worker, or by the sweep when nothing is being tried any more), its
+agency's focal point is told by e-mail: a delivery row too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -24,9 +26,13 @@ from contracts import events as ev
 from contracts.codes import Channel
 from contracts.envelope import CloudEvent, new_traceparent
 from contracts.topics import partner_topic
+from services.kit.clock import Clock
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
+from services.kit.runtime import ServiceRuntime
+from services.kit.supervision import loop_health
+from services.kit.transient import is_transient
 from services.notifications import store
 from services.notifications.domain.partners import concerned_agencies, endpoints_for
 from services.notifications.domain.recipients import ContactBook, Recipient, RecipientKind, Role
@@ -133,3 +139,40 @@ async def notify_endpoints_disabled(
             urgent=False,
             now=now,
         )
+
+
+class FailingEndpointSweep:
+    """Disables the endpoints that have failed for longer than allowed even when no
+    delivery to them is being tried any more (their retries spent, no new event for
+    the agency): the agency's focal point must hear of it all the same."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        every_seconds: float,
+        disable_after: timedelta,
+        book: Callable[[], ContactBook | None],
+    ) -> None:
+        self.clock = clock
+        self.every_seconds = every_seconds
+        self.disable_after = disable_after
+        self.book = book
+
+    async def sweep_failing_endpoints(self, runtime: ServiceRuntime) -> None:
+        while not runtime.stopping.is_set():
+            try:
+                async with runtime.pool.acquire() as conn, conn.transaction():
+                    now = self.clock.now()
+                    disabled = await hooks.disable_long_failing(
+                        conn, now=now, failing_limit=now - self.disable_after
+                    )
+                    if disabled:
+                        await notify_endpoints_disabled(conn, disabled, book=self.book(), now=now)
+                loop_health().ok()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise  # the supervisor logs it and starts the loop again
+                loop_health().failing(f"sweeping endpoints: {exc.__class__.__name__}")
+            if await runtime.sleep(self.every_seconds):
+                break

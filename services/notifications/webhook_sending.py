@@ -83,8 +83,8 @@ class WebhookSender:
             return Outcome(item, OutcomeKind.FAILED, error_code="case_erased", permanent=True)
         if item.url is None or item.secret is None:
             return Outcome(item, OutcomeKind.FAILED, error_code="endpoint_deleted", permanent=True)
-        if not item.enabled:
-            return Outcome(item, OutcomeKind.FAILED, error_code="endpoint_disabled", permanent=True)
+        if not item.enabled:  # disabled since it was claimed: held with the others
+            return Outcome(item, OutcomeKind.DEFER, at=self.clock.now())
         problem = url_problem(item.url, public_https_only=self.public_only)
         if problem is not None:
             return self._again(item, "url_refused")

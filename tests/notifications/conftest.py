@@ -101,6 +101,7 @@ def fast_settings(
         # Few webhook slots, so a test can fill them (caseworkers' messages have theirs).
         "webhook_max_in_flight": 4,
         "webhook_max_in_flight_per_endpoint": 3,
+        "webhook_sweep_seconds": 0.2,
     }
     values.update(overrides)
     settings: NotificationsSettings = service_settings(

@@ -246,6 +246,7 @@ class EndpointNews:
     failing: set[UUID]  # not delivered (will be retried, or given up)
     gone: set[UUID]  # answered 410
     paused: dict[UUID, datetime]  # asked to back off until
+    touched: set[UUID]  # every endpoint of the recording
 
 
 async def apply_endpoint_news(
@@ -295,7 +296,53 @@ async def apply_endpoint_news(
     )
     for row in disabled:
         await hold_deliveries(conn, row["endpoint_id"], now)
+        if row["disabled_reason"] == "failing":
+            await hold_failed_since(conn, row["endpoint_id"], row["failing_since"], now)
+    # A send that was under way when its endpoint was disabled (by the sweep, or its
+    # agency) and is to be tried again waits with the others.
+    await conn.execute(
+        """UPDATE deliveries d SET status = 'held', updated_at = $2
+           FROM webhook_endpoints e
+           WHERE e.endpoint_id = d.endpoint_id AND NOT e.enabled
+             AND d.endpoint_id = ANY($1::uuid[]) AND d.status = 'pending'""",
+        list(news.touched),
+        now,
+    )
     return list(disabled)
+
+
+async def disable_long_failing(
+    conn: Conn, *, now: datetime, failing_limit: datetime
+) -> list[asyncpg.Record]:
+    """The sweep: endpoints failing since before `failing_limit` are disabled even when
+    no delivery is being tried any more (their retries spent, no new event), with
+    their deliveries held as when a failure disables them."""
+    disabled = await conn.fetch(
+        """UPDATE webhook_endpoints SET enabled = false, disabled_reason = 'failing',
+                  updated_at = $2
+           WHERE enabled AND failing_since <= $1
+           RETURNING endpoint_id, agency_id, url, disabled_reason, failing_since""",
+        failing_limit,
+        now,
+    )
+    for row in disabled:
+        await hold_deliveries(conn, row["endpoint_id"], now)
+        await hold_failed_since(conn, row["endpoint_id"], row["failing_since"], now)
+    return list(disabled)
+
+
+async def hold_failed_since(conn: Conn, endpoint_id: UUID, since: datetime, now: datetime) -> None:
+    """Deliveries that spent their retries while the endpoint was failing wait for it
+    too, with a fresh schedule: enabling it sends everything it missed. Not those
+    that can never be sent (their case erased, their endpoint gone)."""
+    await conn.execute(
+        """UPDATE deliveries SET status = 'held', attempts = 0, updated_at = $3
+           WHERE endpoint_id = $1 AND status = 'failed' AND updated_at >= $2
+             AND error_code IS DISTINCT FROM 'case_erased'""",
+        endpoint_id,
+        since,
+        now,
+    )
 
 
 # --- the log ------------------------------------------------------------------------------------
