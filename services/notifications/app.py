@@ -309,6 +309,7 @@ def create_app(
         every_seconds=settings.webhook_sweep_seconds,
         disable_after=timedelta(days=settings.webhook_disable_after_days),
         book=lambda: directory.book,
+        registry=runtime.metrics.registry,
     )
     runtime.workers = [
         directory.follow_referral,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
+from prometheus_client import CollectorRegistry, Gauge
 
 from contracts import events as ev
 from contracts.codes import Channel
@@ -36,6 +37,7 @@ from services.kit.transient import is_transient
 from services.notifications import store
 from services.notifications.domain.partners import concerned_agencies, endpoints_for
 from services.notifications.domain.recipients import ContactBook, Recipient, RecipientKind, Role
+from services.notifications.store import endpoint_health as health
 from services.notifications.store import webhooks as hooks
 
 log = get_logger(__name__)
@@ -153,22 +155,36 @@ class FailingEndpointSweep:
         every_seconds: float,
         disable_after: timedelta,
         book: Callable[[], ContactBook | None],
+        registry: CollectorRegistry,
     ) -> None:
         self.clock = clock
         self.every_seconds = every_seconds
         self.disable_after = disable_after
         self.book = book
+        # For operations: which agencies' systems are not receiving (the alert
+        # EnlacePartnerEndpointDisabled), refreshed at each sweep.
+        self.endpoints = Gauge(
+            "enlace_webhook_endpoints",
+            "Partner webhook endpoints by agency and state (healthy, failing, paused, "
+            "disabled_agency, disabled_gone, disabled_failing)",
+            ["agency", "state"],
+            registry=registry,
+        )
 
     async def sweep_failing_endpoints(self, runtime: ServiceRuntime) -> None:
         while not runtime.stopping.is_set():
             try:
                 async with runtime.pool.acquire() as conn, conn.transaction():
                     now = self.clock.now()
-                    disabled = await hooks.disable_long_failing(
+                    disabled = await health.disable_long_failing(
                         conn, now=now, failing_limit=now - self.disable_after
                     )
                     if disabled:
                         await notify_endpoints_disabled(conn, disabled, book=self.book(), now=now)
+                    states = await health.endpoint_states(conn, now)
+                self.endpoints.clear()
+                for row in states:
+                    self.endpoints.labels(row["agency_id"], row["state"]).set(row["endpoints"])
                 loop_health().ok()
             except Exception as exc:
                 if not is_transient(exc):

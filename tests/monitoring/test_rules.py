@@ -63,7 +63,7 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
         for check in case.get("alert_rule_test", []):
             (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
     names = {rule["alert"] for rule in alert_rules()}
-    assert len(names) == 7, sorted(names)
+    assert len(names) == 8, sorted(names)
     assert names - firing == set(), "alerts without a test where they fire"
     assert names - quiet == set(), "alerts without a test where they stay quiet"
     assert (firing | quiet) - names == set(), "tests of alerts rules.yml does not have"

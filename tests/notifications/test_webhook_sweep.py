@@ -57,6 +57,11 @@ async def test_a_quiet_endpoint_failing_for_days_is_disabled_and_gets_what_it_mi
         assert str(notice["To"]) == FOCAL_POINT
         (held,) = await endpoint_log(notifications, endpoint_id)
         assert held["status"] == "held"
+        # Operations sees it too (the alert EnlacePartnerEndpointDisabled reads this).
+        gauge = f'enlace_webhook_endpoints{{agency="{AGENCY}",state="disabled_failing"}} 1.0'
+        await poll_until(
+            lambda: _metrics(notifications), lambda text: gauge in text, what="the gauge"
+        )
 
         receiver.status = 200
         enabled = await notifications.client.patch(
@@ -71,3 +76,7 @@ async def test_a_quiet_endpoint_failing_for_days_is_disabled_and_gets_what_it_mi
         delivered = [orjson.loads(r.body)["id"] for r in receiver.received[attempts:]]
         assert delivered == [missed.id]
         await delete(notifications, endpoint_id)
+
+
+async def _metrics(notifications: Notifications) -> str:
+    return (await notifications.client.get("/metrics")).text

@@ -1,7 +1,8 @@
 """Notifications' SQL, and nothing else: `cases` (cases, source events, events parked
 until their case is known), `deliveries` (the delivery rows, their outcomes, status
 reports and the delivery log), `claims` (the worker's claim, every channel),
-`webhooks` (partner webhook endpoints, their delivery rows, health and log),
+`webhooks` (partner webhook endpoints, their delivery rows and log),
+`endpoint_health` (what answers do to endpoints, the sweep, their states),
 `contacts` (caseworker contacts cached from intake, the contact directory replicated
 from referral) and `erasures` (erased cases, and the removal of what notifications
 held about them). Everything is re-exported here, so callers write
@@ -41,13 +42,9 @@ from services.notifications.store.deliveries import (
     sent_deliveries,
     update_reported,
 )
+from services.notifications.store.endpoint_health import EndpointNews, apply_endpoint_news
 from services.notifications.store.erasures import ERASED_MARK, remove_case_data
-from services.notifications.store.webhooks import (
-    WEBHOOK,
-    EndpointNews,
-    WebhookClaim,
-    apply_endpoint_news,
-)
+from services.notifications.store.webhooks import WEBHOOK, WebhookClaim
 
 __all__ = [
     "DUE_CHANNEL",
