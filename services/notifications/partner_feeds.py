@@ -31,9 +31,8 @@ from services.kit.clock import Clock
 from services.kit.db import Conn
 from services.kit.logging import get_logger
 from services.kit.outbox import enqueue
+from services.kit.periodic import run_every
 from services.kit.runtime import ServiceRuntime
-from services.kit.supervision import loop_health
-from services.kit.transient import is_transient
 from services.notifications import store
 from services.notifications.domain.partners import concerned_agencies, endpoints_for
 from services.notifications.domain.recipients import ContactBook, Recipient, RecipientKind, Role
@@ -172,23 +171,17 @@ class FailingEndpointSweep:
         )
 
     async def sweep_failing_endpoints(self, runtime: ServiceRuntime) -> None:
-        while not runtime.stopping.is_set():
-            try:
-                async with runtime.pool.acquire() as conn, conn.transaction():
-                    now = self.clock.now()
-                    disabled = await health.disable_long_failing(
-                        conn, now=now, failing_limit=now - self.disable_after
-                    )
-                    if disabled:
-                        await notify_endpoints_disabled(conn, disabled, book=self.book(), now=now)
-                    states = await health.endpoint_states(conn, now)
-                self.endpoints.clear()
-                for row in states:
-                    self.endpoints.labels(row["agency_id"], row["state"]).set(row["endpoints"])
-                loop_health().ok()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise  # the supervisor logs it and starts the loop again
-                loop_health().failing(f"sweeping endpoints: {exc.__class__.__name__}")
-            if await runtime.sleep(self.every_seconds):
-                break
+        async def sweep() -> None:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                now = self.clock.now()
+                disabled = await health.disable_long_failing(
+                    conn, now=now, failing_limit=now - self.disable_after
+                )
+                if disabled:
+                    await notify_endpoints_disabled(conn, disabled, book=self.book(), now=now)
+                states = await health.endpoint_states(conn, now)
+            self.endpoints.clear()
+            for row in states:
+                self.endpoints.labels(row["agency_id"], row["state"]).set(row["endpoints"])
+
+        await run_every(runtime, self.every_seconds, sweep, what="sweeping endpoints")

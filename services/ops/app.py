@@ -22,6 +22,7 @@ from services.kit.clock import Clock
 from services.kit.event_errors import describe_error
 from services.kit.http import AgencyRegistry, Role, agency_dependency, role_dependency
 from services.kit.logging import get_logger
+from services.kit.periodic import run_every
 from services.kit.production import Environment, Secret
 from services.kit.runtime import ServiceRuntime, Worker, serve, service_app
 from services.kit.settings import ServiceSettings
@@ -109,15 +110,12 @@ def dead_letter_worker(index: DeadLetterIndex, settings: OpsSettings) -> Worker:
 
 def sampler_worker(ops: Operations, settings: OpsSettings) -> Worker:
     async def lag_sampler(runtime: ServiceRuntime) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(ops.sample(), timeout=settings.sample_timeout_seconds)
-                loop_health().ok()
-            except Exception as exc:
-                loop_health().failing(describe_error(exc))
-                log.warning("ops sample failed", error=describe_error(exc))
-            if await runtime.sleep(settings.lag_sample_seconds):
-                return
+        async def sample() -> None:
+            await asyncio.wait_for(ops.sample(), timeout=settings.sample_timeout_seconds)
+
+        await run_every(
+            runtime, settings.lag_sample_seconds, sample, what="ops sample", retry_any=True
+        )
 
     return lag_sampler
 
