@@ -130,3 +130,16 @@ async def publish_events(producer: Any, topic: str, events: list[Any]) -> None:
             await producer.send(topic, key=event.key, value=event.value(), headers=event.headers())
         )
     await asyncio.gather(*sends)
+
+
+class Sequenced:
+    """Publishes events made by `make(n)` for n = 1, 2, ... across calls."""
+
+    def __init__(self, producer: Any, topic: str, make: Callable[[int], Any]) -> None:
+        self.producer, self.topic, self.make = producer, topic, make
+        self.count = 0
+
+    async def publish(self, count: int) -> None:
+        events = [self.make(self.count + n + 1) for n in range(count)]
+        self.count += count
+        await publish_events(self.producer, self.topic, events)

@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import BenchContext, Figure, module_process, percentile, publish_events
+from bench.common import BenchContext, Figure, Sequenced, module_process, percentile
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralSentV1
 from contracts.topics import Topic, namespaced
@@ -133,14 +133,7 @@ async def _measure(ctx: BenchContext, dsn: str, workdir: Path) -> list[Figure]:
     topic = namespaced(ctx.namespace, Topic.REFERRALS)
     conn = await asyncpg.connect(dsn)
 
-    sequence = 0
-
-    async def publish(count: int) -> None:
-        nonlocal sequence
-        await publish_events(
-            producer, topic, [_referral_sent(sequence + n + 1) for n in range(count)]
-        )
-        sequence += count
+    publish = Sequenced(producer, topic, _referral_sent).publish
 
     async def wait_recorded(count: int, within: float) -> None:
         deadline = time.perf_counter() + within

@@ -16,7 +16,7 @@ import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from bench.common import BenchContext, Figure, module_process, percentile, publish_events
+from bench.common import BenchContext, Figure, Sequenced, module_process, percentile
 from contracts.codes import ReferralState, RiskLevel, ServiceType
 from contracts.events import ReferralAcknowledgedV1
 from contracts.topics import Topic, namespaced
@@ -104,14 +104,8 @@ async def _measure(ctx: BenchContext, dsn: str, receiver: httpx.AsyncClient) -> 
     await producer.start()
     topic = namespaced(ctx.namespace, Topic.REFERRALS)
     fanout = 2 * ENDPOINTS_PER_AGENCY
-    sequence = 0
 
-    async def publish(count: int) -> None:
-        nonlocal sequence
-        await publish_events(
-            producer, topic, [_acknowledged(sequence + n + 1) for n in range(count)]
-        )
-        sequence += count
+    publish = Sequenced(producer, topic, _acknowledged).publish
 
     async def received() -> int:
         count: int = (await receiver.get("/stats")).json()["count"]

@@ -5,7 +5,6 @@ enabling it again sends everything, once."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from tests.notifications.test_webhooks import (
     FOCAL_POINT,
     _notices,
     delete,
+    disabled_days_later,
     endpoint_log,
     endpoint_view,
     receiving,
@@ -41,15 +41,7 @@ async def test_a_quiet_endpoint_failing_for_days_is_disabled_and_gets_what_it_mi
         assert failed["attempts"] == attempts == len(receiver.received)
         assert (await endpoint_view(notifications, endpoint_id))["enabled"]
 
-        notifications.clock.offset += timedelta(days=6)  # no new event meanwhile
-        try:
-            view = await poll_until(
-                lambda: endpoint_view(notifications, endpoint_id),
-                lambda v: not v["enabled"],
-                what="the sweep disabling the endpoint",
-            )
-        finally:
-            notifications.clock.set_local(12)
+        view = await disabled_days_later(notifications, endpoint_id)  # no new event
         assert view["disabled_reason"] == "failing"
         (notice,) = await poll_until(
             lambda: _notices(smtp, endpoint_id), what="the focal point's e-mail"

@@ -74,6 +74,20 @@ async def delete(notifications: Notifications, endpoint_id: str) -> None:
     assert answer.status_code == 204, answer.text
 
 
+async def disabled_days_later(notifications: Notifications, endpoint_id: str) -> dict[str, Any]:
+    """Six days on (past the 5 allowed) by the service's clock, the endpoint's view
+    once it is disabled; the clock back at midday afterwards."""
+    notifications.clock.offset += timedelta(days=6)
+    try:
+        return await poll_until(
+            lambda: endpoint_view(notifications, endpoint_id),
+            lambda v: not v["enabled"],
+            what="the endpoint disabled after failing for days",
+        )
+    finally:
+        notifications.clock.set_local(12)
+
+
 def verifies(secret: str, delivery: Received) -> bool:
     try:
         Webhook(secret).verify(delivery.body, delivery.headers)
@@ -238,15 +252,7 @@ async def test_an_endpoint_failing_for_days_is_disabled_its_focal_point_told_not
             what="the endpoint failing",
         )
         assert (await endpoint_view(notifications, endpoint_id))["enabled"]
-        notifications.clock.offset += timedelta(days=6)  # past the 5 days allowed
-        try:
-            view = await poll_until(
-                lambda: endpoint_view(notifications, endpoint_id),
-                lambda v: not v["enabled"],
-                what="the endpoint disabled after failing for days",
-            )
-        finally:
-            notifications.clock.set_local(12)
+        view = await disabled_days_later(notifications, endpoint_id)
         assert view["disabled_reason"] == "failing"
         await poll_until(lambda: _notices(smtp, endpoint_id), what="the focal point's e-mail")
         (held,) = await endpoint_log(notifications, endpoint_id)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -11,6 +12,7 @@ from services.intake.app import IntakeSettings
 from services.intake.app import create_app as create_intake
 from services.referral.app import ReferralSettings, create_app
 from tests.conftest import package_namespace, running, service_settings
+from tests.factories import piura_adolescent_girl
 from tests.helpers import auth, poll_until
 from tests.infra import Infra
 
@@ -107,3 +109,25 @@ async def disclosed(referral: httpx.AsyncClient, url: str, agency: str) -> dict[
         timeout=30,
         what=f"{url} disclosed to {agency}",
     )
+
+
+async def case_consenting_to_psychosocial_support_only(
+    intake: httpx.AsyncClient, referral: httpx.AsyncClient, now: datetime
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A Piura case (sexual violence) whose parent consented to psychosocial support
+    only: routing makes two referrals, the mandatory CEM one left proposed. Returns
+    the case id and its referrals by service id."""
+    body = piura_adolescent_girl(
+        concerns=["sexual_violence"],
+        needs=[],
+        unaccompanied=False,
+        consent={
+            "basis": "consent",
+            "scope": "listed_service_types",
+            "service_types": ["psychosocial_support"],
+            "given_by": "parent",
+            "recorded_at": (now - timedelta(hours=1)).isoformat(),
+        },
+    )
+    case_id = await register(intake, body, "ong-amanecer")
+    return case_id, by_service(await referrals_of(referral, "ong-amanecer", case_id, 2))

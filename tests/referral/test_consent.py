@@ -10,7 +10,13 @@ import httpx
 from contracts.topics import Topic
 from tests.factories import piura_adolescent_girl
 from tests.helpers import TopicReader, auth
-from tests.referral.conftest import by_service, disclosed, referrals_of, register
+from tests.referral.conftest import (
+    by_service,
+    case_consenting_to_psychosocial_support_only,
+    disclosed,
+    referrals_of,
+    register,
+)
 
 
 async def test_withdrawal_cancels_open_referrals_and_stops_disclosure(
@@ -53,20 +59,7 @@ async def test_consent_must_cover_the_service_or_a_best_interest_decision_is_doc
     intake: httpx.AsyncClient, referral: httpx.AsyncClient, topics: TopicReader
 ) -> None:
     now = datetime.now(UTC)
-    body = piura_adolescent_girl(
-        concerns=["sexual_violence"],
-        needs=[],
-        unaccompanied=False,
-        consent={
-            "basis": "consent",
-            "scope": "listed_service_types",
-            "service_types": ["psychosocial_support"],
-            "given_by": "parent",
-            "recorded_at": (now - timedelta(hours=1)).isoformat(),
-        },
-    )
-    case_id = await register(intake, body, "ong-amanecer")
-    outgoing = by_service(await referrals_of(referral, "ong-amanecer", case_id, 2))
+    case_id, outgoing = await case_consenting_to_psychosocial_support_only(intake, referral, now)
     cem = outgoing["cem-piura-atencion"]
     assert cem["state"] == "proposed"  # mandatory, but the consent does not cover it
     assert cem["mandatory"] is True

@@ -5,7 +5,7 @@ more about the case, and cannot be undone by a redelivery or a case.created repl
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -21,7 +21,11 @@ from services.kit.kafka import make_producer, start_producer
 from tests.factories import piura_adolescent_girl
 from tests.helpers import Record, TopicReader, auth, consumed, poll_until
 from tests.infra import Infra
-from tests.referral.conftest import by_service, disclosed, referrals_of, register
+from tests.referral.conftest import (
+    case_consenting_to_psychosocial_support_only,
+    disclosed,
+    register,
+)
 
 REASON = "Ongoing sexual violence at home; immediate protection needed."
 
@@ -79,20 +83,7 @@ async def test_erasure_cancels_scrubs_keeps_the_audit_and_refuses_more(
     # A case whose consent covers psychosocial support only: the mandatory CEM
     # referral is confirmed with a best-interest decision, whose reason is free text.
     now = datetime.now(UTC)
-    body = piura_adolescent_girl(
-        concerns=["sexual_violence"],
-        needs=[],
-        unaccompanied=False,
-        consent={
-            "basis": "consent",
-            "scope": "listed_service_types",
-            "service_types": ["psychosocial_support"],
-            "given_by": "parent",
-            "recorded_at": (now - timedelta(hours=1)).isoformat(),
-        },
-    )
-    case_id = await register(intake, body, "ong-amanecer")
-    outgoing = by_service(await referrals_of(referral, "ong-amanecer", case_id, 2))
+    case_id, outgoing = await case_consenting_to_psychosocial_support_only(intake, referral, now)
     url = f"/v1/referrals/{outgoing['cem-piura-atencion']['referral_id']}"
     decision = {"decided_by": "psy-lucia", "decided_at": now.isoformat(), "reason": REASON}
     confirmed = await referral.post(
